@@ -1,0 +1,21 @@
+//! Compiles the .proto files under `proto/` with protox (a pure-Rust protobuf
+//! compiler), so building needs cargo alone and no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "etcd/kv.proto",
+        "etcd/auth.proto",
+        "etcd/rpc.proto",
+        "rafter/raftcmd.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let descriptors = protox::compile(files, [&root])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

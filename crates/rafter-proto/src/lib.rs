@@ -1,0 +1,24 @@
+//! Wire types. Generated from `proto/` at build time; this crate exists so the
+//! server, client and tests share one copy of the etcd v3 API definitions.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// `mvccpb`: key-values and watch events.
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+/// `authpb`: users, roles, permissions.
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
+/// `etcdserverpb`: the KV, Watch, Lease, Cluster, Maintenance and Auth services.
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// `rafterpb`: the commands Rafter replicates through its Raft log.
+pub mod rafterpb {
+    tonic::include_proto!("rafterpb");
+}

@@ -1,0 +1,58 @@
+//! Command-line configuration of `rafter serve`, using etcd's flag names and
+//! defaults so an etcd start script needs no translation.
+
+use clap::Args;
+
+/// Flags of `rafter serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: ./<name>.rafter).
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    /// URLs to listen on for client traffic (comma-separated).
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: String,
+    /// Client URLs advertised to the cluster and clients.
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    pub advertise_client_urls: String,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    pub listen_peer_urls: String,
+    /// Peer URLs advertised to the rest of the cluster.
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration: name=peerURL,... (default: this member alone).
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// "new" to bootstrap a cluster, "existing" to join one.
+    #[arg(long, default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Token that makes cluster and member ids unique per bootstrap.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Maximum client request size in bytes (etcd's default: 1.5 MiB).
+    #[arg(long, default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+    /// Maximum operations per transaction (etcd's default).
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Election timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+}
+
+impl ServeArgs {
+    /// The data directory: `--data-dir`, or `./<name>.rafter` as etcd's `<name>.etcd`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        match &self.data_dir {
+            Some(d) => d.into(),
+            None => format!("{}.rafter", self.name).into(),
+        }
+    }
+}

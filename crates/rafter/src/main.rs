@@ -1,0 +1,57 @@
+//! `rafter`: one binary for the server (`rafter serve`, the default when no
+//! subcommand is given) and the etcdctl-compatible client commands.
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rafter",
+    version,
+    about = "Rafter: an etcd v3 compatible key-value store",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Server flags, accepted without a subcommand as etcd accepts them.
+    #[command(flatten)]
+    serve: rafter_server::config::ServeArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run a member (the default when no subcommand is given).
+    Serve(Box<rafter_server::config::ServeArgs>),
+    #[command(flatten)]
+    Client(rafter_cli::ClientCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(*args),
+        Some(Command::Client(cmd)) => {
+            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+            rt.block_on(rafter_cli::run(cmd))
+        }
+    };
+    std::process::exit(code);
+}
+
+fn serve(args: rafter_server::config::ServeArgs) -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match rafter_server::run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("rafter serve failed: {e:#}");
+            1
+        }
+    }
+}
