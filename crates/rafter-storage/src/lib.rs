@@ -1,1 +1,10 @@
-//! placeholder
+//! Rafter's durable state, behind two types: [`RaftLog`] (the replicated log,
+//! fsynced before anything it holds is acknowledged) and [`MvccStore`] (the
+//! multi-version key-value state machine whose applied index is committed in
+//! the same transaction as the data it describes).
+
+pub mod mvcc;
+pub mod raft_log;
+
+pub use mvcc::{MvccError, MvccStore};
+pub use raft_log::{RaftLog, RaftLogError};

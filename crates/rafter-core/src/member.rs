@@ -1,0 +1,248 @@
+//! One member's Raft state machine: raft-rs `RawNode` plus the bookkeeping
+//! that turns inputs (proposals, read-index requests, peer messages, ticks)
+//! into [`Cycle`]s of outputs, batching everything queued since the last one.
+
+use raft::eraftpb::{Entry, HardState, Message, Snapshot};
+use raft::{RawNode, ReadState, StateRole, Storage};
+
+/// Static configuration of a member.
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    pub id: u64,
+    /// Ticks without a heartbeat before a follower campaigns (minimum of the
+    /// randomized range; the range is [election_tick, 2 * election_tick)).
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    /// Index already reflected in the state machine (entries up to it are
+    /// not handed out again).
+    pub applied_index: u64,
+    pub max_size_per_msg_bytes: u64,
+    pub max_inflight_msgs: usize,
+    /// Seed of the member's own RNG for election timeouts, so runs replay.
+    pub rng_seed: u64,
+}
+
+/// Why a proposal was not accepted into the log.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProposeError {
+    /// No leader is known, so nobody can order the proposal.
+    #[error("no leader")]
+    NoLeader,
+    /// raft-rs dropped it (e.g. leadership transfer in progress).
+    #[error("proposal dropped")]
+    Dropped,
+}
+
+/// Everything the shell must do for one Ready, in order:
+/// 1. send `messages` (safe before persisting: leader appends are pipelined);
+/// 2. persist `snapshot`, `entries` and `hard_state` with one fsync;
+/// 3. send `persisted_messages`; apply `committed_entries` (these were
+///    committed before this cycle, so they may also be applied before step 2);
+/// 4. call [`Member::on_persisted`], send its messages, apply its committed
+///    entries, then call [`Member::on_applied`].
+#[derive(Debug, Default)]
+pub struct Cycle {
+    pub messages: Vec<Message>,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    pub must_sync: bool,
+    pub persisted_messages: Vec<Message>,
+    pub committed_entries: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+}
+
+/// A member driving raft-rs.
+pub struct Member<S: Storage> {
+    node: RawNode<S>,
+    /// The Ready whose cycle is taken but not yet reported persisted.
+    pending: Option<raft::Ready>,
+    rng: SplitMix64,
+    last_term_role: (u64, StateRole),
+}
+
+impl<S: Storage> Member<S> {
+    pub fn new(cfg: &MemberConfig, storage: S, logger: &slog::Logger) -> raft::Result<Self> {
+        let raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_tick,
+            heartbeat_tick: cfg.heartbeat_tick,
+            applied: cfg.applied_index,
+            max_size_per_msg: cfg.max_size_per_msg_bytes,
+            max_inflight_msgs: cfg.max_inflight_msgs,
+            pre_vote: true,
+            check_quorum: true,
+            read_only_option: raft::ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        raft_cfg.validate()?;
+        let node = RawNode::new(&raft_cfg, storage, logger)?;
+        let mut member = Member {
+            last_term_role: (node.raft.term, node.raft.state),
+            node,
+            pending: None,
+            rng: SplitMix64(cfg.rng_seed ^ cfg.id),
+        };
+        member.reseed_election_timeout();
+        Ok(member)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.node.raft.id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    /// The leader this member knows of, if any.
+    pub fn leader_id(&self) -> Option<u64> {
+        match self.node.raft.leader_id {
+            raft::INVALID_ID => None,
+            id => Some(id),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// True when the only voter is this member (it may elect itself at once).
+    pub fn is_sole_voter(&self) -> bool {
+        let voters: Vec<u64> = self.node.raft.prs().conf().voters().ids().iter().collect();
+        voters == [self.id()]
+    }
+
+    pub fn campaign(&mut self) -> raft::Result<()> {
+        let r = self.node.campaign();
+        self.after_input();
+        r
+    }
+
+    pub fn tick(&mut self) {
+        self.node.tick();
+        self.after_input();
+    }
+
+    pub fn step(&mut self, msg: Message) -> raft::Result<()> {
+        let r = self.node.step(msg);
+        self.after_input();
+        r
+    }
+
+    /// Appends a command to the leader's log (forwarded when a follower).
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(), ProposeError> {
+        if self.leader_id().is_none() {
+            return Err(ProposeError::NoLeader);
+        }
+        let r = self.node.propose(vec![], data);
+        self.after_input();
+        r.map_err(|_| ProposeError::Dropped)
+    }
+
+    /// Starts one read-index round; its `ReadState` carries `ctx` back.
+    pub fn read_index(&mut self, ctx: Vec<u8>) {
+        self.node.read_index(ctx);
+        self.after_input();
+    }
+
+    pub fn has_ready(&self) -> bool {
+        self.pending.is_none() && self.node.has_ready()
+    }
+
+    /// Takes the next Ready as a [`Cycle`]. At most one cycle is in flight:
+    /// the next one comes after [`Member::on_persisted`].
+    pub fn take_cycle(&mut self) -> Option<Cycle> {
+        if !self.has_ready() {
+            return None;
+        }
+        let mut rd = self.node.ready();
+        let snapshot = if rd.snapshot().is_empty() {
+            None
+        } else {
+            Some(rd.snapshot().clone())
+        };
+        let cycle = Cycle {
+            messages: rd.take_messages(),
+            snapshot,
+            entries: rd.take_entries(),
+            hard_state: rd.hs().cloned(),
+            must_sync: rd.must_sync(),
+            persisted_messages: rd.take_persisted_messages(),
+            committed_entries: rd.take_committed_entries(),
+            read_states: rd.take_read_states(),
+        };
+        self.pending = Some(rd);
+        Some(cycle)
+    }
+
+    /// Reports that the last cycle's snapshot, entries and hard state are
+    /// durable. Returns what that unlocked: more committed entries to apply
+    /// and messages to send.
+    pub fn on_persisted(&mut self) -> Persisted {
+        let rd = self
+            .pending
+            .take()
+            .expect("on_persisted without a cycle in flight");
+        let mut light = self.node.advance_append(rd);
+        self.after_input();
+        Persisted {
+            commit_index: light.commit_index(),
+            messages: light.take_messages(),
+            committed_entries: light.take_committed_entries(),
+        }
+    }
+
+    /// Reports that every entry up to `index` is applied to the state machine.
+    pub fn on_applied(&mut self, index: u64) {
+        self.node.advance_apply_to(index);
+    }
+
+    /// raft-rs redraws the randomized election timeout from a thread RNG
+    /// whenever term or role changes; overwrite it from the member's own
+    /// seeded RNG so a run replays exactly.
+    fn after_input(&mut self) {
+        let now = (self.node.raft.term, self.node.raft.state);
+        if now != self.last_term_role {
+            self.last_term_role = now;
+            self.reseed_election_timeout();
+        }
+    }
+
+    fn reseed_election_timeout(&mut self) {
+        // raft-rs's default range when min/max are not configured.
+        let min = self.node.raft.election_timeout();
+        let max = 2 * min;
+        let t = min + (self.rng.next() % (max - min) as u64) as usize;
+        self.node.raft.set_randomized_election_timeout(t);
+    }
+}
+
+/// What became possible once a cycle was persisted.
+#[derive(Debug, Default)]
+pub struct Persisted {
+    pub commit_index: Option<u64>,
+    pub messages: Vec<Message>,
+    pub committed_entries: Vec<Entry>,
+}
+
+/// A small deterministic RNG (SplitMix64) for election timeouts.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,38 @@
+//! Compaction: drop every revision at or below the compaction point that a
+//! read at that point no longer needs. For each key the newest record at or
+//! below the point survives, unless it is a deletion.
+
+use redb::{ReadableTable, Table};
+
+use super::record::Record;
+use super::MvccError;
+
+pub fn compact(
+    revs: &mut Table<'_, (&'static [u8], u64), &'static [u8]>,
+    rev_index: &mut Table<'_, (u64, u64), &'static [u8]>,
+    compact_rev: u64,
+) -> Result<(), MvccError> {
+    // Changes at or below the point, in revision order. The index is only
+    // needed above the compaction point, so all of these entries go.
+    let mut changes: Vec<(u64, Vec<u8>)> = Vec::new();
+    for item in rev_index.range((0u64, 0u64)..=(compact_rev, u64::MAX))? {
+        let (rk, key) = item?;
+        changes.push((rk.value().0, key.value().to_vec()));
+    }
+    for (rev, key) in &changes {
+        let superseded = revs
+            .range((key.as_slice(), rev + 1)..=(key.as_slice(), compact_rev))?
+            .next()
+            .is_some();
+        let remove = superseded
+            || match revs.get((key.as_slice(), *rev))? {
+                Some(v) => Record::decode(v.value()).tombstone,
+                None => false,
+            };
+        if remove {
+            revs.remove((key.as_slice(), *rev))?;
+        }
+    }
+    rev_index.retain_in((0u64, 0u64)..=(compact_rev, u64::MAX), |_, _| false)?;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The MVCC key-value store on redb, etcd's `mvcc` + `backend` in one: a
+//! global revision bumped once per mutating request, create/mod revision and
+//! version per key, tombstones, reads at past revisions and compaction.
+//!
+//! Applying committed Raft entries happens in [`MvccStore::apply`]: a whole
+//! batch in one write transaction that also stores the applied index, so after
+//! a crash the state and the index that describes it always agree.
+
+mod compact;
+pub mod keyrange;
+mod read;
+pub mod record;
+mod tables;
+pub mod validate;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+use rafter_proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnResponse,
+};
+use redb::{Database, Durability, ReadableDatabase};
+
+pub use read::RevisionBounds;
+use tables::*;
+
+/// Everything that can go wrong in the KV layer, request errors (mapped to
+/// etcd's gRPC codes at the API edge) and storage failures alike.
+#[derive(Debug, thiserror::Error)]
+pub enum MvccError {
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("key is not provided")]
+    EmptyKey,
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("value is provided")]
+    ValueProvided,
+    #[error("lease is provided")]
+    LeaseProvided,
+    #[error("requested lease not found")]
+    LeaseNotFound,
+    #[error("too many operations in txn request")]
+    TooManyOps,
+    #[error("duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+macro_rules! storage_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MvccError {
+            fn from(e: $t) -> Self {
+                MvccError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_error_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// A mutating request as replicated through Raft (the payload of a
+/// `rafterpb.RaftCommand`).
+pub use rafter_proto::rafterpb::raft_command::Request as KvRequest;
+
+/// The result of applying a [`KvRequest`]; the header carries only the
+/// revision, the server adds member, cluster and term.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KvResponse {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactionResponse),
+}
+
+impl KvResponse {
+    fn with_revision(mut self, revision: i64) -> Self {
+        let header = Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        });
+        match &mut self {
+            KvResponse::Put(r) => r.header = header,
+            KvResponse::DeleteRange(r) => r.header = header,
+            KvResponse::Txn(r) => r.header = header,
+            KvResponse::Compact(r) => r.header = header,
+        }
+        self
+    }
+}
+
+/// One committed log entry for [`MvccStore::apply`]: its index, and the
+/// request it carries (`None` for entries with no KV effect, such as a new
+/// leader's empty entry).
+pub struct ApplyEntry<'a> {
+    pub index: u64,
+    pub request: Option<&'a KvRequest>,
+}
+
+/// What the applied state looks like after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedState {
+    pub applied_index: u64,
+    pub current_revision: i64,
+    pub compact_revision: i64,
+}
+
+/// The MVCC store. Reads run concurrently with the single writer.
+pub struct MvccStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl MvccStore {
+    /// Opens or creates the store file at `path`.
+    pub fn open(path: &Path) -> Result<Self, MvccError> {
+        let db = Database::create(path)?;
+        let store = MvccStore {
+            db,
+            path: path.to_path_buf(),
+        };
+        let txn = store.db.begin_write()?;
+        {
+            txn.open_table(KV_REVS)?;
+            txn.open_table(KV_LATEST)?;
+            txn.open_table(REV_INDEX)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(store)
+    }
+
+    /// Applied index and revisions as of the last committed apply.
+    pub fn state(&self) -> Result<AppliedState, MvccError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(AppliedState {
+            applied_index: meta_get(&meta, META_APPLIED_INDEX, 0)?,
+            current_revision: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
+            compact_revision: meta_get(&meta, META_COMPACT_REV, 0)? as i64,
+        })
+    }
+
+    /// Serves a Range from a read snapshot (never blocks the writer).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let bounds = RevisionBounds {
+            current: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
+            compacted: meta_get(&meta, META_COMPACT_REV, 0)? as i64,
+        };
+        let latest = txn.open_table(KV_LATEST)?;
+        let revs = txn.open_table(KV_REVS)?;
+        read::range(&latest, &revs, bounds, req)
+    }
+
+    /// Applies a batch of committed entries in one write transaction and
+    /// records the last index as applied in that same transaction. Returns
+    /// one result per entry that carried a request. With `durable` the commit
+    /// is fsynced; without, it becomes durable with the next durable commit
+    /// (until then the Raft log still holds the entries to replay).
+    #[allow(clippy::type_complexity)]
+    pub fn apply(
+        &self,
+        entries: &[ApplyEntry<'_>],
+        durable: bool,
+    ) -> Result<(AppliedState, Vec<Option<Result<KvResponse, MvccError>>>), MvccError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        let mut results = Vec::with_capacity(entries.len());
+        let state;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut applied = meta_get(&meta, META_APPLIED_INDEX, 0)?;
+            let mut w = write::Writer::new(
+                txn.open_table(KV_LATEST)?,
+                txn.open_table(KV_REVS)?,
+                txn.open_table(REV_INDEX)?,
+                meta_get(&meta, META_CURRENT_REV, 1)? as i64,
+                meta_get(&meta, META_COMPACT_REV, 0)? as i64,
+            );
+            for e in entries {
+                if e.index <= applied {
+                    // Already reflected in the state (replay after restart).
+                    results.push(None);
+                    continue;
+                }
+                assert_eq!(e.index, applied + 1, "entries must be applied in log order");
+                applied = e.index;
+                let result = match e.request {
+                    None => None,
+                    Some(r) => match w.apply(r) {
+                        // A failing disk stops the batch: nothing of it commits.
+                        Err(MvccError::Storage(s)) => return Err(MvccError::Storage(s)),
+                        other => Some(other),
+                    },
+                };
+                results.push(result);
+            }
+            meta.insert(META_APPLIED_INDEX, applied)?;
+            meta.insert(META_CURRENT_REV, w.current_rev as u64)?;
+            meta.insert(META_COMPACT_REV, w.compact_rev as u64)?;
+            state = AppliedState {
+                applied_index: applied,
+                current_revision: w.current_rev,
+                compact_revision: w.compact_rev,
+            };
+        }
+        txn.commit()?;
+        Ok((state, results))
+    }
+
+    /// Forces everything applied so far to disk.
+    pub fn sync(&self) -> Result<(), MvccError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Size of the database file in bytes (etcd's `dbSize`).
+    pub fn db_size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl std::fmt::Debug for MvccStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MvccStore").field("path", &self.path).finish()
+    }
+}

@@ -1,0 +1,209 @@
+//! Range reads over a consistent snapshot of the store, at the current
+//! revision (from `kv_latest`) or at a past one (from `kv_revs`), with etcd's
+//! Range semantics: filters, sorting, limit/more, count, keys_only.
+
+use rafter_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+use rafter_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
+use rafter_proto::mvccpb::KeyValue;
+use redb::ReadableTable;
+
+use super::keyrange::KeyRange;
+use super::record::Record;
+use super::MvccError;
+
+/// Revisions visible to one read: what is current and what was compacted.
+#[derive(Debug, Clone, Copy)]
+pub struct RevisionBounds {
+    pub current: i64,
+    pub compacted: i64,
+}
+
+/// Raw key-values in key order, plus the number of keys in range.
+struct Scan {
+    kvs: Vec<KeyValue>,
+    count: i64,
+}
+
+/// Answers a RangeRequest. `latest` and `revs` must come from the same
+/// transaction as `bounds`.
+pub fn range(
+    latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    revs: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    bounds: RevisionBounds,
+    req: &RangeRequest,
+) -> Result<RangeResponse, MvccError> {
+    let rev = if req.revision <= 0 {
+        bounds.current
+    } else {
+        req.revision
+    };
+    if rev > bounds.current {
+        return Err(MvccError::FutureRevision);
+    }
+    if rev < bounds.compacted {
+        return Err(MvccError::Compacted);
+    }
+    let needs_full_scan = req.sort_order != SortOrder::None as i32
+        || req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    // One extra key tells whether there is `more` without counting twice.
+    let fetch_limit = if needs_full_scan || req.limit <= 0 || req.count_only {
+        usize::MAX
+    } else {
+        req.limit as usize + 1
+    };
+    let kr = KeyRange::new(&req.key, &req.range_end);
+    let mut scan = if kr.is_empty() {
+        Scan {
+            kvs: vec![],
+            count: 0,
+        }
+    } else if rev == bounds.current {
+        scan_latest(latest, &kr, fetch_limit, req.count_only)?
+    } else {
+        scan_at(revs, &kr, rev, fetch_limit, req.count_only)?
+    };
+    apply_filters(&mut scan.kvs, req);
+    sort(&mut scan.kvs, req);
+    let mut more = false;
+    if req.limit > 0 && scan.kvs.len() > req.limit as usize {
+        scan.kvs.truncate(req.limit as usize);
+        more = true;
+    }
+    if req.keys_only {
+        for kv in &mut scan.kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse {
+        header: Some(ResponseHeader {
+            revision: bounds.current,
+            ..Default::default()
+        }),
+        kvs: scan.kvs,
+        more,
+        count: scan.count,
+    })
+}
+
+fn scan_latest(
+    latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    kr: &KeyRange,
+    limit: usize,
+    count_only: bool,
+) -> Result<Scan, MvccError> {
+    let mut scan = Scan {
+        kvs: vec![],
+        count: 0,
+    };
+    let mut take = |k: &[u8], v: &[u8]| {
+        scan.count += 1;
+        if !count_only && scan.kvs.len() < limit {
+            scan.kvs.push(Record::decode(v).to_key_value(k));
+        }
+    };
+    match kr {
+        KeyRange::Single(k) => {
+            if let Some(v) = latest.get(k.as_slice())? {
+                take(k, v.value());
+            }
+        }
+        KeyRange::Span { start, end } => {
+            let iter = match end {
+                Some(e) => latest.range::<&[u8]>(start.as_slice()..e.as_slice())?,
+                None => latest.range::<&[u8]>(start.as_slice()..)?,
+            };
+            for item in iter {
+                let (k, v) = item?;
+                take(k.value(), v.value());
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// Scans history: for each key in range, its newest record at or before
+/// `rev`, skipped when that record is a deletion.
+fn scan_at(
+    revs: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    kr: &KeyRange,
+    rev: i64,
+    limit: usize,
+    count_only: bool,
+) -> Result<Scan, MvccError> {
+    let rev = rev as u64;
+    let mut scan = Scan {
+        kvs: vec![],
+        count: 0,
+    };
+    let (start, end): (&[u8], Option<&[u8]>) = match kr {
+        KeyRange::Single(k) => (k.as_slice(), None),
+        KeyRange::Span { start, end } => (start.as_slice(), end.as_deref()),
+    };
+    let iter = match (kr, end) {
+        (KeyRange::Single(k), _) => revs.range((k.as_slice(), 0u64)..=(k.as_slice(), rev))?,
+        (_, Some(e)) => revs.range((start, 0u64)..(e, 0u64))?,
+        (_, None) => revs.range((start, 0u64)..)?,
+    };
+    let mut current: Option<(Vec<u8>, Option<Record>)> = None;
+    let flush = |entry: Option<(Vec<u8>, Option<Record>)>, scan: &mut Scan| {
+        if let Some((k, Some(rec))) = entry {
+            if !rec.tombstone {
+                scan.count += 1;
+                if !count_only && scan.kvs.len() < limit {
+                    scan.kvs.push(rec.to_key_value(&k));
+                }
+            }
+        }
+    };
+    for item in iter {
+        let (key, value) = item?;
+        let (k, r) = key.value();
+        let same_key = current.as_ref().is_some_and(|(ck, _)| ck.as_slice() == k);
+        if !same_key {
+            flush(current.take(), &mut scan);
+            current = Some((k.to_vec(), None));
+        }
+        if r <= rev {
+            if let Some((_, best)) = current.as_mut() {
+                *best = Some(Record::decode(value.value()));
+            }
+        }
+    }
+    flush(current.take(), &mut scan);
+    Ok(scan)
+}
+
+fn apply_filters(kvs: &mut Vec<KeyValue>, req: &RangeRequest) {
+    kvs.retain(|kv| {
+        (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+            && (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+            && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
+            && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
+    });
+}
+
+/// etcd sorts ascending by default when a non-key target is given; results
+/// are already in ascending key order otherwise.
+fn sort(kvs: &mut [KeyValue], req: &RangeRequest) {
+    let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
+    let mut order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+    if target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    }
+    if order == SortOrder::None {
+        return;
+    }
+    match target {
+        SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
+        SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
+        SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
+        SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
+        SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
+    }
+    if order == SortOrder::Descend {
+        kvs.reverse();
+    }
+}

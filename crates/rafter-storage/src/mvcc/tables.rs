@@ -1,0 +1,41 @@
+//! The redb tables of the MVCC store and the typed accessors over them.
+//!
+//! - `kv_revs`:   (key, revision) -> record. Every retained revision of every
+//!   key, deletions as tombstones; serves reads at past revisions.
+//! - `kv_latest`: key -> record. The newest live revision of each key; serves
+//!   reads at the current revision without scanning history.
+//! - `rev_index`: (revision, sub) -> key. Changes in revision order, for
+//!   compaction (and for watch replay later).
+//! - `meta`:      applied index, current and compacted revision. Written in
+//!   the same transaction as the data, so they can never disagree with it.
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::record::Record;
+use super::MvccError;
+
+pub const KV_REVS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("kv_revs");
+pub const KV_LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_latest");
+pub const REV_INDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("rev_index");
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub const META_APPLIED_INDEX: &str = "applied_index";
+pub const META_CURRENT_REV: &str = "current_revision";
+pub const META_COMPACT_REV: &str = "compact_revision";
+
+/// Reads a meta counter, `default` when absent.
+pub fn meta_get(
+    meta: &impl ReadableTable<&'static str, u64>,
+    name: &str,
+    default: u64,
+) -> Result<u64, MvccError> {
+    Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(default))
+}
+
+/// The newest live record of `key`.
+pub fn latest_get(
+    latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<Record>, MvccError> {
+    Ok(latest.get(key)?.map(|v| Record::decode(v.value())))
+}
