@@ -1,23 +1,30 @@
 #!/bin/sh
-# Installs the programs Rafter's integration tests use as an oracle and as a
-# client: the real etcd server (`etcd`, Debian package etcd-server) and
-# `etcdctl` (Debian package etcd-client).
+# Installs the programs Rafter's integration tests need: the real etcd server
+# (`etcd`, Debian package etcd-server) as the oracle, `etcdctl` (Debian package
+# etcd-client) as a client, and `protoc` (Debian package protobuf-compiler),
+# which the build script of the `etcd-client` crate (a dev-dependency) runs.
 #
-# Idempotent: does nothing when both are already on PATH. Installing
+# Idempotent: does nothing when all three are already on PATH. Installing
 # etcd-server would normally start a system etcd on 127.0.0.1:2379; this
 # script prevents that (policy-rc.d) and stops one that got started anyway,
 # because the tests start their own servers on free ports and a stray daemon
 # only wastes resources.
 set -eu
 
+report_versions() {
+    etcd --version | head -n 1
+    etcdctl version | head -n 1
+    protoc --version
+}
+
 missing=""
 command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
 command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
+command -v protoc >/dev/null 2>&1 || missing="$missing protobuf-compiler"
 
 if [ -z "$missing" ]; then
-    echo "etcd and etcdctl are already installed:"
-    etcd --version | head -n 1
-    etcdctl version | head -n 1
+    echo "etcd, etcdctl and protoc are already installed:"
+    report_versions
     exit 0
 fi
 
@@ -48,16 +55,21 @@ $SUDO apt-get update
 # shellcheck disable=SC2086 # $missing is a list of package names.
 $SUDO apt-get install -y --no-install-recommends $missing
 
-# If a service manager started the packaged etcd anyway, stop and disable it.
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
-elif [ -x /etc/init.d/etcd ]; then
-    $SUDO /etc/init.d/etcd stop >/dev/null 2>&1 || true
-fi
+# If the packaged etcd service was started anyway, stop only that service:
+# never `/etc/init.d/etcd stop`, which stops every process running
+# /usr/bin/etcd, including test servers and other people's.
+case "$missing" in
+*etcd-server*)
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
+    elif [ -s /run/etcd.pid ]; then
+        $SUDO start-stop-daemon --stop --quiet --pidfile /run/etcd.pid || true
+    fi
+    ;;
+esac
 
 if command -v ss >/dev/null 2>&1 && ss -ltn 'sport = :2379' | grep -q LISTEN; then
     echo "warning: something still listens on port 2379 (a system etcd?); the tests do not need it" >&2
 fi
 
-etcd --version | head -n 1
-etcdctl version | head -n 1
+report_versions
