@@ -37,6 +37,6 @@ impl Drain for TracingDrain {
 }
 
 /// A slog logger for raft-rs that writes into `tracing`.
-pub fn raft_logger(member_id: u64) -> slog::Logger {
-    slog::Logger::root(TracingDrain.fuse(), slog::o!("raft_id" => member_id))
+pub fn raft_logger() -> slog::Logger {
+    slog::Logger::root(TracingDrain.fuse(), slog::o!())
 }

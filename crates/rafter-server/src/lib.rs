@@ -1,8 +1,236 @@
-//! placeholder
+//! Rafter's tokio shell around the sans-I/O core: it opens the data
+//! directory, starts the Raft loop thread, and serves the etcd v3 gRPC API
+//! (and the metrics/health HTTP endpoint) until stopped.
+
 pub mod config;
-/// Errors that stop the server.
-#[derive(Debug)]
-pub struct ServerError;
-impl std::fmt::Display for ServerError { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "not built yet") } }
-/// Runs the server until it is stopped.
-pub fn run(_args: config::ServeArgs) -> Result<(), ServerError> { Err(ServerError) }
+mod error;
+mod handle;
+mod http;
+pub mod ids;
+mod node;
+mod services;
+mod urls;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use raft::eraftpb::ConfState;
+use raft::Storage as _;
+use rafter_core::{logger::raft_logger, Member, MemberConfig};
+use rafter_proto::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    Member as PbMember,
+};
+use rafter_storage::{MvccStore, RaftLog};
+use tokio::sync::watch;
+
+use config::ServeArgs;
+use handle::NodeHandle;
+use node::{NodeStatus, RaftLoop};
+
+/// etcd's allowance for gRPC framing on top of `--max-request-bytes`.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Why the server could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("raft log: {0}")]
+    RaftLog(#[from] rafter_storage::RaftLogError),
+    #[error("state machine: {0}")]
+    Store(#[from] rafter_storage::MvccError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("grpc transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("raft loop stopped: {0}")]
+    RaftLoop(String),
+}
+
+/// Runs a member until SIGINT/SIGTERM.
+pub fn run(args: ServeArgs) -> Result<(), ServerError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rafter-io")
+        .build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), ServerError> {
+    let cluster = urls::ClusterSpec::from_args(&args).map_err(ServerError::Config)?;
+    if cluster.members.len() != 1 {
+        return Err(ServerError::Config(format!(
+            "--initial-cluster lists {} members; this version runs single-member clusters only",
+            cluster.members.len()
+        )));
+    }
+    let me = cluster.me();
+    let member_ids: Vec<u64> = cluster
+        .members
+        .iter()
+        .map(|m| ids::member_id(&m.peer_urls, &args.initial_cluster_token))
+        .collect();
+    let member_id = ids::member_id(&me.peer_urls, &args.initial_cluster_token);
+    let cluster_id = ids::cluster_id(&member_ids);
+
+    let data_dir = args.data_dir();
+    let member_dir = data_dir.join("member");
+    std::fs::create_dir_all(&member_dir)?;
+    let log = RaftLog::open(&member_dir.join("raft"))?;
+    let store = Arc::new(MvccStore::open(&member_dir.join("kv.redb"))?);
+    if log.is_empty()? {
+        let conf_state = ConfState {
+            voters: member_ids.clone(),
+            ..Default::default()
+        };
+        log.bootstrap(&conf_state)?;
+        tracing::info!(member_id = %format!("{member_id:x}"), "bootstrapped a new cluster");
+    }
+    let applied = store.state()?.applied_index;
+    // The store may have applied entries whose commit index the log's hard
+    // state had not recorded yet (it is written lazily); they were committed,
+    // so raise the recorded commit to match before raft-rs checks it.
+    let mut hs = log.initial_state()?.hard_state;
+    if hs.commit < applied {
+        hs.commit = applied;
+        log.persist(&[], Some(&hs), true)?;
+    }
+
+    let heartbeat_ms = args.heartbeat_interval.max(1);
+    let election_tick = (args.election_timeout / heartbeat_ms).max(2) as usize;
+    let member = Member::new(
+        &MemberConfig {
+            id: member_id,
+            election_tick,
+            heartbeat_tick: 1,
+            applied_index: applied,
+            max_size_per_msg_bytes: 1024 * 1024,
+            max_inflight_msgs: 256,
+            rng_seed: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        },
+        log.clone(),
+        &raft_logger(),
+    )?;
+
+    let status = Arc::new(NodeStatus::default());
+    let (applied_tx, applied_rx) = watch::channel(applied);
+    status
+        .applied_index
+        .store(applied, std::sync::atomic::Ordering::Relaxed);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let raft_loop = RaftLoop {
+        member,
+        log,
+        store: store.clone(),
+        status: status.clone(),
+        applied_tx,
+        tick_interval: Duration::from_millis(heartbeat_ms),
+        next_command_id: ((member_id & 0xffff) << 48) | ((unix_ms & 0xff_ffff_ffff) << 8),
+    };
+    let raft_thread = std::thread::Builder::new()
+        .name("rafter-raft".into())
+        .spawn(move || raft_loop.run(rx))?;
+
+    // etcd's default request timeout: 5 s plus two election timeouts.
+    let request_timeout = Duration::from_millis(5000 + 2 * args.election_timeout);
+    let node = NodeHandle::new(
+        tx,
+        store,
+        status,
+        applied_rx,
+        member_id,
+        cluster_id,
+        request_timeout,
+        args.max_request_bytes,
+        args.max_txn_ops,
+    );
+    let members: Vec<PbMember> = cluster
+        .members
+        .iter()
+        .zip(&member_ids)
+        .map(|(m, id)| PbMember {
+            id: *id,
+            name: m.name.clone(),
+            peer_ur_ls: m.peer_urls.clone(),
+            client_ur_ls: if *id == member_id {
+                urls::split(&args.advertise_client_urls)
+            } else {
+                vec![]
+            },
+            is_learner: false,
+        })
+        .collect();
+
+    let max_msg = args.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let mut servers = Vec::new();
+    for url in urls::split(&args.listen_client_urls) {
+        let addr = urls::socket_addr(&url).map_err(ServerError::Config)?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!("listening for client requests on {url}");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(
+                KvServer::new(services::kv::KvService::new(node.clone()))
+                    .max_decoding_message_size(max_msg),
+            )
+            .add_service(WatchServer::new(services::watch::WatchService))
+            .add_service(LeaseServer::new(services::lease::LeaseService))
+            .add_service(ClusterServer::new(services::cluster::ClusterService::new(
+                node.clone(),
+                members.clone(),
+            )))
+            .add_service(MaintenanceServer::new(
+                services::maintenance::MaintenanceService::new(node.clone()),
+            ))
+            .add_service(AuthServer::new(services::auth::AuthService::new(node.clone())));
+        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown_signal())));
+    }
+    if let Some(metrics_urls) = &args.listen_metrics_urls {
+        for url in urls::split(metrics_urls) {
+            let addr = urls::socket_addr(&url).map_err(ServerError::Config)?;
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!("listening for metrics on {url}");
+            tokio::spawn(http::serve(listener, node.clone()));
+        }
+    }
+    tracing::info!(
+        name = %args.name,
+        member_id = %format!("{member_id:x}"),
+        cluster_id = %format!("{cluster_id:x}"),
+        data_dir = %data_dir.display(),
+        "ready to serve client requests"
+    );
+    for s in servers {
+        match s.await {
+            Ok(r) => r?,
+            Err(e) => return Err(ServerError::Config(format!("server task failed: {e}"))),
+        }
+    }
+    tracing::info!("shutting down");
+    drop(node);
+    match raft_thread.join() {
+        Ok(r) => r.map_err(ServerError::RaftLoop),
+        Err(_) => Err(ServerError::RaftLoop("raft thread panicked".into())),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -6,5 +6,5 @@
 pub mod mvcc;
 pub mod raft_log;
 
-pub use mvcc::{MvccError, MvccStore};
+pub use mvcc::{KvRequest, MvccError, MvccStore};
 pub use raft_log::{RaftLog, RaftLogError};

@@ -46,6 +46,7 @@ fn serve(args: rafter_server::config::ServeArgs) -> i32 {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match rafter_server::run(args) {
         Ok(()) => 0,

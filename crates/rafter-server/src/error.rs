@@ -1,0 +1,74 @@
+//! The API-edge error: every failure a client request can meet, mapped once
+//! to the gRPC code and message etcd clients recognise (etcd's `rpctypes`).
+
+use rafter_storage::MvccError;
+use tonic::{Code, Status};
+
+/// Why a client request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Kv(#[from] MvccError),
+    #[error("no leader")]
+    NoLeader,
+    #[error("request timed out")]
+    Timeout,
+    #[error("request is too large")]
+    RequestTooLarge,
+    #[error("server stopped")]
+    Stopped,
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let (code, msg) = match &e {
+            ApiError::Kv(k) => match k {
+                MvccError::Compacted | MvccError::FutureRevision => (Code::OutOfRange, None),
+                MvccError::LeaseNotFound => (Code::NotFound, None),
+                MvccError::EmptyKey
+                | MvccError::KeyNotFound
+                | MvccError::ValueProvided
+                | MvccError::LeaseProvided
+                | MvccError::TooManyOps
+                | MvccError::DuplicateKey => (Code::InvalidArgument, None),
+                MvccError::Storage(s) => {
+                    tracing::error!("storage failure answering a request: {s}");
+                    (Code::Internal, None)
+                }
+            },
+            ApiError::RequestTooLarge => (Code::InvalidArgument, None),
+            ApiError::NoLeader | ApiError::Timeout | ApiError::Stopped => (Code::Unavailable, None),
+        };
+        let msg: String = msg.unwrap_or_else(|| format!("etcdserver: {e}"));
+        Status::new(code, msg)
+    }
+}
+
+/// The gRPC answer for an RPC that a later version implements.
+pub fn unimplemented(rpc: &str) -> Status {
+    Status::unimplemented(format!("rafter: {rpc} is not implemented yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_codes_and_messages() {
+        let s: Status = ApiError::Kv(MvccError::Compacted).into();
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
+        let s: Status = ApiError::NoLeader.into();
+        assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: no leader"));
+        let s: Status = ApiError::Kv(MvccError::LeaseNotFound).into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::NotFound, "etcdserver: requested lease not found")
+        );
+        let s: Status = ApiError::RequestTooLarge.into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::InvalidArgument, "etcdserver: request is too large")
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! The client-facing handle to a member: submit mutations to the Raft loop,
+//! wait for linearizable read barriers, read the store directly, and stamp
+//! response headers. Cloned into every gRPC service.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rafter_proto::etcdserverpb::ResponseHeader;
+use rafter_storage::mvcc::KvResponse;
+use rafter_storage::{KvRequest, MvccStore};
+use tokio::sync::{oneshot, watch};
+
+use crate::error::ApiError;
+use crate::node::{NodeRequest, NodeStatus};
+
+/// Shared handle to the local member.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: Sender<NodeRequest>,
+    pub store: Arc<MvccStore>,
+    pub status: Arc<NodeStatus>,
+    applied_rx: watch::Receiver<u64>,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub request_timeout: Duration,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+impl NodeHandle {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tx: Sender<NodeRequest>,
+        store: Arc<MvccStore>,
+        status: Arc<NodeStatus>,
+        applied_rx: watch::Receiver<u64>,
+        member_id: u64,
+        cluster_id: u64,
+        request_timeout: Duration,
+        max_request_bytes: usize,
+        max_txn_ops: usize,
+    ) -> Self {
+        NodeHandle {
+            tx,
+            store,
+            status,
+            applied_rx,
+            member_id,
+            cluster_id,
+            request_timeout,
+            max_request_bytes,
+            max_txn_ops,
+        }
+    }
+
+    /// Replicates a mutation and returns its applied result.
+    pub async fn propose(&self, request: KvRequest) -> Result<KvResponse, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::Propose { request, reply })
+            .map_err(|_| ApiError::Stopped)?;
+        self.await_reply(rx).await
+    }
+
+    /// Returns once this member has applied everything that was committed
+    /// when the call began, so a read that follows is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::ReadIndex { reply })
+            .map_err(|_| ApiError::Stopped)?;
+        let index = self.await_reply(rx).await?;
+        let mut applied = self.applied_rx.clone();
+        let waited = tokio::time::timeout(self.request_timeout, async {
+            applied.wait_for(|a| *a >= index).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::Stopped),
+            Err(_) => Err(ApiError::Timeout),
+        }
+    }
+
+    async fn await_reply<T>(
+        &self,
+        rx: oneshot::Receiver<Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ApiError::Stopped),
+            Err(_) => Err(ApiError::Timeout),
+        }
+    }
+
+    /// A response header for `revision` with this member's identity and term.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.status.term.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Completes a header the store filled with only a revision.
+    pub fn stamp(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header.as_ref().map_or(0, |h| h.revision);
+        *header = Some(self.header(revision));
+    }
+}

@@ -1,0 +1,256 @@
+//! The Raft loop: one thread that owns the member core, the Raft log and the
+//! write side of the MVCC store. Each turn it drains every queued request,
+//! proposes them all, persists the resulting Ready with one fsync (group
+//! commit), applies every committed entry in one store transaction, and
+//! answers the waiting clients. Reads never come here except for the
+//! read-index handshake, which is coalesced: one round per turn.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::Entry;
+use rafter_core::{decode_command, encode_command, Member, ProposeError};
+use rafter_proto::rafterpb::RaftCommand;
+use rafter_storage::mvcc::{ApplyEntry, KvResponse};
+use rafter_storage::{KvRequest, MvccStore, RaftLog};
+use tokio::sync::{oneshot, watch};
+
+use crate::error::ApiError;
+
+/// How long applied state may stay only in the Raft log before the store
+/// commits durably (the log always holds what the store has not synced).
+const STORE_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// Upper bound on requests taken into one turn, so one turn stays short.
+const MAX_REQUESTS_PER_TURN: usize = 8192;
+
+/// A request to the Raft loop.
+pub enum NodeRequest {
+    /// Replicate and apply a mutation; the reply carries its result.
+    Propose {
+        request: KvRequest,
+        reply: oneshot::Sender<Result<KvResponse, ApiError>>,
+    },
+    /// Learn an index such that every write acknowledged before the call is
+    /// at or below it (ReadIndex).
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64, ApiError>>,
+    },
+}
+
+/// Live facts about the member, published by the Raft loop after each turn.
+#[derive(Debug, Default)]
+pub struct NodeStatus {
+    pub term: AtomicU64,
+    pub leader_id: AtomicU64,
+    pub commit_index: AtomicU64,
+    pub applied_index: AtomicU64,
+    pub wal_fsyncs: AtomicU64,
+    pub entries_applied: AtomicU64,
+    pub proposals: AtomicU64,
+    pub ready_cycles: AtomicU64,
+}
+
+/// Everything the loop owns.
+pub struct RaftLoop {
+    pub member: Member<RaftLog>,
+    pub log: RaftLog,
+    pub store: Arc<MvccStore>,
+    pub status: Arc<NodeStatus>,
+    pub applied_tx: watch::Sender<u64>,
+    pub tick_interval: Duration,
+    pub next_command_id: u64,
+}
+
+struct Waiters {
+    proposals: HashMap<u64, oneshot::Sender<Result<KvResponse, ApiError>>>,
+    /// Read-index requests not yet sent to Raft.
+    reads_queued: Vec<oneshot::Sender<Result<u64, ApiError>>>,
+    /// Read-index rounds in flight, by context.
+    reads_in_flight: HashMap<u64, Vec<oneshot::Sender<Result<u64, ApiError>>>>,
+    next_read_ctx: u64,
+}
+
+impl RaftLoop {
+    /// Runs until every request sender is dropped. Returns an error when the
+    /// disk fails: the member must stop rather than acknowledge anything it
+    /// may not have persisted.
+    pub fn run(mut self, rx: Receiver<NodeRequest>) -> Result<(), String> {
+        let mut w = Waiters {
+            proposals: HashMap::new(),
+            reads_queued: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            next_read_ctx: 1,
+        };
+        if self.member.is_sole_voter() && !self.member.is_leader() {
+            self.member.campaign().map_err(|e| e.to_string())?;
+        }
+        let mut next_tick = Instant::now() + self.tick_interval;
+        let mut last_store_sync = Instant::now();
+        let mut store_dirty = false;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(req) => {
+                    self.accept(req, &mut w);
+                    for req in rx.try_iter().take(MAX_REQUESTS_PER_TURN) {
+                        self.accept(req, &mut w);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= next_tick {
+                self.member.tick();
+                next_tick += self.tick_interval;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + self.tick_interval;
+                }
+            }
+            self.start_read_round(&mut w);
+            store_dirty |= self.run_cycles(&mut w)?;
+            if store_dirty && last_store_sync.elapsed() >= STORE_SYNC_INTERVAL {
+                self.store.sync().map_err(|e| format!("state machine sync failed: {e}"))?;
+                store_dirty = false;
+                last_store_sync = Instant::now();
+            }
+            self.publish_status();
+        }
+        self.store.sync().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn accept(&mut self, req: NodeRequest, w: &mut Waiters) {
+        match req {
+            NodeRequest::Propose { request, reply } => {
+                let id = self.next_command_id;
+                self.next_command_id += 1;
+                let cmd = RaftCommand {
+                    id,
+                    request: Some(request),
+                };
+                match self.member.propose(encode_command(&cmd)) {
+                    Ok(()) => {
+                        self.status.proposals.fetch_add(1, Ordering::Relaxed);
+                        w.proposals.insert(id, reply);
+                    }
+                    Err(ProposeError::NoLeader) => {
+                        let _ = reply.send(Err(ApiError::NoLeader));
+                    }
+                    Err(ProposeError::Dropped) => {
+                        let _ = reply.send(Err(ApiError::NoLeader));
+                    }
+                }
+            }
+            NodeRequest::ReadIndex { reply } => {
+                if self.member.leader_id().is_none() {
+                    let _ = reply.send(Err(ApiError::NoLeader));
+                } else {
+                    w.reads_queued.push(reply);
+                }
+            }
+        }
+    }
+
+    /// One read-index round serves every read queued during this turn.
+    fn start_read_round(&mut self, w: &mut Waiters) {
+        if w.reads_queued.is_empty() {
+            return;
+        }
+        let ctx = w.next_read_ctx;
+        w.next_read_ctx += 1;
+        w.reads_in_flight
+            .insert(ctx, std::mem::take(&mut w.reads_queued));
+        self.member.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    /// Processes Ready cycles until none is left. Returns whether the store
+    /// applied anything (not yet synced: the store syncs on an interval, and
+    /// until it does the Raft log holds those entries for replay).
+    fn run_cycles(&mut self, w: &mut Waiters) -> Result<bool, String> {
+        let mut applied_any = false;
+        while let Some(cycle) = self.member.take_cycle() {
+            self.status.ready_cycles.fetch_add(1, Ordering::Relaxed);
+            // Single member: no peers, so nothing to send yet. Messages to
+            // peers arrive with the cluster transport.
+            debug_assert!(cycle.messages.is_empty() && cycle.persisted_messages.is_empty());
+            if cycle.snapshot.is_some() {
+                return Err("snapshot received, but snapshots need the cluster transport".into());
+            }
+            if !cycle.entries.is_empty() || cycle.hard_state.is_some() {
+                self.log
+                    .persist(&cycle.entries, cycle.hard_state.as_ref(), cycle.must_sync)
+                    .map_err(|e| format!("raft log write failed: {e}"))?;
+            }
+            for rs in &cycle.read_states {
+                let ctx = u64::from_be_bytes(
+                    rs.request_ctx
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| "read state with foreign context".to_string())?,
+                );
+                if let Some(waiters) = w.reads_in_flight.remove(&ctx) {
+                    for reply in waiters {
+                        let _ = reply.send(Ok(rs.index));
+                    }
+                }
+            }
+            applied_any |= self.apply(&cycle.committed_entries, w)?;
+            let persisted = self.member.on_persisted();
+            applied_any |= self.apply(&persisted.committed_entries, w)?;
+        }
+        Ok(applied_any)
+    }
+
+    /// Applies committed entries in one store transaction and answers their
+    /// proposers.
+    fn apply(&mut self, entries: &[Entry], w: &mut Waiters) -> Result<bool, String> {
+        let Some(last) = entries.last() else {
+            return Ok(false);
+        };
+        let mut decoded = Vec::with_capacity(entries.len());
+        for e in entries {
+            let cmd = decode_command(e.index, &e.data).map_err(|e| e.to_string())?;
+            decoded.push((e.index, cmd));
+        }
+        let apply_entries: Vec<ApplyEntry<'_>> = decoded
+            .iter()
+            .map(|(index, cmd)| ApplyEntry {
+                index: *index,
+                request: cmd.as_ref().and_then(|c| c.request.as_ref()),
+            })
+            .collect();
+        let (state, results) = self
+            .store
+            .apply(&apply_entries, false)
+            .map_err(|e| format!("state machine write failed: {e}"))?;
+        assert_eq!(state.applied_index, last.index, "applied index must follow the log");
+        for ((_, cmd), result) in decoded.iter().zip(results) {
+            let (Some(cmd), Some(result)) = (cmd, result) else {
+                continue;
+            };
+            if let Some(reply) = w.proposals.remove(&cmd.id) {
+                let _ = reply.send(result.map_err(ApiError::from));
+            }
+        }
+        self.member.on_applied(last.index);
+        self.status
+            .entries_applied
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        self.status.applied_index.store(last.index, Ordering::Release);
+        self.applied_tx.send_replace(last.index);
+        Ok(true)
+    }
+
+    fn publish_status(&self) {
+        let s = &self.status;
+        s.term.store(self.member.term(), Ordering::Relaxed);
+        s.leader_id
+            .store(self.member.leader_id().unwrap_or(0), Ordering::Relaxed);
+        s.commit_index
+            .store(self.member.commit_index(), Ordering::Relaxed);
+        s.wal_fsyncs.store(self.log.fsync_count(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,126 @@
+//! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact. Mutations go
+//! through Raft; Range reads the store directly (after a read-index barrier
+//! unless serializable).
+
+use prost::Message as _;
+use rafter_proto::etcdserverpb::kv_server::Kv;
+use rafter_proto::etcdserverpb::response_op::Response as OpResponse;
+use rafter_proto::etcdserverpb::*;
+use rafter_storage::mvcc::{validate, KvResponse};
+use rafter_storage::KvRequest;
+use tonic::{Request, Response, Status};
+
+use crate::error::ApiError;
+use crate::handle::NodeHandle;
+
+pub struct KvService {
+    node: NodeHandle,
+}
+
+impl KvService {
+    pub fn new(node: NodeHandle) -> Self {
+        KvService { node }
+    }
+
+    fn check_size(&self, encoded_len: usize) -> Result<(), ApiError> {
+        if encoded_len > self.node.max_request_bytes {
+            return Err(ApiError::RequestTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Fills member, cluster and term into every header of a txn response,
+    /// nested ones included (the store sets only revisions).
+    fn stamp_txn(&self, t: &mut TxnResponse) {
+        self.node.stamp(&mut t.header);
+        for op in &mut t.responses {
+            match &mut op.response {
+                Some(OpResponse::ResponseRange(r)) => self.node.stamp(&mut r.header),
+                Some(OpResponse::ResponsePut(r)) => self.node.stamp(&mut r.header),
+                Some(OpResponse::ResponseDeleteRange(r)) => self.node.stamp(&mut r.header),
+                Some(OpResponse::ResponseTxn(r)) => self.stamp_txn(r),
+                None => {}
+            }
+        }
+    }
+}
+
+/// A response of another kind than the request means the apply layer is
+/// broken; it is an internal error, never a silent wrong answer.
+fn mismatch() -> Status {
+    Status::internal("rafter: apply returned a response of the wrong kind")
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let r = request.into_inner();
+        validate::check_range(&r).map_err(ApiError::from)?;
+        if !r.serializable {
+            self.node.read_barrier().await?;
+        }
+        let store = self.node.store.clone();
+        let mut resp = tokio::task::spawn_blocking(move || store.range(&r))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ApiError::from)?;
+        self.node.stamp(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let r = request.into_inner();
+        validate::check_put(&r).map_err(ApiError::from)?;
+        self.check_size(r.encoded_len())?;
+        match self.node.propose(KvRequest::Put(r)).await? {
+            KvResponse::Put(mut p) => {
+                self.node.stamp(&mut p.header);
+                Ok(Response::new(p))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let r = request.into_inner();
+        validate::check_delete(&r).map_err(ApiError::from)?;
+        self.check_size(r.encoded_len())?;
+        match self.node.propose(KvRequest::DeleteRange(r)).await? {
+            KvResponse::DeleteRange(mut d) => {
+                self.node.stamp(&mut d.header);
+                Ok(Response::new(d))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let r = request.into_inner();
+        validate::check_txn(&r, self.node.max_txn_ops).map_err(ApiError::from)?;
+        self.check_size(r.encoded_len())?;
+        match self.node.propose(KvRequest::Txn(r)).await? {
+            KvResponse::Txn(mut t) => {
+                self.stamp_txn(&mut t);
+                Ok(Response::new(t))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let r = request.into_inner();
+        match self.node.propose(KvRequest::Compaction(r)).await? {
+            KvResponse::Compact(mut c) => {
+                self.node.stamp(&mut c.header);
+                Ok(Response::new(c))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+}

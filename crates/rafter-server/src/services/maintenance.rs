@@ -1,0 +1,82 @@
+//! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` shows)
+//! and Alarm listing; hashing, snapshots and defragmentation arrive with the
+//! cluster and maintenance work.
+
+use std::sync::atomic::Ordering;
+
+use rafter_proto::etcdserverpb::maintenance_server::Maintenance;
+use rafter_proto::etcdserverpb::*;
+use tonic::{Request, Response, Status};
+
+use super::unimplemented_rpcs;
+use crate::handle::NodeHandle;
+
+/// The etcd API level Rafter speaks (reported as `version`, which etcd
+/// clients read as the server's API version).
+pub const API_VERSION: &str = "3.6.0";
+/// etcd's default backend quota (2 GiB).
+const DB_SIZE_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+
+pub struct MaintenanceService {
+    node: NodeHandle,
+}
+
+impl MaintenanceService {
+    pub fn new(node: NodeHandle) -> Self {
+        MaintenanceService { node }
+    }
+
+    fn current_revision(&self) -> i64 {
+        self.node.store.state().map_or(0, |s| s.current_revision)
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    type SnapshotStream = tokio_stream::Empty<Result<SnapshotResponse, Status>>;
+
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let s = &self.node.status;
+        let db_size = self.node.store.db_size_bytes() as i64;
+        Ok(Response::new(StatusResponse {
+            header: Some(self.node.header(self.current_revision())),
+            version: API_VERSION.to_string(),
+            db_size,
+            leader: s.leader_id.load(Ordering::Relaxed),
+            raft_index: s.commit_index.load(Ordering::Relaxed),
+            raft_term: s.term.load(Ordering::Relaxed),
+            raft_applied_index: s.applied_index.load(Ordering::Relaxed),
+            errors: vec![],
+            db_size_in_use: db_size,
+            is_learner: false,
+            storage_version: API_VERSION.to_string(),
+            db_size_quota: DB_SIZE_QUOTA_BYTES,
+            downgrade_info: Some(DowngradeInfo::default()),
+        }))
+    }
+
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        if request.get_ref().action != alarm_request::AlarmAction::Get as i32 {
+            return Err(crate::error::unimplemented("Maintenance.Alarm (activate/deactivate)"));
+        }
+        Ok(Response::new(AlarmResponse {
+            header: Some(self.node.header(self.current_revision())),
+            alarms: vec![],
+        }))
+    }
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(crate::error::unimplemented("Maintenance.Snapshot"))
+    }
+
+    unimplemented_rpcs! { "Maintenance";
+        defragment(DefragmentRequest) -> DefragmentResponse;
+        hash(HashRequest) -> HashResponse;
+        hash_kv(HashKvRequest) -> HashKvResponse;
+        move_leader(MoveLeaderRequest) -> MoveLeaderResponse;
+        downgrade(DowngradeRequest) -> DowngradeResponse;
+    }
+}
