@@ -1,12 +1,109 @@
-//! Client subcommands of `rafter` (put, get, del, txn, compact, endpoint
-//! status) whose flags and output mirror etcdctl's, so scripts written for
+//! Client subcommands of `rafter` (put, get, del, txn, compaction, endpoint,
+//! member) whose flags and output mirror etcdctl's, so scripts written for
 //! etcdctl work with `rafter` unchanged.
+
+mod commands;
+mod conn;
+mod error;
+mod global;
+mod godur;
+mod keyrange;
+mod output;
+mod txn_parse;
+
+use std::io::{Read, Write};
+
+pub use error::CliError;
+
+use commands::{
+    compact::CompactCommand, del::DelCommand, endpoint::EndpointCommand, get::GetCommand,
+    member::MemberCommand, put::PutCommand, txn::TxnCommand,
+};
+use conn::Conn;
+use global::GlobalArgs;
+use output::Printer;
 
 /// Client commands; `rafter <command> --help` lists each one's flags.
 #[derive(Debug, clap::Subcommand)]
-pub enum ClientCommand {}
+pub enum ClientCommand {
+    /// Puts the given key into the store
+    Put(PutCommand),
+    /// Gets the key or a range of keys
+    Get(GetCommand),
+    /// Removes the specified key or range of keys [key, range_end)
+    Del(DelCommand),
+    /// Txn processes all the requests in one transaction
+    Txn(TxnCommand),
+    /// Compacts the event history in etcd
+    #[command(name = "compaction", alias = "compact")]
+    Compaction(CompactCommand),
+    /// Endpoint related commands
+    #[command(infer_subcommands = true)]
+    Endpoint(EndpointCommand),
+    /// Membership related commands
+    #[command(infer_subcommands = true)]
+    Member(MemberCommand),
+}
+
+/// The streams a command talks to, and shortcuts every command needs.
+pub struct Ctx<'a> {
+    /// Where responses go (stdout).
+    pub out: &'a mut dyn Write,
+    /// Where diagnostics go (stderr).
+    pub err: &'a mut dyn Write,
+    /// Where `put` values and `txn` input come from (stdin).
+    pub stdin: &'a mut dyn Read,
+}
+
+impl Ctx<'_> {
+    /// The printer for the command's `-w` and `--hex` flags.
+    fn printer(&self, global: &GlobalArgs) -> Result<Printer, CliError> {
+        Ok(Printer::new(global.format()?, global.hex))
+    }
+
+    /// The connection plan for the command's `--endpoints` and timeouts.
+    fn conn(&self, global: &GlobalArgs) -> Conn {
+        Conn::new(global)
+    }
+}
 
 /// Runs one client command and returns the process exit code.
 pub async fn run(cmd: ClientCommand) -> i32 {
-    match cmd {}
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut out = stdout.lock();
+    let mut err = stderr.lock();
+    let mut stdin = std::io::stdin().lock();
+    let mut ctx = Ctx {
+        out: &mut out,
+        err: &mut err,
+        stdin: &mut stdin,
+    };
+    let code = run_with(cmd, &mut ctx).await;
+    let _ = out.flush();
+    code
+}
+
+/// Runs one client command against the given streams and returns the exit
+/// code, printing a failure as `Error: <message>` on `ctx.err`.
+pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
+    let result = match &cmd {
+        ClientCommand::Put(c) => c.run(ctx).await,
+        ClientCommand::Get(c) => c.run(ctx).await,
+        ClientCommand::Del(c) => c.run(ctx).await,
+        ClientCommand::Txn(c) => c.run(ctx).await,
+        ClientCommand::Compaction(c) => c.run(ctx).await,
+        ClientCommand::Endpoint(c) => c.run(ctx).await,
+        ClientCommand::Member(c) => c.run(ctx).await,
+    };
+    let _ = ctx.out.flush();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if !e.message.is_empty() {
+                let _ = writeln!(ctx.err, "Error: {}", e.message);
+            }
+            e.code
+        }
+    }
 }

@@ -1,0 +1,48 @@
+//! `compaction` (alias `compact`): discards history before a revision and
+//! prints `compacted revision N` whatever the output format.
+
+use rafter_proto::etcdserverpb::{kv_client::KvClient, CompactionRequest};
+
+use crate::error::CliError;
+use crate::global::GlobalArgs;
+use crate::Ctx;
+
+/// `rafter compaction <revision>`.
+#[derive(Debug, clap::Args)]
+pub struct CompactCommand {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Wait for the compaction to physically remove all old revisions
+    #[arg(long)]
+    pub physical: bool,
+    /// <revision>
+    #[arg(value_name = "REVISION", allow_negative_numbers = true)]
+    pub args: Vec<String>,
+}
+
+impl CompactCommand {
+    pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
+        ctx.printer(&self.global)?;
+        let [rev] = self.args.as_slice() else {
+            return Err(CliError::bad_args("compaction command needs 1 argument"));
+        };
+        let revision: i64 = rev.parse().map_err(|e: std::num::ParseIntError| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    "value out of range"
+                }
+                _ => "invalid syntax",
+            };
+            CliError::failed(format!("strconv.ParseInt: parsing {rev:?}: {why}"))
+        })?;
+        let req = CompactionRequest {
+            revision,
+            physical: self.physical,
+        };
+        ctx.conn(&self.global)
+            .call(|ch| async move { KvClient::new(ch).compact(req).await })
+            .await?;
+        writeln!(ctx.out, "compacted revision {revision}")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,207 @@
+//! `endpoint status` and `endpoint health`: ask each endpoint (or, with
+//! `--cluster`, each member's client URL) on its own, as etcdctl does, and
+//! report per endpoint.
+
+use std::time::Duration;
+
+use rafter_proto::etcdserverpb::{
+    alarm_request::AlarmAction, cluster_client::ClusterClient, kv_client::KvClient,
+    maintenance_client::MaintenanceClient, AlarmRequest, AlarmType, MemberListRequest,
+    RangeRequest, StatusRequest,
+};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::conn::Conn;
+use crate::error::{CliError, EXIT_ERROR};
+use crate::global::GlobalArgs;
+use crate::output::{EndpointHealth, EndpointStatus};
+use crate::Ctx;
+
+/// `rafter endpoint <subcommand>`.
+#[derive(Debug, clap::Args)]
+pub struct EndpointCommand {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Use all endpoints from the cluster member list
+    #[arg(long, global = true)]
+    pub cluster: bool,
+    #[command(subcommand)]
+    pub action: EndpointAction,
+}
+
+/// Endpoint subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum EndpointAction {
+    /// Prints out the status of endpoints specified in `--endpoints` flag
+    Status,
+    /// Checks the healthiness of endpoints specified in `--endpoints` flag
+    Health,
+}
+
+impl EndpointCommand {
+    pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
+        let printer = ctx.printer(&self.global)?;
+        let endpoints = self.endpoints(ctx).await?;
+        match self.action {
+            EndpointAction::Status => {
+                let results = for_each(&self.global, &endpoints, status).await;
+                let mut ok = Vec::new();
+                let mut failed = false;
+                for (endpoint, result) in endpoints.iter().zip(results) {
+                    match result {
+                        Ok(status) => ok.push(EndpointStatus {
+                            endpoint: endpoint.clone(),
+                            status,
+                        }),
+                        Err(e) => {
+                            failed = true;
+                            writeln!(
+                                ctx.err,
+                                "Failed to get the status of endpoint {endpoint} ({e})"
+                            )?;
+                        }
+                    }
+                }
+                printer.endpoint_status(ctx.out, &ok)?;
+                if failed {
+                    return Err(CliError::silent(EXIT_ERROR));
+                }
+                Ok(())
+            }
+            EndpointAction::Health => {
+                let results = for_each(&self.global, &endpoints, health).await;
+                let list: Vec<EndpointHealth> = endpoints
+                    .iter()
+                    .zip(results)
+                    .map(|(endpoint, result)| {
+                        let (took, error) = result.unwrap_or_else(|e| (Duration::ZERO, e.message));
+                        EndpointHealth {
+                            endpoint: endpoint.clone(),
+                            health: error.is_empty(),
+                            took,
+                            error,
+                        }
+                    })
+                    .collect();
+                printer.endpoint_health(ctx.out, ctx.err, &list)?;
+                if list.iter().any(|h| !h.health) {
+                    return Err(CliError::failed("unhealthy cluster"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The endpoints to check: `--endpoints`, or with `--cluster` the client
+    /// URLs of every member those endpoints list.
+    async fn endpoints(&self, ctx: &Ctx<'_>) -> Result<Vec<String>, CliError> {
+        if !self.cluster {
+            return Ok(self.global.endpoint_list());
+        }
+        let req = MemberListRequest {
+            linearizable: false,
+        };
+        let resp = ctx
+            .conn(&self.global)
+            .call(|ch| async move { ClusterClient::new(ch).member_list(req).await })
+            .await?;
+        let mut urls: Vec<String> = Vec::new();
+        for url in resp.members.iter().flat_map(|m| m.client_ur_ls.iter()) {
+            if !urls.contains(url) {
+                urls.push(url.clone());
+            }
+        }
+        Ok(urls)
+    }
+}
+
+/// Runs `check` against every endpoint concurrently; results come back in
+/// endpoint order.
+async fn for_each<T, F, Fut>(
+    global: &GlobalArgs,
+    endpoints: &[String],
+    check: F,
+) -> Vec<Result<T, CliError>>
+where
+    T: Send + 'static,
+    F: Fn(Conn) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CliError>> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let fut = check(Conn::for_endpoints(global, vec![endpoint.clone()]));
+        set.spawn(async move { (i, fut.await) });
+    }
+    let mut results: Vec<Option<Result<T, CliError>>> = endpoints.iter().map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, result)) => results[i] = Some(result),
+            Err(e) => {
+                return endpoints
+                    .iter()
+                    .map(|_| Err(CliError::failed(e.to_string())))
+                    .collect()
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(CliError::failed("check did not finish"))))
+        .collect()
+}
+
+async fn status(conn: Conn) -> Result<rafter_proto::etcdserverpb::StatusResponse, CliError> {
+    conn.call(|ch| async move { MaintenanceClient::new(ch).status(StatusRequest {}).await })
+        .await
+}
+
+/// A linearizable read (permission denied still proves a working quorum)
+/// followed by a check that no alarm is raised. Returns how long the read
+/// took and why the endpoint is unhealthy ("" if it is healthy).
+async fn health(conn: Conn) -> Result<(Duration, String), CliError> {
+    let start = Instant::now();
+    let read = conn
+        .call(|ch| async move {
+            KvClient::new(ch)
+                .range(RangeRequest {
+                    key: b"health".to_vec(),
+                    ..Default::default()
+                })
+                .await
+        })
+        .await;
+    let took = start.elapsed();
+    match read {
+        Ok(_) => {}
+        Err(e) if e.message == "etcdserver: permission denied" => {}
+        Err(e) => return Ok((took, e.message)),
+    }
+    let alarms = conn
+        .call(|ch| async move {
+            MaintenanceClient::new(ch)
+                .alarm(AlarmRequest {
+                    action: AlarmAction::Get as i32,
+                    member_id: 0,
+                    alarm: AlarmType::None as i32,
+                })
+                .await
+        })
+        .await;
+    let error = match alarms {
+        Err(_) => "Unable to fetch the alarm list".to_string(),
+        Ok(resp) if resp.alarms.is_empty() => String::new(),
+        Ok(resp) => {
+            let mut text = String::from("Active Alarm(s): ");
+            for alarm in &resp.alarms {
+                let name = AlarmType::try_from(alarm.alarm)
+                    .map(|a| a.as_str_name())
+                    .unwrap_or("UNKNOWN");
+                text.push_str(name);
+                text.push(' ');
+            }
+            text
+        }
+    };
+    Ok((took, error))
+}

@@ -1,0 +1,10 @@
+//! One module per client command; each turns its flags into requests and
+//! hands the responses to the printer.
+
+pub mod compact;
+pub mod del;
+pub mod endpoint;
+pub mod get;
+pub mod member;
+pub mod put;
+pub mod txn;

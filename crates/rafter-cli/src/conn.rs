@@ -1,0 +1,125 @@
+//! Reaching the cluster: endpoint URLs, dialing with etcdctl's timeouts and
+//! failover across `--endpoints`, and running one request under the command
+//! timeout (reported as `context deadline exceeded`, as etcdctl does).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::CliError;
+use crate::global::GlobalArgs;
+
+/// Pause between two rounds of dial attempts over all endpoints.
+const REDIAL_PAUSE: Duration = Duration::from_millis(100);
+
+/// Where and how patiently to connect.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    endpoints: Vec<String>,
+    dial_timeout: Duration,
+    command_timeout: Duration,
+}
+
+impl Conn {
+    /// A connection plan for all endpoints of the global flags.
+    pub fn new(global: &GlobalArgs) -> Self {
+        Self::for_endpoints(global, global.endpoint_list())
+    }
+
+    /// A connection plan for the given endpoints with the global timeouts.
+    pub fn for_endpoints(global: &GlobalArgs, endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            dial_timeout: global.dial_timeout,
+            command_timeout: global.command_timeout,
+        }
+    }
+
+    /// Runs one request: dials an endpoint, then waits for the answer, all
+    /// within the command timeout.
+    pub async fn call<T, F, Fut>(&self, request: F) -> Result<T, CliError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.command_timeout;
+        let channel = self.dial(deadline).await?;
+        match tokio::time::timeout_at(deadline, request(channel)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(status.into()),
+            Err(_) => Err(CliError::deadline_exceeded()),
+        }
+    }
+
+    /// Dials the endpoints in turn until one answers or the deadline passes.
+    async fn dial(&self, deadline: Instant) -> Result<Channel, CliError> {
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|e| endpoint(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() {
+            return Err(CliError::new(
+                crate::error::EXIT_BAD_CONNECTION,
+                "no endpoints given",
+            ));
+        }
+        loop {
+            for ep in &endpoints {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(CliError::deadline_exceeded());
+                }
+                let attempt = ep.clone().connect_timeout(self.dial_timeout.min(left));
+                if let Ok(Ok(channel)) = tokio::time::timeout_at(deadline, attempt.connect()).await
+                {
+                    return Ok(channel);
+                }
+            }
+            if Instant::now() + REDIAL_PAUSE >= deadline {
+                tokio::time::sleep_until(deadline).await;
+                return Err(CliError::deadline_exceeded());
+            }
+            tokio::time::sleep(REDIAL_PAUSE).await;
+        }
+    }
+}
+
+/// The URL tonic dials for an etcdctl-style endpoint (`host:port`,
+/// or `http://host:port`; TLS endpoints are refused).
+pub fn url(endpoint: &str) -> Result<String, CliError> {
+    if endpoint.starts_with("https://") || endpoint.starts_with("unixs://") {
+        return Err(CliError::new(
+            crate::error::EXIT_BAD_CONNECTION,
+            format!("TLS endpoints are not supported: {endpoint}"),
+        ));
+    }
+    if endpoint.starts_with("http://") {
+        Ok(endpoint.to_string())
+    } else {
+        Ok(format!("http://{endpoint}"))
+    }
+}
+
+fn endpoint(endpoint: &str) -> Result<Endpoint, CliError> {
+    Endpoint::from_shared(url(endpoint)?).map_err(|e| {
+        CliError::new(
+            crate::error::EXIT_BAD_CONNECTION,
+            format!("invalid endpoint {endpoint:?}: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_get_a_scheme() {
+        assert_eq!(url("127.0.0.1:2379").unwrap(), "http://127.0.0.1:2379");
+        assert_eq!(url("http://10.0.0.1:2379").unwrap(), "http://10.0.0.1:2379");
+        assert!(url("https://10.0.0.1:2379").is_err());
+    }
+}
