@@ -45,15 +45,12 @@ impl EndpointCommand {
         let endpoints = self.endpoints(ctx).await?;
         match self.action {
             EndpointAction::Status => {
-                let results = for_each(&self.global, &endpoints, status).await;
                 let mut ok = Vec::new();
                 let mut failed = false;
-                for (endpoint, result) in endpoints.iter().zip(results) {
-                    match result {
-                        Ok(status) => ok.push(EndpointStatus {
-                            endpoint: endpoint.clone(),
-                            status,
-                        }),
+                for endpoint in endpoints {
+                    let conn = Conn::for_endpoints(&self.global, vec![endpoint.clone()]);
+                    match status(conn).await {
+                        Ok(status) => ok.push(EndpointStatus { endpoint, status }),
                         Err(e) => {
                             failed = true;
                             writeln!(
@@ -70,20 +67,7 @@ impl EndpointCommand {
                 Ok(())
             }
             EndpointAction::Health => {
-                let results = for_each(&self.global, &endpoints, health).await;
-                let list: Vec<EndpointHealth> = endpoints
-                    .iter()
-                    .zip(results)
-                    .map(|(endpoint, result)| {
-                        let (took, error) = result.unwrap_or_else(|e| (Duration::ZERO, e.message));
-                        EndpointHealth {
-                            endpoint: endpoint.clone(),
-                            health: error.is_empty(),
-                            took,
-                            error,
-                        }
-                    })
-                    .collect();
+                let list = check_health(&self.global, endpoints).await;
                 printer.endpoint_health(ctx.out, ctx.err, &list)?;
                 if list.iter().any(|h| !h.health) {
                     return Err(CliError::failed("unhealthy cluster"));
@@ -116,39 +100,29 @@ impl EndpointCommand {
     }
 }
 
-/// Runs `check` against every endpoint concurrently; results come back in
-/// endpoint order.
-async fn for_each<T, F, Fut>(
-    global: &GlobalArgs,
-    endpoints: &[String],
-    check: F,
-) -> Vec<Result<T, CliError>>
-where
-    T: Send + 'static,
-    F: Fn(Conn) -> Fut,
-    Fut: std::future::Future<Output = Result<T, CliError>> + Send + 'static,
-{
+/// Checks every endpoint concurrently; like etcdctl, lists them in the
+/// order the checks finish.
+async fn check_health(global: &GlobalArgs, endpoints: Vec<String>) -> Vec<EndpointHealth> {
     let mut set = JoinSet::new();
-    for (i, endpoint) in endpoints.iter().enumerate() {
-        let fut = check(Conn::for_endpoints(global, vec![endpoint.clone()]));
-        set.spawn(async move { (i, fut.await) });
-    }
-    let mut results: Vec<Option<Result<T, CliError>>> = endpoints.iter().map(|_| None).collect();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((i, result)) => results[i] = Some(result),
-            Err(e) => {
-                return endpoints
-                    .iter()
-                    .map(|_| Err(CliError::failed(e.to_string())))
-                    .collect()
+    for endpoint in endpoints {
+        let conn = Conn::for_endpoints(global, vec![endpoint.clone()]);
+        set.spawn(async move {
+            let (took, error) = health(conn).await;
+            EndpointHealth {
+                endpoint,
+                health: error.is_empty(),
+                took,
+                error,
             }
+        });
+    }
+    let mut list = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        if let Ok(h) = joined {
+            list.push(h);
         }
     }
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(CliError::failed("check did not finish"))))
-        .collect()
+    list
 }
 
 async fn status(conn: Conn) -> Result<rafter_proto::etcdserverpb::StatusResponse, CliError> {
@@ -159,7 +133,7 @@ async fn status(conn: Conn) -> Result<rafter_proto::etcdserverpb::StatusResponse
 /// A linearizable read (permission denied still proves a working quorum)
 /// followed by a check that no alarm is raised. Returns how long the read
 /// took and why the endpoint is unhealthy ("" if it is healthy).
-async fn health(conn: Conn) -> Result<(Duration, String), CliError> {
+async fn health(conn: Conn) -> (Duration, String) {
     let start = Instant::now();
     let read = conn
         .call(|ch| async move {
@@ -175,7 +149,7 @@ async fn health(conn: Conn) -> Result<(Duration, String), CliError> {
     match read {
         Ok(_) => {}
         Err(e) if e.message == "etcdserver: permission denied" => {}
-        Err(e) => return Ok((took, e.message)),
+        Err(e) => return (took, e.message),
     }
     let alarms = conn
         .call(|ch| async move {
@@ -203,5 +177,5 @@ async fn health(conn: Conn) -> Result<(Duration, String), CliError> {
             text
         }
     };
-    Ok((took, error))
+    (took, error)
 }
