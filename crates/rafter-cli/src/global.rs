@@ -1,6 +1,9 @@
 //! The flags every etcdctl command accepts (`--endpoints`, `-w`, `--hex`,
 //! timeouts), declared once and flattened into each client command, with the
 //! same `ETCDCTL_*` environment variables etcdctl reads.
+//!
+//! Boolean flags here and in the commands take an optional `=true`/`=false`
+//! (`--prefix=true`), as etcdctl's flag parser accepts.
 
 use std::time::Duration;
 
@@ -32,7 +35,16 @@ pub struct GlobalArgs {
     pub write_out: String,
 
     /// Print byte strings as hex encoded strings
-    #[arg(long, global = true, env = "ETCDCTL_HEX")]
+    #[arg(
+        long,
+        global = true,
+        env = "ETCDCTL_HEX",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub hex: bool,
 
     /// Dial timeout for client connections

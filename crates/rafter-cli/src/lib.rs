@@ -107,3 +107,63 @@ pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    fn get(args: &[&str]) -> commands::get::GetCommand {
+        let argv = ["rafter", "get"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            ClientCommand::Get(g) => g,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bool_flags_take_optional_values() {
+        assert!(get(&["k", "--prefix"]).args.prefix);
+        assert!(get(&["k", "--prefix=true"]).args.prefix);
+        assert!(!get(&["k", "--prefix=false"]).args.prefix);
+        let g = get(&["--prefix", "k"]);
+        assert!(g.args.prefix);
+        assert_eq!(g.args.args, ["k"]);
+        assert!(get(&["k", "--hex"]).global.hex);
+    }
+
+    #[test]
+    fn global_flags_follow_the_command() {
+        let g = get(&[
+            "k",
+            "--endpoints=http://127.0.0.1:1,127.0.0.1:2",
+            "-w",
+            "json",
+            "--command-timeout=1m",
+        ]);
+        assert_eq!(
+            g.global.endpoint_list(),
+            ["http://127.0.0.1:1", "127.0.0.1:2"]
+        );
+        assert_eq!(g.global.write_out, "json");
+        assert_eq!(g.global.command_timeout, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn command_aliases() {
+        let argv = ["rafter", "compact", "5"];
+        assert!(matches!(
+            Cli::try_parse_from(argv).unwrap().command,
+            ClientCommand::Compaction(_)
+        ));
+        let argv = ["rafter", "endpoint", "stat"];
+        assert!(Cli::try_parse_from(argv).is_ok());
+    }
+}

@@ -60,6 +60,8 @@ async fn put_and_get_variants() {
         &["get", "foo", "--rev", "3"],
         &["get", "foo", "--consistency", "s"],
         &["get", "a", "b", "c"],
+        &["get", "k", "--prefix=true", "--keys-only=false"],
+        &["get", "--prefix", "k", "--print-value-only=true"],
     ] {
         t.same(args, b"").await;
     }

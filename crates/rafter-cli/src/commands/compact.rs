@@ -13,7 +13,14 @@ pub struct CompactCommand {
     #[command(flatten)]
     pub global: GlobalArgs,
     /// Wait for the compaction to physically remove all old revisions
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub physical: bool,
     /// <revision>
     #[arg(value_name = "REVISION", allow_negative_numbers = true)]
@@ -21,6 +28,7 @@ pub struct CompactCommand {
 }
 
 impl CompactCommand {
+    /// Runs the command: builds the request, sends it, prints the answer.
     pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         ctx.printer(&self.global)?;
         let [rev] = self.args.as_slice() else {

@@ -15,13 +15,34 @@ use crate::Ctx;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DelArgs {
     /// Delete keys with matching prefix
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub prefix: bool,
     /// Return deleted key-value pairs
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub prev_kv: bool,
     /// Delete keys that are greater than or equal to the given key using byte compare
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub from_key: bool,
     /// <key> [range_end]
     #[arg(value_name = "KEY [RANGE_END]")]
@@ -61,6 +82,7 @@ pub struct DelCommand {
 }
 
 impl DelCommand {
+    /// Runs the command: builds the request, sends it, prints the answer.
     pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         let printer = ctx.printer(&self.global)?;
         let req = self.args.request()?;

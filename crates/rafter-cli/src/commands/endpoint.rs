@@ -24,7 +24,15 @@ pub struct EndpointCommand {
     #[command(flatten)]
     pub global: GlobalArgs,
     /// Use all endpoints from the cluster member list
-    #[arg(long, global = true)]
+    #[arg(
+        long,
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub cluster: bool,
     #[command(subcommand)]
     pub action: EndpointAction,
@@ -40,6 +48,7 @@ pub enum EndpointAction {
 }
 
 impl EndpointCommand {
+    /// Runs the command: builds the request, sends it, prints the answer.
     pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         let printer = ctx.printer(&self.global)?;
         let endpoints = self.endpoints(ctx).await?;

@@ -32,22 +32,57 @@ pub struct GetArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub limit: i64,
     /// Get keys with matching prefix
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub prefix: bool,
     /// Get keys that are greater than or equal to the given key using byte compare
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub from_key: bool,
     /// Specify the kv revision
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub rev: i64,
     /// Get only the keys
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub keys_only: bool,
     /// Get only the count
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub count_only: bool,
     /// Only write values when using the "simple" output format
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub print_value_only: bool,
     /// Minimum create revision
     #[arg(long, alias = "min-create-revision", default_value_t = 0)]
@@ -188,6 +223,7 @@ pub struct GetCommand {
 }
 
 impl GetCommand {
+    /// Runs the command: builds the request, sends it, prints the answer.
     pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         let printer = ctx.printer(&self.global)?;
         let req = self.args.request()?;

@@ -23,6 +23,7 @@ pub enum MemberAction {
 }
 
 impl MemberCommand {
+    /// Runs the command: builds the request, sends it, prints the answer.
     pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         let printer = ctx.printer(&self.global)?;
         match self.action {

@@ -18,13 +18,34 @@ pub struct PutArgs {
     #[arg(long, default_value = "0")]
     pub lease: String,
     /// Return the previous key-value pair before modification
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub prev_kv: bool,
     /// Updates the key using its current value
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub ignore_value: bool,
     /// Updates the key using its current lease
-    #[arg(long)]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub ignore_lease: bool,
     /// <key> [value]; without a value it is read from stdin
     #[arg(value_name = "KEY [VALUE]")]
@@ -115,6 +136,7 @@ pub struct PutCommand {
 }
 
 impl PutCommand {
+    /// Runs the command: builds the request, sends it, prints the answer.
     pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         let printer = ctx.printer(&self.global)?;
         let req = self.args.request(Some(&mut *ctx.stdin))?;

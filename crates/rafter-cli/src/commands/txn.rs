@@ -16,11 +16,20 @@ pub struct TxnCommand {
     #[command(flatten)]
     pub global: GlobalArgs,
     /// Input transaction in interactive mode
-    #[arg(short, long)]
+    #[arg(
+        short,
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub interactive: bool,
 }
 
 impl TxnCommand {
+    /// Runs the command: builds the request, sends it, prints the answer.
     pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         let printer = ctx.printer(&self.global)?;
         let mut input = BufReader::new(&mut *ctx.stdin);
