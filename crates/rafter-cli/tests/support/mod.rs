@@ -11,7 +11,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +23,10 @@ use tempfile::TempDir;
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// Pause between readiness probes.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Lines of server log shown when a server fails to start.
+const LOG_TAIL_LINES: usize = 40;
+/// How often starting is retried on new ports.
+const START_ATTEMPTS: usize = 3;
 
 /// The full path of `program` on PATH; fails the test clearly if absent.
 pub fn find_on_path(program: &str) -> PathBuf {
@@ -62,7 +66,7 @@ impl Outcome {
 
 /// Two etcd servers with the same identity.
 pub struct Twins {
-    _dir: TempDir,
+    dir: TempDir,
     children: Vec<Child>,
     /// The client endpoint etcdctl uses.
     pub etcdctl_endpoint: String,
@@ -71,10 +75,23 @@ pub struct Twins {
 }
 
 impl Twins {
-    /// Starts both servers and waits until each answers.
+    /// Starts both servers and waits until each answers. A server that exits
+    /// while starting (a port taken meanwhile) is retried on new ports.
     pub fn start() -> Twins {
         let etcd = find_on_path("etcd");
         find_on_path("etcdctl");
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let mut twins = Twins::spawn(&etcd);
+            match twins.wait_ready() {
+                Ok(()) => return twins,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("etcd twins did not start: {last_error}");
+    }
+
+    fn spawn(etcd: &std::path::Path) -> Twins {
         let dir = tempfile::tempdir().expect("temporary directory");
         let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
         let advertised_client = format!("http://127.0.0.1:{}", ports[0]);
@@ -86,7 +103,7 @@ impl Twins {
         {
             let log =
                 std::fs::File::create(dir.path().join(format!("etcd{i}.log"))).expect("log file");
-            let child = Command::new(&etcd)
+            let child = Command::new(etcd)
                 .arg("--name=default")
                 .arg(format!(
                     "--data-dir={}",
@@ -103,32 +120,56 @@ impl Twins {
                 .expect("start etcd");
             children.push(child);
         }
-        let twins = Twins {
-            _dir: dir,
+        Twins {
+            dir,
             children,
             etcdctl_endpoint: format!("127.0.0.1:{}", ports[0]),
             rafter_endpoint: format!("127.0.0.1:{}", ports[2]),
-        };
-        twins.wait_ready();
-        twins
+        }
     }
 
-    fn wait_ready(&self) {
+    /// Polls each server until it accepts connections and serves a
+    /// linearizable read.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_DEADLINE;
-        for endpoint in [&self.etcdctl_endpoint, &self.rafter_endpoint] {
+        let endpoints = [self.etcdctl_endpoint.clone(), self.rafter_endpoint.clone()];
+        for (i, endpoint) in endpoints.iter().enumerate() {
             loop {
-                let probe = etcdctl_raw(endpoint, &["endpoint", "health"], b"");
-                if probe.code == 0 {
-                    break;
+                if let Ok(Some(status)) = self.children[i].try_wait() {
+                    return Err(format!(
+                        "etcd at {endpoint} exited ({status}): {}",
+                        self.log(i)
+                    ));
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "etcd at {endpoint} did not become healthy: {}",
-                    probe.stderr
-                );
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "etcd at {endpoint} never became ready: {}",
+                        self.log(i)
+                    ));
+                }
+                let listening = TcpStream::connect(endpoint.as_str()).is_ok();
+                if listening {
+                    let probe = etcdctl_raw(
+                        endpoint,
+                        &["endpoint", "health", "--command-timeout=2s"],
+                        b"",
+                    );
+                    if probe.code == 0 {
+                        break;
+                    }
+                }
                 std::thread::sleep(POLL_INTERVAL);
             }
         }
+        Ok(())
+    }
+
+    /// The last lines of server `i`'s log, for failure messages.
+    fn log(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("etcd{i}.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
     /// Runs etcdctl against its twin.
