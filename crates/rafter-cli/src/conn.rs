@@ -5,11 +5,18 @@
 use std::future::Future;
 use std::time::Duration;
 
+use rafter_proto::etcdserverpb::{
+    cluster_client::ClusterClient, kv_client::KvClient, maintenance_client::MaintenanceClient,
+};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
+
+/// Largest response accepted, etcdctl's default (`--max-recv-bytes` 0 means
+/// `math.MaxInt32`); tonic's own default of 4 MiB would fail big ranges.
+const MAX_RECV_BYTES: usize = i32::MAX as usize;
 
 /// Pause between two rounds of dial attempts over all endpoints.
 const REDIAL_PAUSE: Duration = Duration::from_millis(100);
@@ -85,6 +92,21 @@ impl Conn {
             tokio::time::sleep(REDIAL_PAUSE).await;
         }
     }
+}
+
+/// A KV client on `ch` with etcdctl's response size limit.
+pub fn kv(ch: Channel) -> KvClient<Channel> {
+    KvClient::new(ch).max_decoding_message_size(MAX_RECV_BYTES)
+}
+
+/// A Maintenance client on `ch` with etcdctl's response size limit.
+pub fn maintenance(ch: Channel) -> MaintenanceClient<Channel> {
+    MaintenanceClient::new(ch).max_decoding_message_size(MAX_RECV_BYTES)
+}
+
+/// A Cluster client on `ch` with etcdctl's response size limit.
+pub fn cluster(ch: Channel) -> ClusterClient<Channel> {
+    ClusterClient::new(ch).max_decoding_message_size(MAX_RECV_BYTES)
 }
 
 /// The URL tonic dials for an etcdctl-style endpoint (`host:port`,

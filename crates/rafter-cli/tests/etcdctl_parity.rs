@@ -318,3 +318,16 @@ async fn dead_endpoints_in_status_and_health() {
     assert_eq!(cells, table_cells(&expected.stdout_text(), 2));
     assert_eq!(cells.last().map(|row| row[1].as_str()), Some(dead.as_str()));
 }
+
+#[tokio::test]
+async fn ranges_larger_than_four_mib() {
+    let t = Twins::start();
+    let value = vec![b'v'; 1_200_000];
+    for k in ["big1", "big2", "big3", "big4"] {
+        t.same(&["put", k], &value).await;
+    }
+    let out = t
+        .same(&["get", "big", "--prefix", "--print-value-only"], b"")
+        .await;
+    assert_eq!(out.stdout.len(), 4 * (value.len() + 1));
+}

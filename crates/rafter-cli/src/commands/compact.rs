@@ -1,7 +1,7 @@
 //! `compaction` (alias `compact`): discards history before a revision and
 //! prints `compacted revision N` whatever the output format.
 
-use rafter_proto::etcdserverpb::{kv_client::KvClient, CompactionRequest};
+use rafter_proto::etcdserverpb::CompactionRequest;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -48,7 +48,7 @@ impl CompactCommand {
             physical: self.physical,
         };
         ctx.conn(&self.global)
-            .call(|ch| async move { KvClient::new(ch).compact(req).await })
+            .call(|ch| async move { crate::conn::kv(ch).compact(req).await })
             .await?;
         writeln!(ctx.out, "compacted revision {revision}")?;
         Ok(())

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
-use rafter_proto::etcdserverpb::{kv_client::KvClient, DeleteRangeRequest};
+use rafter_proto::etcdserverpb::DeleteRangeRequest;
 
 use crate::commands::get::{check_range_flags, key_range};
 use crate::error::CliError;
@@ -88,7 +88,7 @@ impl DelCommand {
         let req = self.args.request()?;
         let resp = ctx
             .conn(&self.global)
-            .call(|ch| async move { KvClient::new(ch).delete_range(req).await })
+            .call(|ch| async move { crate::conn::kv(ch).delete_range(req).await })
             .await?;
         printer.del(ctx.out, &resp)
     }

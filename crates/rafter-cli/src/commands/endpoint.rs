@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use rafter_proto::etcdserverpb::{
-    alarm_request::AlarmAction, cluster_client::ClusterClient, kv_client::KvClient,
-    maintenance_client::MaintenanceClient, AlarmRequest, AlarmType, MemberListRequest,
-    RangeRequest, StatusRequest,
+    alarm_request::AlarmAction, AlarmRequest, AlarmType, MemberListRequest, RangeRequest,
+    StatusRequest,
 };
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -97,7 +96,7 @@ impl EndpointCommand {
         };
         let resp = ctx
             .conn(&self.global)
-            .call(|ch| async move { ClusterClient::new(ch).member_list(req).await })
+            .call(|ch| async move { crate::conn::cluster(ch).member_list(req).await })
             .await?;
         let mut urls: Vec<String> = Vec::new();
         for url in resp.members.iter().flat_map(|m| m.client_ur_ls.iter()) {
@@ -135,7 +134,7 @@ async fn check_health(global: &GlobalArgs, endpoints: Vec<String>) -> Vec<Endpoi
 }
 
 async fn status(conn: Conn) -> Result<rafter_proto::etcdserverpb::StatusResponse, CliError> {
-    conn.call(|ch| async move { MaintenanceClient::new(ch).status(StatusRequest {}).await })
+    conn.call(|ch| async move { crate::conn::maintenance(ch).status(StatusRequest {}).await })
         .await
 }
 
@@ -146,7 +145,7 @@ async fn health(conn: Conn) -> (Duration, String) {
     let start = Instant::now();
     let read = conn
         .call(|ch| async move {
-            KvClient::new(ch)
+            crate::conn::kv(ch)
                 .range(RangeRequest {
                     key: b"health".to_vec(),
                     ..Default::default()
@@ -162,7 +161,7 @@ async fn health(conn: Conn) -> (Duration, String) {
     }
     let alarms = conn
         .call(|ch| async move {
-            MaintenanceClient::new(ch)
+            crate::conn::maintenance(ch)
                 .alarm(AlarmRequest {
                     action: AlarmAction::Get as i32,
                     member_id: 0,

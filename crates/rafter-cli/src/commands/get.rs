@@ -5,7 +5,6 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
 use rafter_proto::etcdserverpb::{
-    kv_client::KvClient,
     range_request::{SortOrder, SortTarget},
     RangeRequest,
 };
@@ -229,7 +228,7 @@ impl GetCommand {
         let req = self.args.request()?;
         let resp = ctx
             .conn(&self.global)
-            .call(|ch| async move { KvClient::new(ch).range(req).await })
+            .call(|ch| async move { crate::conn::kv(ch).range(req).await })
             .await?;
         if self.args.count_only && printer.format != Format::Fields {
             return Err(CliError::bad_args(

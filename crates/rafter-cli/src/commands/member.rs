@@ -1,6 +1,6 @@
 //! `member list`: the cluster's members as etcdctl lists them.
 
-use rafter_proto::etcdserverpb::{cluster_client::ClusterClient, MemberListRequest};
+use rafter_proto::etcdserverpb::MemberListRequest;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -33,7 +33,7 @@ impl MemberCommand {
                 };
                 let resp = ctx
                     .conn(&self.global)
-                    .call(|ch| async move { ClusterClient::new(ch).member_list(req).await })
+                    .call(|ch| async move { crate::conn::cluster(ch).member_list(req).await })
                     .await?;
                 printer.member_list(ctx.out, &resp)
             }

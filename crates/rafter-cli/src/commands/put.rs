@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 
-use rafter_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
+use rafter_proto::etcdserverpb::PutRequest;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -142,7 +142,7 @@ impl PutCommand {
         let req = self.args.request(Some(&mut *ctx.stdin))?;
         let resp = ctx
             .conn(&self.global)
-            .call(|ch| async move { KvClient::new(ch).put(req).await })
+            .call(|ch| async move { crate::conn::kv(ch).put(req).await })
             .await?;
         printer.put(ctx.out, &resp)
     }

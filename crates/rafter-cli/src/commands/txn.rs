@@ -3,8 +3,6 @@
 
 use std::io::BufReader;
 
-use rafter_proto::etcdserverpb::kv_client::KvClient;
-
 use crate::error::CliError;
 use crate::global::GlobalArgs;
 use crate::txn_parse::read_txn;
@@ -41,7 +39,7 @@ impl TxnCommand {
         let req = read_txn(&mut input, prompts)?;
         let resp = ctx
             .conn(&self.global)
-            .call(|ch| async move { KvClient::new(ch).txn(req).await })
+            .call(|ch| async move { crate::conn::kv(ch).txn(req).await })
             .await?;
         printer.txn(ctx.out, &resp)
     }
