@@ -121,6 +121,9 @@ pub struct Server {
     extra_args: Vec<String>,
     child: Option<Child>,
     starts: usize,
+    /// Set once a failure message has included the log, so Drop does not
+    /// print it again.
+    log_reported: bool,
 }
 
 impl Server {
@@ -150,6 +153,7 @@ impl Server {
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             child: None,
             starts: 0,
+            log_reported: false,
         };
         for attempt in 1..=START_ATTEMPTS {
             match server.launch().await {
@@ -314,7 +318,8 @@ impl Server {
         }
     }
 
-    fn fail_start(&self, failure: StartFailure) -> ! {
+    fn fail_start(&mut self, failure: StartFailure) -> ! {
+        self.log_reported = true;
         panic!(
             "{:?} server failed to start: {}\ncommand: {:?} {}\n--- server log ({}) ---\n{}",
             self.target,
@@ -337,7 +342,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.log_reported {
             eprintln!(
                 "--- last {LOG_TAIL_LINES} lines of the {:?} server log ---\n{}",
                 self.target,
