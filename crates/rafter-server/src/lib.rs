@@ -4,6 +4,7 @@
 
 pub mod config;
 mod error;
+mod grpc_limits;
 mod handle;
 mod http;
 pub mod ids;
@@ -179,6 +180,9 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(tower::util::MapResponseLayer::new(
+                grpc_limits::etcd_style_oversize::<tonic::body::Body>,
+            ))
             .add_service(
                 KvServer::new(services::kv::KvService::new(node.clone()))
                     .max_decoding_message_size(max_msg),

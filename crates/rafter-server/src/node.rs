@@ -179,6 +179,7 @@ impl RaftLoop {
             if cycle.snapshot.is_some() {
                 return Err("snapshot received, but snapshots need the cluster transport".into());
             }
+            let started = Instant::now();
             if !cycle.entries.is_empty() || cycle.hard_state.is_some() {
                 self.log
                     .persist(&cycle.entries, cycle.hard_state.as_ref(), cycle.must_sync)
@@ -197,9 +198,16 @@ impl RaftLoop {
                     }
                 }
             }
+            let persisted_at = Instant::now();
             applied_any |= self.apply(&cycle.committed_entries, w)?;
             let persisted = self.member.on_persisted();
             applied_any |= self.apply(&persisted.committed_entries, w)?;
+            tracing::trace!(
+                entries = cycle.entries.len(),
+                persist_us = (persisted_at - started).as_micros() as u64,
+                apply_us = persisted_at.elapsed().as_micros() as u64,
+                "ready cycle"
+            );
         }
         Ok(applied_any)
     }

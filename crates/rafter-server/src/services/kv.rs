@@ -4,7 +4,6 @@
 
 use prost::Message as _;
 use rafter_proto::etcdserverpb::kv_server::Kv;
-use rafter_proto::etcdserverpb::response_op::Response as OpResponse;
 use rafter_proto::etcdserverpb::*;
 use rafter_storage::mvcc::{validate, KvResponse};
 use rafter_storage::KvRequest;
@@ -27,21 +26,6 @@ impl KvService {
             return Err(ApiError::RequestTooLarge);
         }
         Ok(())
-    }
-
-    /// Fills member, cluster and term into every header of a txn response,
-    /// nested ones included (the store sets only revisions).
-    fn stamp_txn(&self, t: &mut TxnResponse) {
-        self.node.stamp(&mut t.header);
-        for op in &mut t.responses {
-            match &mut op.response {
-                Some(OpResponse::ResponseRange(r)) => self.node.stamp(&mut r.header),
-                Some(OpResponse::ResponsePut(r)) => self.node.stamp(&mut r.header),
-                Some(OpResponse::ResponseDeleteRange(r)) => self.node.stamp(&mut r.header),
-                Some(OpResponse::ResponseTxn(r)) => self.stamp_txn(r),
-                None => {}
-            }
-        }
     }
 }
 
@@ -103,7 +87,9 @@ impl Kv for KvService {
         self.check_size(r.encoded_len())?;
         match self.node.propose(KvRequest::Txn(r)).await? {
             KvResponse::Txn(mut t) => {
-                self.stamp_txn(&mut t);
+                // As etcd: only the outer header is complete; the headers of
+                // responses inside the txn carry just the revision.
+                self.node.stamp(&mut t.header);
                 Ok(Response::new(t))
             }
             _ => Err(mismatch()),

@@ -20,6 +20,8 @@ pub fn compact(
         changes.push((rk.value().0, key.value().to_vec()));
     }
     for (rev, key) in &changes {
+        // Older records, including one kept by an earlier compaction, are superseded.
+        revs.retain_in((key.as_slice(), 0u64)..(key.as_slice(), *rev), |_, _| false)?;
         let superseded = revs
             .range((key.as_slice(), rev + 1)..=(key.as_slice(), compact_rev))?
             .next()

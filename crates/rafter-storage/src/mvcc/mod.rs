@@ -148,7 +148,7 @@ impl MvccStore {
         Ok(AppliedState {
             applied_index: meta_get(&meta, META_APPLIED_INDEX, 0)?,
             current_revision: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
-            compact_revision: meta_get(&meta, META_COMPACT_REV, 0)? as i64,
+            compact_revision: compact_revision(&meta)?,
         })
     }
 
@@ -158,7 +158,7 @@ impl MvccStore {
         let meta = txn.open_table(META)?;
         let bounds = RevisionBounds {
             current: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
-            compacted: meta_get(&meta, META_COMPACT_REV, 0)? as i64,
+            compacted: compact_revision(&meta)?,
         };
         let latest = txn.open_table(KV_LATEST)?;
         let revs = txn.open_table(KV_REVS)?;
@@ -192,7 +192,7 @@ impl MvccStore {
                 txn.open_table(KV_REVS)?,
                 txn.open_table(REV_INDEX)?,
                 meta_get(&meta, META_CURRENT_REV, 1)? as i64,
-                meta_get(&meta, META_COMPACT_REV, 0)? as i64,
+                compact_revision(&meta)?,
             );
             for e in entries {
                 if e.index <= applied {
@@ -214,7 +214,9 @@ impl MvccStore {
             }
             meta.insert(META_APPLIED_INDEX, applied)?;
             meta.insert(META_CURRENT_REV, w.current_rev as u64)?;
-            meta.insert(META_COMPACT_REV, w.compact_rev as u64)?;
+            if w.compact_rev >= 0 {
+                meta.insert(META_COMPACT_REV, w.compact_rev as u64)?;
+            }
             state = AppliedState {
                 applied_index: applied,
                 current_revision: w.current_rev,

@@ -186,24 +186,28 @@ fn apply_filters(kvs: &mut Vec<KeyValue>, req: &RangeRequest) {
 }
 
 /// etcd sorts ascending by default when a non-key target is given; results
-/// are already in ascending key order otherwise.
+/// are already in ascending key order otherwise. The sort is stable in both
+/// directions, so ties keep ascending key order, which is what etcd's sort
+/// does for small results (insertion sort) and what makes answers repeatable.
 fn sort(kvs: &mut [KeyValue], req: &RangeRequest) {
+    use std::cmp::Ordering;
     let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
     let mut order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
     if target != SortTarget::Key && order == SortOrder::None {
         order = SortOrder::Ascend;
     }
-    if order == SortOrder::None {
-        return;
-    }
-    match target {
-        SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
-        SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-        SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-        SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-        SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
-    }
-    if order == SortOrder::Descend {
-        kvs.reverse();
+    let by_target = |a: &KeyValue, b: &KeyValue| -> Ordering {
+        match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        }
+    };
+    match order {
+        SortOrder::None => {}
+        SortOrder::Ascend => kvs.sort_by(by_target),
+        SortOrder::Descend => kvs.sort_by(|a, b| by_target(b, a)),
     }
 }

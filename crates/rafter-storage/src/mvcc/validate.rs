@@ -5,7 +5,6 @@
 use rafter_proto::etcdserverpb::request_op::Request as Op;
 use rafter_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest};
 
-use super::keyrange::KeyRange;
 use super::MvccError;
 
 pub fn check_range(r: &RangeRequest) -> Result<(), MvccError> {
@@ -63,57 +62,84 @@ fn check_txn_ops(t: &TxnRequest, max_txn_ops: usize) -> Result<(), MvccError> {
     Ok(())
 }
 
-/// Keys written by one branch of a txn (nested txns included).
-#[derive(Default)]
-struct Writes {
-    puts: Vec<Vec<u8>>,
-    deletes: Vec<KeyRange>,
+/// A delete's key interval as etcd's duplicate-key check sees it: the literal
+/// `[key, range_end)` (a point when `range_end` is empty). etcd does not
+/// special-case `range_end == [0]` here, so a from-key delete is an empty
+/// interval for this check; we match that so the same txns are accepted.
+struct DelInterval {
+    start: Vec<u8>,
+    /// `None` for a single key.
+    end: Option<Vec<u8>>,
 }
 
-/// etcd's rule: within the ops that can run together, a key may be put at
-/// most once and may not be both put and deleted.
+impl DelInterval {
+    fn new(key: &[u8], range_end: &[u8]) -> Self {
+        DelInterval {
+            start: key.to_vec(),
+            end: (!range_end.is_empty()).then(|| range_end.to_vec()),
+        }
+    }
+
+    fn contains(&self, k: &[u8]) -> bool {
+        match &self.end {
+            None => self.start.as_slice() == k,
+            Some(end) => self.start.as_slice() <= k && k < end.as_slice(),
+        }
+    }
+}
+
+/// etcd's rule (its `checkIntervals`), per branch: a key may be put at most
+/// once, and not inside a range deleted at the same level or by an earlier
+/// nested txn. The two branches of one nested txn exclude each other, so they
+/// may put the same key.
 fn check_intervals(t: &TxnRequest) -> Result<(), MvccError> {
     branch_writes(&t.success)?;
     branch_writes(&t.failure)?;
     Ok(())
 }
 
-fn branch_writes(ops: &[rafter_proto::etcdserverpb::RequestOp]) -> Result<Writes, MvccError> {
-    let mut w = Writes::default();
+type Puts = std::collections::HashSet<Vec<u8>>;
+
+fn branch_writes(
+    ops: &[rafter_proto::etcdserverpb::RequestOp],
+) -> Result<(Puts, Vec<DelInterval>), MvccError> {
+    let mut dels: Vec<DelInterval> = ops
+        .iter()
+        .filter_map(|op| match &op.request {
+            Some(Op::RequestDeleteRange(d)) => Some(DelInterval::new(&d.key, &d.range_end)),
+            _ => None,
+        })
+        .collect();
+    let deleted = |dels: &[DelInterval], k: &[u8]| dels.iter().any(|d| d.contains(k));
+    let mut puts = Puts::new();
     for op in ops {
-        match &op.request {
-            Some(Op::RequestPut(p)) => {
-                if w.puts.contains(&p.key) {
-                    return Err(MvccError::DuplicateKey);
-                }
-                w.puts.push(p.key.clone());
+        let Some(Op::RequestTxn(inner)) = &op.request else {
+            continue;
+        };
+        let (puts_then, dels_then) = branch_writes(&inner.success)?;
+        let (puts_else, dels_else) = branch_writes(&inner.failure)?;
+        for k in &puts_then {
+            if puts.contains(k) || deleted(&dels, k) {
+                return Err(MvccError::DuplicateKey);
             }
-            Some(Op::RequestDeleteRange(d)) => w.deletes.push(KeyRange::new(&d.key, &d.range_end)),
-            Some(Op::RequestTxn(inner)) => {
-                let s = branch_writes(&inner.success)?;
-                let f = branch_writes(&inner.failure)?;
-                // Only one of the inner branches runs, so each may repeat the
-                // other's keys, but neither may collide with this level's.
-                for key in s.puts.iter().chain(&f.puts) {
-                    if w.puts.contains(key) {
-                        return Err(MvccError::DuplicateKey);
-                    }
-                }
-                for key in s.puts.into_iter().chain(f.puts) {
-                    if !w.puts.contains(&key) {
-                        w.puts.push(key);
-                    }
-                }
-                w.deletes.extend(s.deletes);
-                w.deletes.extend(f.deletes);
+            puts.insert(k.clone());
+        }
+        for k in &puts_else {
+            if (puts.contains(k) && !puts_then.contains(k)) || deleted(&dels, k) {
+                return Err(MvccError::DuplicateKey);
             }
-            Some(Op::RequestRange(_)) | None => {}
+            puts.insert(k.clone());
+        }
+        dels.extend(dels_then);
+        dels.extend(dels_else);
+    }
+    for op in ops {
+        if let Some(Op::RequestPut(p)) = &op.request {
+            if puts.contains(&p.key) || deleted(&dels, &p.key) {
+                return Err(MvccError::DuplicateKey);
+            }
+            puts.insert(p.key.clone());
         }
     }
-    for key in &w.puts {
-        if w.deletes.iter().any(|d| d.contains(key)) {
-            return Err(MvccError::DuplicateKey);
-        }
-    }
-    Ok(w)
+    Ok((puts, dels))
 }

@@ -230,19 +230,30 @@ impl<'t> Writer<'t> {
 
     fn check_path(&self, t: &TxnRequest, path: &[bool]) -> Result<(), MvccError> {
         let mut it = path.iter().copied();
-        self.check_txn(t, &mut it)
+        self.check_txn(t, &mut it, &mut Vec::new())
     }
 
+    /// Checks the requests that will run, in execution order. `deleted`
+    /// collects the ranges deleted by earlier requests of the txn: a put with
+    /// ignore_value/ignore_lease on a key deleted earlier in the same txn has
+    /// no value to keep, so the txn fails with "key not found" (etcd 3.4
+    /// crashes on this case; see ARCHITECTURE.md).
     fn check_txn(
         &self,
         t: &TxnRequest,
         path: &mut impl Iterator<Item = bool>,
+        deleted: &mut Vec<KeyRange>,
     ) -> Result<(), MvccError> {
         let ok = path.next().expect("path covers every executed txn");
         let ops = if ok { &t.success } else { &t.failure };
         for op in ops {
             match &op.request {
-                Some(Op::RequestPut(p)) => self.check_put(p)?,
+                Some(Op::RequestPut(p)) => {
+                    self.check_put(p)?;
+                    if (p.ignore_value || p.ignore_lease) && deleted.iter().any(|d| d.contains(&p.key)) {
+                        return Err(MvccError::KeyNotFound);
+                    }
+                }
                 Some(Op::RequestRange(r)) => {
                     let b = self.read_bounds();
                     let rev = if r.revision <= 0 { b.current } else { r.revision };
@@ -253,8 +264,9 @@ impl<'t> Writer<'t> {
                         return Err(MvccError::Compacted);
                     }
                 }
-                Some(Op::RequestTxn(inner)) => self.check_txn(inner, path)?,
-                Some(Op::RequestDeleteRange(_)) | None => {}
+                Some(Op::RequestTxn(inner)) => self.check_txn(inner, path, deleted)?,
+                Some(Op::RequestDeleteRange(d)) => deleted.push(KeyRange::new(&d.key, &d.range_end)),
+                None => {}
             }
         }
         Ok(())
@@ -283,7 +295,7 @@ impl<'t> Writer<'t> {
                 }
                 Some(Op::RequestTxn(inner)) => {
                     let mut resp = self.exec_txn(inner, path)?;
-                    resp.header = Some(rev_header(self.read_bounds().current));
+                    resp.header = Some(ResponseHeader::default());
                     Some(OpResponse::ResponseTxn(resp))
                 }
                 None => None,
