@@ -107,9 +107,11 @@ impl RaftLog {
 
     /// Drops entries before `index` (they are reflected in durable state).
     pub fn compact_to(&self, index: u64, term: u64) -> Result<(), RaftLogError> {
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index - 1;
-        meta.term = term;
+        let meta = SnapshotMetadata {
+            index: index - 1,
+            term,
+            ..Default::default()
+        };
         let mut batch = LogBatch::default();
         batch.put_message(GROUP_ID, KEY_TRUNCATED.to_vec(), &meta)?;
         self.write(&mut batch, true)?;
@@ -176,7 +178,10 @@ impl raft::Storage for RaftLog {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         let last = self.last_index()?;
-        assert!(high <= last + 1, "entries({low}, {high}) past last index {last}");
+        assert!(
+            high <= last + 1,
+            "entries({low}, {high}) past last index {last}"
+        );
         let mut out = Vec::with_capacity((high - low) as usize);
         let max = max_size.into().map(|m| m as usize);
         self.engine
@@ -218,7 +223,9 @@ impl raft::Storage for RaftLog {
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
     }
 }
 
@@ -232,7 +239,8 @@ impl std::fmt::Debug for RaftLog {
 
 /// Encodes a protobuf-2 message (used by tests and by the peer codec later).
 pub fn encode_entry(e: &Entry) -> Vec<u8> {
-    e.write_to_bytes().expect("encoding an in-memory entry cannot fail")
+    e.write_to_bytes()
+        .expect("encoding an in-memory entry cannot fail")
 }
 
 #[cfg(test)]
@@ -241,11 +249,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = format!("e{index}").into_bytes().into();
-        e
+        Entry {
+            index,
+            term,
+            data: format!("e{index}").into_bytes().into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -254,13 +263,17 @@ mod tests {
         {
             let log = RaftLog::open(dir.path()).unwrap();
             assert!(log.is_empty().unwrap());
-            let mut cs = ConfState::default();
-            cs.voters = vec![1];
+            let cs = ConfState {
+                voters: vec![1],
+                ..Default::default()
+            };
             log.bootstrap(&cs).unwrap();
             let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
-            let mut hs = HardState::default();
-            hs.term = 1;
-            hs.commit = 3;
+            let hs = HardState {
+                term: 1,
+                commit: 3,
+                ..Default::default()
+            };
             log.persist(&ents, Some(&hs), true).unwrap();
             // A new leader's conflicting entries replace the suffix from 4 on.
             log.persist(&[entry(4, 2)], None, true).unwrap();
@@ -275,8 +288,13 @@ mod tests {
         assert_eq!(log.first_index().unwrap(), 1);
         assert_eq!(log.last_index().unwrap(), 4);
         assert_eq!(log.term(4).unwrap(), 2);
-        let got = log.entries(2, 5, None, GetEntriesContext::empty(false)).unwrap();
-        assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), vec![2, 3, 4]);
+        let got = log
+            .entries(2, 5, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ enum Command {
     /// Run a member (the default when no subcommand is given).
     Serve(Box<rafter_server::config::ServeArgs>),
     #[command(flatten)]
-    Client(rafter_cli::ClientCommand),
+    Client(Box<rafter_cli::ClientCommand>),
 }
 
 fn main() {
@@ -33,7 +33,7 @@ fn main() {
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::Client(cmd)) => {
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-            rt.block_on(rafter_cli::run(cmd))
+            rt.block_on(rafter_cli::run(*cmd))
         }
     };
     std::process::exit(code);

@@ -7,7 +7,10 @@
 pub enum KeyRange {
     Single(Vec<u8>),
     /// `[start, end)`; `end == None` means unbounded ("from key").
-    Span { start: Vec<u8>, end: Option<Vec<u8>> },
+    Span {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    },
 }
 
 impl KeyRange {
@@ -47,10 +50,7 @@ impl KeyRange {
     pub fn overlaps(&self, other: &KeyRange) -> bool {
         match (self, other) {
             (KeyRange::Single(a), b) | (b, KeyRange::Single(a)) => b.contains(a),
-            (
-                KeyRange::Span { start: s1, end: e1 },
-                KeyRange::Span { start: s2, end: e2 },
-            ) => {
+            (KeyRange::Span { start: s1, end: e1 }, KeyRange::Span { start: s2, end: e2 }) => {
                 if self.is_empty() || other.is_empty() {
                     return false;
                 }

@@ -243,6 +243,8 @@ impl MvccStore {
 
 impl std::fmt::Debug for MvccStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MvccStore").field("path", &self.path).finish()
+        f.debug_struct("MvccStore")
+            .field("path", &self.path)
+            .finish()
     }
 }

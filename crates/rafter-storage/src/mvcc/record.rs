@@ -36,7 +36,11 @@ impl Record {
     /// Decodes a stored record. Records are only ever written by `encode`, so
     /// a short one means the database is corrupt.
     pub fn decode(bytes: &[u8]) -> Record {
-        assert!(bytes.len() >= HEADER_BYTES, "corrupt mvcc record: {} bytes", bytes.len());
+        assert!(
+            bytes.len() >= HEADER_BYTES,
+            "corrupt mvcc record: {} bytes",
+            bytes.len()
+        );
         let num = |i: usize| {
             let at = 1 + 8 * i;
             i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))

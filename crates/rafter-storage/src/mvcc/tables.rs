@@ -43,7 +43,5 @@ pub fn latest_get(
 /// The compaction revision; -1 before the first compaction, as in etcd, so
 /// that compacting revision 0 (or 1) still succeeds once.
 pub fn compact_revision(meta: &impl ReadableTable<&'static str, u64>) -> Result<i64, MvccError> {
-    Ok(meta
-        .get(META_COMPACT_REV)?
-        .map_or(-1, |v| v.value() as i64))
+    Ok(meta.get(META_COMPACT_REV)?.map_or(-1, |v| v.value() as i64))
 }

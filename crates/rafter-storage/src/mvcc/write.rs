@@ -7,7 +7,7 @@ use rafter_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUn
 use rafter_proto::etcdserverpb::request_op::Request as Op;
 use rafter_proto::etcdserverpb::response_op::Response as OpResponse;
 use rafter_proto::etcdserverpb::{
-    Compare, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
     PutRequest, PutResponse, RangeRequest, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use rafter_proto::mvccpb::KeyValue;
@@ -189,7 +189,10 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    fn range(&self, r: &RangeRequest) -> Result<rafter_proto::etcdserverpb::RangeResponse, MvccError> {
+    fn range(
+        &self,
+        r: &RangeRequest,
+    ) -> Result<rafter_proto::etcdserverpb::RangeResponse, MvccError> {
         read::range(&self.latest, &self.revs, self.read_bounds(), r)
     }
 
@@ -250,13 +253,19 @@ impl<'t> Writer<'t> {
             match &op.request {
                 Some(Op::RequestPut(p)) => {
                     self.check_put(p)?;
-                    if (p.ignore_value || p.ignore_lease) && deleted.iter().any(|d| d.contains(&p.key)) {
+                    if (p.ignore_value || p.ignore_lease)
+                        && deleted.iter().any(|d| d.contains(&p.key))
+                    {
                         return Err(MvccError::KeyNotFound);
                     }
                 }
                 Some(Op::RequestRange(r)) => {
                     let b = self.read_bounds();
-                    let rev = if r.revision <= 0 { b.current } else { r.revision };
+                    let rev = if r.revision <= 0 {
+                        b.current
+                    } else {
+                        r.revision
+                    };
                     if rev > b.current {
                         return Err(MvccError::FutureRevision);
                     }
@@ -265,7 +274,9 @@ impl<'t> Writer<'t> {
                     }
                 }
                 Some(Op::RequestTxn(inner)) => self.check_txn(inner, path, deleted)?,
-                Some(Op::RequestDeleteRange(d)) => deleted.push(KeyRange::new(&d.key, &d.range_end)),
+                Some(Op::RequestDeleteRange(d)) => {
+                    deleted.push(KeyRange::new(&d.key, &d.range_end))
+                }
                 None => {}
             }
         }
@@ -349,7 +360,9 @@ fn rev_header(revision: i64) -> ResponseHeader {
 fn compare_one(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
     use std::cmp::Ordering;
     let ord = match (target, &c.target_union) {
-        (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v.as_slice()),
+        (CompareTarget::Value, Some(TargetUnion::Value(v))) => {
+            kv.value.as_slice().cmp(v.as_slice())
+        }
         (CompareTarget::Value, _) => kv.value.as_slice().cmp(&[][..]),
         (CompareTarget::Version, u) => kv.version.cmp(&int_of(u, |t| match t {
             TargetUnion::Version(n) => Some(*n),
