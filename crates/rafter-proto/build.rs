@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "etcd/auth.proto",
         "etcd/rpc.proto",
         "rafter/raftcmd.proto",
+        "rafter/peer.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

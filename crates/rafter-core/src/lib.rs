@@ -6,6 +6,7 @@
 pub mod command;
 pub mod logger;
 pub mod member;
+pub mod wire;
 
 pub use command::{decode_command, encode_command, CommandError};
 pub use member::{Cycle, Member, MemberConfig, Persisted, ProposeError};

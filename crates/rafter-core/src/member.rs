@@ -148,6 +148,21 @@ impl<S: Storage> Member<S> {
         r.map_err(|_| ProposeError::Dropped)
     }
 
+    /// Tells Raft a peer could not be reached (the leader probes it again).
+    pub fn report_unreachable(&mut self, peer: u64) {
+        self.node.report_unreachable(peer);
+    }
+
+    /// Tells Raft whether a snapshot reached `peer`.
+    pub fn report_snapshot(&mut self, peer: u64, delivered: bool) {
+        let status = if delivered {
+            raft::SnapshotStatus::Finish
+        } else {
+            raft::SnapshotStatus::Failure
+        };
+        self.node.report_snapshot(peer, status);
+    }
+
     /// Starts one read-index round; its `ReadState` carries `ctx` back.
     pub fn read_index(&mut self, ctx: Vec<u8>) {
         self.node.read_index(ctx);

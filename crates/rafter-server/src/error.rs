@@ -57,9 +57,15 @@ mod tests {
     fn etcd_codes_and_messages() {
         let s: Status = ApiError::Kv(MvccError::Compacted).into();
         assert_eq!(s.code(), Code::OutOfRange);
-        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
         let s: Status = ApiError::NoLeader.into();
-        assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: no leader"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unavailable, "etcdserver: no leader")
+        );
         let s: Status = ApiError::Kv(MvccError::LeaseNotFound).into();
         assert_eq!(
             (s.code(), s.message()),

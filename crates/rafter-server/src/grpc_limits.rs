@@ -27,7 +27,10 @@ pub fn etcd_style_oversize<B>(mut resp: http::Response<B>) -> http::Response<B> 
         return resp;
     };
     let text = format!("grpc: received message larger than max ({found} vs. {limit})");
-    headers.insert("grpc-status", HeaderValue::from_static(GRPC_STATUS_RESOURCE_EXHAUSTED));
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from_static(GRPC_STATUS_RESOURCE_EXHAUSTED),
+    );
     if let Ok(v) = HeaderValue::from_str(&percent_encode(&text)) {
         headers.insert("grpc-message", v);
     }
@@ -97,7 +100,10 @@ mod tests {
         );
         let other = http::Response::builder()
             .header("grpc-status", "11")
-            .header("grpc-message", "etcdserver: mvcc: required revision has been compacted")
+            .header(
+                "grpc-message",
+                "etcdserver: mvcc: required revision has been compacted",
+            )
             .body(())
             .unwrap();
         let out = etcd_style_oversize(other);

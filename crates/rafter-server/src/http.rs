@@ -44,14 +44,26 @@ pub async fn serve(listener: TcpListener, node: NodeHandle) {
                     } else {
                         r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string()
                     };
-                    (if ok { "200 OK" } else { "503 Service Unavailable" }, "application/json", body)
+                    (
+                        if ok {
+                            "200 OK"
+                        } else {
+                            "503 Service Unavailable"
+                        },
+                        "application/json",
+                        body,
+                    )
                 }
                 "/version" => (
                     "200 OK",
                     "application/json",
                     format!(r#"{{"etcdserver":"{API_VERSION}","etcdcluster":"{API_VERSION}"}}"#),
                 ),
-                _ => ("404 Not Found", "text/plain", "404 page not found\n".to_string()),
+                _ => (
+                    "404 Not Found",
+                    "text/plain",
+                    "404 page not found\n".to_string(),
+                ),
             };
             let resp = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -66,21 +78,55 @@ pub async fn serve(listener: TcpListener, node: NodeHandle) {
 pub fn metrics_text(node: &NodeHandle) -> String {
     let s = &node.status;
     let counters = [
-        ("rafter_wal_fsyncs_total", "Fsyncs of the Raft log.", s.wal_fsyncs.load(Ordering::Relaxed)),
-        ("rafter_proposals_total", "Proposals accepted into the Raft log.", s.proposals.load(Ordering::Relaxed)),
-        ("rafter_entries_applied_total", "Raft entries applied to the store.", s.entries_applied.load(Ordering::Relaxed)),
-        ("rafter_ready_cycles_total", "Raft Ready cycles processed.", s.ready_cycles.load(Ordering::Relaxed)),
+        (
+            "rafter_wal_fsyncs_total",
+            "Fsyncs of the Raft log.",
+            s.wal_fsyncs.load(Ordering::Relaxed),
+        ),
+        (
+            "rafter_proposals_total",
+            "Proposals accepted into the Raft log.",
+            s.proposals.load(Ordering::Relaxed),
+        ),
+        (
+            "rafter_entries_applied_total",
+            "Raft entries applied to the store.",
+            s.entries_applied.load(Ordering::Relaxed),
+        ),
+        (
+            "rafter_ready_cycles_total",
+            "Raft Ready cycles processed.",
+            s.ready_cycles.load(Ordering::Relaxed),
+        ),
     ];
     let gauges = [
-        ("rafter_raft_term", "Current Raft term.", s.term.load(Ordering::Relaxed)),
-        ("rafter_raft_applied_index", "Last applied Raft index.", s.applied_index.load(Ordering::Relaxed)),
-        ("rafter_raft_commit_index", "Raft commit index.", s.commit_index.load(Ordering::Relaxed)),
-        ("rafter_db_size_bytes", "Size of the state machine file.", node.store.db_size_bytes()),
+        (
+            "rafter_raft_term",
+            "Current Raft term.",
+            s.term.load(Ordering::Relaxed),
+        ),
+        (
+            "rafter_raft_applied_index",
+            "Last applied Raft index.",
+            s.applied_index.load(Ordering::Relaxed),
+        ),
+        (
+            "rafter_raft_commit_index",
+            "Raft commit index.",
+            s.commit_index.load(Ordering::Relaxed),
+        ),
+        (
+            "rafter_db_size_bytes",
+            "Size of the state machine file.",
+            node.store.db_size_bytes(),
+        ),
     ];
     let mut out = String::new();
     for (kind, list) in [("counter", &counters), ("gauge", &gauges)] {
         for (name, help, value) in list.iter() {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
         }
     }
     out

@@ -10,6 +10,7 @@ mod http;
 pub mod ids;
 mod node;
 mod services;
+mod transport;
 mod urls;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use rafter_proto::etcdserverpb::{
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
     Member as PbMember,
 };
+use rafter_proto::rafterpb::raft_peer_server::RaftPeerServer;
 use rafter_storage::{MvccStore, RaftLog};
 use tokio::sync::watch;
 
@@ -63,12 +65,6 @@ pub fn run(args: ServeArgs) -> Result<(), ServerError> {
 
 async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let cluster = urls::ClusterSpec::from_args(&args).map_err(ServerError::Config)?;
-    if cluster.members.len() != 1 {
-        return Err(ServerError::Config(format!(
-            "--initial-cluster lists {} members; this version runs single-member clusters only",
-            cluster.members.len()
-        )));
-    }
     let me = cluster.me();
     let member_ids: Vec<u64> = cluster
         .members
@@ -128,7 +124,22 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    let peers: Vec<(u64, String)> = cluster
+        .members
+        .iter()
+        .zip(&member_ids)
+        .filter(|(_, id)| **id != member_id)
+        .map(|(m, id)| (*id, m.peer_urls[0].clone()))
+        .collect();
+    let transport = transport::Transport::start(
+        &tokio::runtime::Handle::current(),
+        member_id,
+        cluster_id,
+        &peers,
+        tx.clone(),
+    );
     let raft_loop = RaftLoop {
+        transport: Some(transport),
         member,
         log,
         store: store.clone(),
@@ -137,6 +148,8 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         tick_interval: Duration::from_millis(heartbeat_ms),
         next_command_id: ((member_id & 0xffff) << 48) | ((unix_ms & 0xff_ffff_ffff) << 8),
     };
+    let peer_service = services::peer::PeerService::new(cluster_id, tx.clone());
+    let shutdown_tx = tx.clone();
     let raft_thread = std::thread::Builder::new()
         .name("rafter-raft".into())
         .spawn(move || raft_loop.run(rx))?;
@@ -196,9 +209,26 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             .add_service(MaintenanceServer::new(
                 services::maintenance::MaintenanceService::new(node.clone()),
             ))
-            .add_service(AuthServer::new(services::auth::AuthService::new(node.clone())));
-        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown_signal())));
+            .add_service(AuthServer::new(services::auth::AuthService::new(
+                node.clone(),
+            )));
+        servers.push(tokio::spawn(
+            router.serve_with_incoming_shutdown(incoming, shutdown_signal()),
+        ));
     }
+    let peer_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            RaftPeerServer::new(peer_service)
+                .max_decoding_message_size(rafter_core::wire::MAX_PEER_MESSAGE_BYTES),
+        );
+    let peer_addr = urls::socket_addr(&urls::split(&args.listen_peer_urls)[0]).map_err(ServerError::Config)?;
+    let peer_listener = tokio::net::TcpListener::bind(peer_addr).await?;
+    tracing::info!("listening for peers on {}", args.listen_peer_urls);
+    tokio::spawn(peer_server.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(peer_listener),
+        shutdown_signal(),
+    ));
     if let Some(metrics_urls) = &args.listen_metrics_urls {
         for url in urls::split(metrics_urls) {
             let addr = urls::socket_addr(&url).map_err(ServerError::Config)?;
@@ -221,6 +251,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         }
     }
     tracing::info!("shutting down");
+    let _ = shutdown_tx.send(node::NodeRequest::Shutdown);
     drop(node);
     match raft_thread.join() {
         Ok(r) => r.map_err(ServerError::RaftLoop),

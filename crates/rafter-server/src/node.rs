@@ -19,6 +19,7 @@ use rafter_storage::{KvRequest, MvccStore, RaftLog};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::ApiError;
+use crate::transport::Transport;
 
 /// How long applied state may stay only in the Raft log before the store
 /// commits durably (the log always holds what the store has not synced).
@@ -38,6 +39,14 @@ pub enum NodeRequest {
     ReadIndex {
         reply: oneshot::Sender<Result<u64, ApiError>>,
     },
+    /// A Raft message from a peer.
+    Step(Box<raft::eraftpb::Message>),
+    /// The transport lost its stream to this peer.
+    Unreachable(u64),
+    /// Whether a snapshot message reached this peer.
+    SnapshotStatus(u64, bool),
+    /// Stop after making applied state durable.
+    Shutdown,
 }
 
 /// Live facts about the member, published by the Raft loop after each turn.
@@ -62,6 +71,8 @@ pub struct RaftLoop {
     pub applied_tx: watch::Sender<u64>,
     pub tick_interval: Duration,
     pub next_command_id: u64,
+    /// Sends Raft messages to peers (`None` until the peer transport starts).
+    pub transport: Option<Transport>,
 }
 
 struct Waiters {
@@ -74,7 +85,7 @@ struct Waiters {
 }
 
 impl RaftLoop {
-    /// Runs until every request sender is dropped. Returns an error when the
+    /// Runs until asked to shut down (or every sender is gone). Returns an error when the
     /// disk fails: the member must stop rather than acknowledge anything it
     /// may not have persisted.
     pub fn run(mut self, rx: Receiver<NodeRequest>) -> Result<(), String> {
@@ -93,9 +104,13 @@ impl RaftLoop {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
+                Ok(NodeRequest::Shutdown) => break,
                 Ok(req) => {
                     self.accept(req, &mut w);
                     for req in rx.try_iter().take(MAX_REQUESTS_PER_TURN) {
+                        if matches!(req, NodeRequest::Shutdown) {
+                            return self.store.sync().map_err(|e| e.to_string());
+                        }
                         self.accept(req, &mut w);
                     }
                 }
@@ -112,7 +127,9 @@ impl RaftLoop {
             self.start_read_round(&mut w);
             store_dirty |= self.run_cycles(&mut w)?;
             if store_dirty && last_store_sync.elapsed() >= STORE_SYNC_INTERVAL {
-                self.store.sync().map_err(|e| format!("state machine sync failed: {e}"))?;
+                self.store
+                    .sync()
+                    .map_err(|e| format!("state machine sync failed: {e}"))?;
                 store_dirty = false;
                 last_store_sync = Instant::now();
             }
@@ -151,6 +168,16 @@ impl RaftLoop {
                     w.reads_queued.push(reply);
                 }
             }
+            NodeRequest::Step(msg) => {
+                if let Err(e) = self.member.step(*msg) {
+                    tracing::debug!("raft rejected a peer message: {e}");
+                }
+            }
+            NodeRequest::Unreachable(peer) => self.member.report_unreachable(peer),
+            NodeRequest::SnapshotStatus(peer, delivered) => {
+                self.member.report_snapshot(peer, delivered)
+            }
+            NodeRequest::Shutdown => unreachable!("handled by the loop"),
         }
     }
 
@@ -173,9 +200,9 @@ impl RaftLoop {
         let mut applied_any = false;
         while let Some(cycle) = self.member.take_cycle() {
             self.status.ready_cycles.fetch_add(1, Ordering::Relaxed);
-            // Single member: no peers, so nothing to send yet. Messages to
-            // peers arrive with the cluster transport.
-            debug_assert!(cycle.messages.is_empty() && cycle.persisted_messages.is_empty());
+            // A leader's appends may go out before its own fsync (Raft
+            // thesis 10.2.1); everything else waits for persistence.
+            self.send(cycle.messages);
             if cycle.snapshot.is_some() {
                 return Err("snapshot received, but snapshots need the cluster transport".into());
             }
@@ -199,8 +226,10 @@ impl RaftLoop {
                 }
             }
             let persisted_at = Instant::now();
+            self.send(cycle.persisted_messages);
             applied_any |= self.apply(&cycle.committed_entries, w)?;
             let persisted = self.member.on_persisted();
+            self.send(persisted.messages);
             applied_any |= self.apply(&persisted.committed_entries, w)?;
             tracing::trace!(
                 entries = cycle.entries.len(),
@@ -234,7 +263,10 @@ impl RaftLoop {
             .store
             .apply(&apply_entries, false)
             .map_err(|e| format!("state machine write failed: {e}"))?;
-        assert_eq!(state.applied_index, last.index, "applied index must follow the log");
+        assert_eq!(
+            state.applied_index, last.index,
+            "applied index must follow the log"
+        );
         for ((_, cmd), result) in decoded.iter().zip(results) {
             let (Some(cmd), Some(result)) = (cmd, result) else {
                 continue;
@@ -247,9 +279,21 @@ impl RaftLoop {
         self.status
             .entries_applied
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        self.status.applied_index.store(last.index, Ordering::Release);
+        self.status
+            .applied_index
+            .store(last.index, Ordering::Release);
         self.applied_tx.send_replace(last.index);
         Ok(true)
+    }
+
+    fn send(&self, messages: Vec<raft::eraftpb::Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        match &self.transport {
+            Some(t) => t.send(messages),
+            None => tracing::warn!(count = messages.len(), "raft messages dropped: no peer transport"),
+        }
     }
 
     fn publish_status(&self) {
@@ -259,6 +303,7 @@ impl RaftLoop {
             .store(self.member.leader_id().unwrap_or(0), Ordering::Relaxed);
         s.commit_index
             .store(self.member.commit_index(), Ordering::Relaxed);
-        s.wal_fsyncs.store(self.log.fsync_count(), Ordering::Relaxed);
+        s.wal_fsyncs
+            .store(self.log.fsync_count(), Ordering::Relaxed);
     }
 }

@@ -37,7 +37,10 @@ fn mismatch() -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         let r = request.into_inner();
         validate::check_range(&r).map_err(ApiError::from)?;
         if !r.serializable {

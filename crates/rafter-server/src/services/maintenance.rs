@@ -35,7 +35,10 @@ impl MaintenanceService {
 impl Maintenance for MaintenanceService {
     type SnapshotStream = tokio_stream::Empty<Result<SnapshotResponse, Status>>;
 
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let s = &self.node.status;
         let db_size = self.node.store.db_size_bytes() as i64;
         Ok(Response::new(StatusResponse {
@@ -55,9 +58,14 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
         if request.get_ref().action != alarm_request::AlarmAction::Get as i32 {
-            return Err(crate::error::unimplemented("Maintenance.Alarm (activate/deactivate)"));
+            return Err(crate::error::unimplemented(
+                "Maintenance.Alarm (activate/deactivate)",
+            ));
         }
         Ok(Response::new(AlarmResponse {
             header: Some(self.node.header(self.current_revision())),

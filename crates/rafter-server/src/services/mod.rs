@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod peer;
 pub mod watch;
 
 /// Defines trait methods that answer `Unimplemented` naming the RPC. It
