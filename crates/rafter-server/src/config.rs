@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Election timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
+    /// Applied entries between Raft log compactions (etcd's default).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
     /// URLs to serve /metrics, /health and /version on (HTTP).
     #[arg(long)]
     pub listen_metrics_urls: Option<String>,

@@ -111,7 +111,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
         },
-        log.clone(),
+        rafter_storage::MemberStorage {
+            log: log.clone(),
+            store: store.clone(),
+        },
         &raft_logger(),
     )?;
 
@@ -138,7 +141,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         &peers,
         tx.clone(),
     );
+    let compacted_index = raft::Storage::first_index(&log)? - 1;
     let raft_loop = RaftLoop {
+        snapshot_count: args.snapshot_count.max(1),
+        compacted_index,
         transport: Some(transport),
         member,
         log,

@@ -15,7 +15,7 @@ use raft::eraftpb::Entry;
 use rafter_core::{decode_command, encode_command, Member, ProposeError};
 use rafter_proto::rafterpb::RaftCommand;
 use rafter_storage::mvcc::{ApplyEntry, KvResponse};
-use rafter_storage::{KvRequest, MvccStore, RaftLog};
+use rafter_storage::{KvRequest, MemberStorage, MvccStore, RaftLog};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::ApiError;
@@ -64,7 +64,7 @@ pub struct NodeStatus {
 
 /// Everything the loop owns.
 pub struct RaftLoop {
-    pub member: Member<RaftLog>,
+    pub member: Member<MemberStorage>,
     pub log: RaftLog,
     pub store: Arc<MvccStore>,
     pub status: Arc<NodeStatus>,
@@ -73,6 +73,17 @@ pub struct RaftLoop {
     pub next_command_id: u64,
     /// Sends Raft messages to peers (`None` until the peer transport starts).
     pub transport: Option<Transport>,
+    /// Compact the log once this many entries were applied since the last
+    /// compaction (etcd's `--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Index the log was last compacted at.
+    pub compacted_index: u64,
+}
+
+/// Entries kept behind the compaction point so slightly slow followers catch
+/// up from the log rather than a snapshot (etcd keeps 5000).
+fn catch_up_entries(snapshot_count: u64) -> u64 {
+    (snapshot_count / 2).min(5000)
 }
 
 struct Waiters {
@@ -203,8 +214,9 @@ impl RaftLoop {
             // A leader's appends may go out before its own fsync (Raft
             // thesis 10.2.1); everything else waits for persistence.
             self.send(cycle.messages);
-            if cycle.snapshot.is_some() {
-                return Err("snapshot received, but snapshots need the cluster transport".into());
+            if let Some(snapshot) = &cycle.snapshot {
+                self.install_snapshot(snapshot)?;
+                applied_any = true;
             }
             let started = Instant::now();
             if !cycle.entries.is_empty() || cycle.hard_state.is_some() {
@@ -231,6 +243,9 @@ impl RaftLoop {
             let persisted = self.member.on_persisted();
             self.send(persisted.messages);
             applied_any |= self.apply(&persisted.committed_entries, w)?;
+            if let Some(snapshot) = &cycle.snapshot {
+                self.member.on_applied(snapshot.get_metadata().index);
+            }
             tracing::trace!(
                 entries = cycle.entries.len(),
                 persist_us = (persisted_at - started).as_micros() as u64,
@@ -283,7 +298,49 @@ impl RaftLoop {
             .applied_index
             .store(last.index, Ordering::Release);
         self.applied_tx.send_replace(last.index);
+        self.maybe_compact_log(last.index)?;
         Ok(true)
+    }
+
+    /// Replaces the state machine and log with a snapshot from the leader.
+    fn install_snapshot(&mut self, snapshot: &raft::eraftpb::Snapshot) -> Result<(), String> {
+        let meta = snapshot.get_metadata();
+        tracing::info!(index = meta.index, term = meta.term, size_bytes = snapshot.data.len(), "installing snapshot");
+        let state = self
+            .store
+            .restore(&snapshot.data)
+            .map_err(|e| format!("snapshot restore failed: {e}"))?;
+        assert_eq!(state.applied_index, meta.index, "snapshot data and metadata disagree");
+        self.log
+            .apply_snapshot(meta)
+            .map_err(|e| format!("raft log snapshot install failed: {e}"))?;
+        self.compacted_index = meta.index;
+        self.status.applied_index.store(meta.index, Ordering::Release);
+        self.applied_tx.send_replace(meta.index);
+        Ok(())
+    }
+
+    /// Drops log entries the state machine durably holds, keeping a tail for
+    /// followers that are only a little behind.
+    fn maybe_compact_log(&mut self, applied: u64) -> Result<(), String> {
+        if applied < self.compacted_index + self.snapshot_count {
+            return Ok(());
+        }
+        let keep = catch_up_entries(self.snapshot_count);
+        let compact_to = applied.saturating_sub(keep);
+        if compact_to <= self.compacted_index + 1 {
+            return Ok(());
+        }
+        // Entries may leave the log only once the store is durable past them.
+        self.store.sync().map_err(|e| format!("state machine sync failed: {e}"))?;
+        let term = raft::Storage::term(&self.log, compact_to - 1)
+            .map_err(|e| format!("term of compaction point: {e}"))?;
+        self.log
+            .compact_to(compact_to, term)
+            .map_err(|e| format!("raft log compaction failed: {e}"))?;
+        tracing::info!(compact_to, applied, "compacted raft log");
+        self.compacted_index = compact_to - 1;
+        Ok(())
     }
 
     fn send(&self, messages: Vec<raft::eraftpb::Message>) {

@@ -4,7 +4,9 @@
 //! the same transaction as the data it describes).
 
 pub mod mvcc;
+pub mod member_storage;
 pub mod raft_log;
 
 pub use mvcc::{KvRequest, MvccError, MvccStore};
+pub use member_storage::MemberStorage;
 pub use raft_log::{RaftLog, RaftLogError};

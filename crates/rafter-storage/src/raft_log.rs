@@ -119,6 +119,37 @@ impl RaftLog {
         Ok(())
     }
 
+    /// Replaces the log by an installed snapshot: every entry goes, the
+    /// truncation point becomes the snapshot's index/term and the membership
+    /// its conf state. Durable on return.
+    pub fn apply_snapshot(&self, meta: &SnapshotMetadata) -> Result<(), RaftLogError> {
+        let hard_state = self
+            .engine
+            .get_message::<HardState>(GROUP_ID, KEY_HARD_STATE)?
+            .unwrap_or_default();
+        let mut clean = LogBatch::default();
+        clean.add_command(GROUP_ID, raft_engine::Command::Clean);
+        self.write(&mut clean, false)?;
+        let mut batch = LogBatch::default();
+        let truncated = SnapshotMetadata {
+            index: meta.index,
+            term: meta.term,
+            ..Default::default()
+        };
+        batch.put_message(GROUP_ID, KEY_TRUNCATED.to_vec(), &truncated)?;
+        batch.put_message(GROUP_ID, KEY_CONF_STATE.to_vec(), meta.get_conf_state())?;
+        batch.put_message(GROUP_ID, KEY_HARD_STATE.to_vec(), &hard_state)?;
+        self.write(&mut batch, true)
+    }
+
+    /// The current membership.
+    pub fn conf_state(&self) -> Result<ConfState, RaftLogError> {
+        Ok(self
+            .engine
+            .get_message::<ConfState>(GROUP_ID, KEY_CONF_STATE)?
+            .unwrap_or_default())
+    }
+
     /// How many fsyncs the log has issued since it was opened (group-commit
     /// evidence: far fewer than the number of entries under load).
     pub fn fsync_count(&self) -> u64 {

@@ -1,6 +1,6 @@
 //! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` shows)
-//! and Alarm listing; hashing, snapshots and defragmentation arrive with the
-//! cluster and maintenance work.
+//! Alarm listing, Hash and HashKV (cross-member consistency checks);
+//! snapshot download and defragmentation arrive with the maintenance work.
 
 use std::sync::atomic::Ordering;
 
@@ -9,6 +9,7 @@ use rafter_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
 use super::unimplemented_rpcs;
+use crate::error::ApiError;
 use crate::handle::NodeHandle;
 
 /// The etcd API level Rafter speaks (reported as `version`, which etcd
@@ -80,10 +81,36 @@ impl Maintenance for MaintenanceService {
         Err(crate::error::unimplemented("Maintenance.Snapshot"))
     }
 
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let store = self.node.store.clone();
+        let revision = request.get_ref().revision;
+        let (hash, hash_revision, compact_revision) =
+            tokio::task::spawn_blocking(move || store.hash_kv(revision))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(ApiError::from)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.node.header(self.current_revision())),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let store = self.node.store.clone();
+        let data = tokio::task::spawn_blocking(move || store.snapshot_data())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ApiError::from)?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.node.header(self.current_revision())),
+            hash: crc32fast::hash(&data),
+        }))
+    }
+
     unimplemented_rpcs! { "Maintenance";
         defragment(DefragmentRequest) -> DefragmentResponse;
-        hash(HashRequest) -> HashResponse;
-        hash_kv(HashKvRequest) -> HashKvResponse;
         move_leader(MoveLeaderRequest) -> MoveLeaderResponse;
         downgrade(DowngradeRequest) -> DowngradeResponse;
     }

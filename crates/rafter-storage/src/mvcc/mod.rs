@@ -9,6 +9,7 @@
 mod compact;
 pub mod keyrange;
 mod read;
+mod snapshot;
 pub mod record;
 mod tables;
 pub mod validate;
@@ -233,6 +234,35 @@ impl MvccStore {
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// The whole state as one checksummed blob (a Raft snapshot's data).
+    pub fn snapshot_data(&self) -> Result<Vec<u8>, MvccError> {
+        snapshot::dump(&self.db)
+    }
+
+    /// Replaces the state with a snapshot blob, durably and atomically.
+    pub fn restore(&self, data: &[u8]) -> Result<AppliedState, MvccError> {
+        snapshot::restore(&self.db, data)?;
+        self.state()
+    }
+
+    /// etcd's HashKV: a hash of all retained revisions up to `revision`
+    /// (0 = current). Returns (hash, revision hashed, compaction revision).
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), MvccError> {
+        let state = self.state()?;
+        let rev = if revision <= 0 {
+            state.current_revision
+        } else {
+            revision
+        };
+        if rev > state.current_revision {
+            return Err(MvccError::FutureRevision);
+        }
+        if rev < state.compact_revision {
+            return Err(MvccError::Compacted);
+        }
+        Ok((snapshot::hash_kv(&self.db, rev as u64)?, rev, state.compact_revision))
     }
 
     /// Size of the database file in bytes (etcd's `dbSize`).

@@ -1,0 +1,172 @@
+//! State-machine snapshots: every table of the store serialized from one read
+//! transaction (so it is exactly the state at one applied index), and the
+//! atomic restore of such a snapshot on a member that fell behind the log.
+//! Format: per row `table u8, key_len u32, key, value_len u32, value`, then a
+//! CRC-32 of everything before it.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::tables::*;
+use super::MvccError;
+
+const TAG_REVS: u8 = 1;
+const TAG_LATEST: u8 = 2;
+const TAG_REV_INDEX: u8 = 3;
+const TAG_META: u8 = 4;
+
+fn push_row(out: &mut Vec<u8>, tag: u8, key: &[u8], value: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+fn rev_key(key: &[u8], rev: u64) -> Vec<u8> {
+    let mut k = rev.to_be_bytes().to_vec();
+    k.extend_from_slice(key);
+    k
+}
+
+/// Serializes the whole store as of one read transaction.
+pub fn dump(db: &redb::Database) -> Result<Vec<u8>, MvccError> {
+    let txn = db.begin_read()?;
+    let mut out = Vec::new();
+    for item in txn.open_table(KV_REVS)?.iter()? {
+        let (k, v) = item?;
+        let (key, rev) = k.value();
+        push_row(&mut out, TAG_REVS, &rev_key(key, rev), v.value());
+    }
+    for item in txn.open_table(KV_LATEST)?.iter()? {
+        let (k, v) = item?;
+        push_row(&mut out, TAG_LATEST, k.value(), v.value());
+    }
+    for item in txn.open_table(REV_INDEX)?.iter()? {
+        let (k, v) = item?;
+        let (rev, sub) = k.value();
+        let mut key = rev.to_be_bytes().to_vec();
+        key.extend_from_slice(&sub.to_be_bytes());
+        push_row(&mut out, TAG_REV_INDEX, &key, v.value());
+    }
+    for item in txn.open_table(META)?.iter()? {
+        let (k, v) = item?;
+        push_row(&mut out, TAG_META, k.value().as_bytes(), &v.value().to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// One decoded row.
+struct Row<'a> {
+    tag: u8,
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+fn rows(data: &[u8]) -> Result<Vec<Row<'_>>, MvccError> {
+    let corrupt = |what: &str| MvccError::Storage(format!("corrupt snapshot: {what}"));
+    if data.len() < 4 {
+        return Err(corrupt("shorter than its checksum"));
+    }
+    let (body, crc) = data.split_at(data.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    let need = |rest: &[u8], n: usize| -> Result<(), MvccError> {
+        if rest.len() < n {
+            return Err(corrupt("truncated row"));
+        }
+        Ok(())
+    };
+    while !rest.is_empty() {
+        need(rest, 5)?;
+        let tag = rest[0];
+        let klen = u32::from_le_bytes(rest[1..5].try_into().expect("4 bytes")) as usize;
+        rest = &rest[5..];
+        need(rest, klen + 4)?;
+        let key = &rest[..klen];
+        let vlen = u32::from_le_bytes(rest[klen..klen + 4].try_into().expect("4 bytes")) as usize;
+        rest = &rest[klen + 4..];
+        need(rest, vlen)?;
+        let value = &rest[..vlen];
+        rest = &rest[vlen..];
+        out.push(Row { tag, key, value });
+    }
+    Ok(out)
+}
+
+fn clear<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<(), MvccError> {
+    txn.delete_table(def)?;
+    txn.open_table(def)?;
+    Ok(())
+}
+
+/// Replaces the whole store with a snapshot in one durable transaction.
+pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
+    let rows = rows(data)?;
+    let txn = db.begin_write()?;
+    clear(&txn, KV_REVS)?;
+    clear(&txn, KV_LATEST)?;
+    clear(&txn, REV_INDEX)?;
+    clear(&txn, META)?;
+    {
+        let mut revs = txn.open_table(KV_REVS)?;
+        let mut latest = txn.open_table(KV_LATEST)?;
+        let mut rev_index = txn.open_table(REV_INDEX)?;
+        let mut meta = txn.open_table(META)?;
+        let bad = || MvccError::Storage("corrupt snapshot: malformed row".into());
+        for r in rows {
+            match r.tag {
+                TAG_REVS => {
+                    if r.key.len() < 8 {
+                        return Err(bad());
+                    }
+                    let rev = u64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
+                    revs.insert((&r.key[8..], rev), r.value)?;
+                }
+                TAG_LATEST => {
+                    latest.insert(r.key, r.value)?;
+                }
+                TAG_REV_INDEX => {
+                    if r.key.len() != 16 {
+                        return Err(bad());
+                    }
+                    let rev = u64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
+                    let sub = u64::from_be_bytes(r.key[8..].try_into().expect("8 bytes"));
+                    rev_index.insert((rev, sub), r.value)?;
+                }
+                TAG_META => {
+                    let name = std::str::from_utf8(r.key).map_err(|_| bad())?;
+                    let v = u64::from_le_bytes(r.value.try_into().map_err(|_| bad())?);
+                    meta.insert(name, v)?;
+                }
+                _ => return Err(bad()),
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// CRC-32 over every retained revision at or below `revision`, in key order,
+/// so members at the same revision (and compaction) agree (etcd's HashKV).
+pub fn hash_kv(db: &redb::Database, revision: u64) -> Result<u32, MvccError> {
+    let txn = db.begin_read()?;
+    let mut h = crc32fast::Hasher::new();
+    for item in txn.open_table(KV_REVS)?.iter()? {
+        let (k, v) = item?;
+        let (key, rev) = k.value();
+        if rev <= revision {
+            h.update(key);
+            h.update(&rev.to_be_bytes());
+            h.update(v.value());
+        }
+    }
+    Ok(h.finalize())
+}
