@@ -148,6 +148,12 @@ impl<S: Storage> Member<S> {
         r.map_err(|_| ProposeError::Dropped)
     }
 
+    /// Starts handing leadership to `target` (leader only).
+    pub fn transfer_leader(&mut self, target: u64) {
+        self.node.transfer_leader(target);
+        self.after_input();
+    }
+
     /// Tells Raft a peer could not be reached (the leader probes it again).
     pub fn report_unreachable(&mut self, peer: u64) {
         self.node.report_unreachable(peer);

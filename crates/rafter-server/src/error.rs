@@ -17,6 +17,10 @@ pub enum ApiError {
     RequestTooLarge,
     #[error("server stopped")]
     Stopped,
+    #[error("not leader")]
+    NotLeader,
+    #[error("bad leader transferee")]
+    BadLeaderTransferee,
 }
 
 impl From<ApiError> for Status {
@@ -38,6 +42,8 @@ impl From<ApiError> for Status {
             },
             ApiError::RequestTooLarge => (Code::InvalidArgument, None),
             ApiError::NoLeader | ApiError::Timeout | ApiError::Stopped => (Code::Unavailable, None),
+            ApiError::NotLeader => (Code::FailedPrecondition, None),
+            ApiError::BadLeaderTransferee => (Code::FailedPrecondition, None),
         };
         let msg: String = msg.unwrap_or_else(|| format!("etcdserver: {e}"));
         Status::new(code, msg)

@@ -84,6 +84,15 @@ impl NodeHandle {
         }
     }
 
+    /// Asks the leader to hand leadership to `target`, and waits until it has.
+    pub async fn transfer_leader(&self, target: u64) -> Result<(), ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::TransferLeader { target, reply })
+            .map_err(|_| ApiError::Stopped)?;
+        self.await_reply(rx).await
+    }
+
     async fn await_reply<T>(
         &self,
         rx: oneshot::Receiver<Result<T, ApiError>>,

@@ -213,7 +213,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 members.clone(),
             )))
             .add_service(MaintenanceServer::new(
-                services::maintenance::MaintenanceService::new(node.clone()),
+                services::maintenance::MaintenanceService::new(node.clone(), member_ids.clone()),
             ))
             .add_service(AuthServer::new(services::auth::AuthService::new(
                 node.clone(),
@@ -228,7 +228,8 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             RaftPeerServer::new(peer_service)
                 .max_decoding_message_size(rafter_core::wire::MAX_PEER_MESSAGE_BYTES),
         );
-    let peer_addr = urls::socket_addr(&urls::split(&args.listen_peer_urls)[0]).map_err(ServerError::Config)?;
+    let peer_addr =
+        urls::socket_addr(&urls::split(&args.listen_peer_urls)[0]).map_err(ServerError::Config)?;
     let peer_listener = tokio::net::TcpListener::bind(peer_addr).await?;
     tracing::info!("listening for peers on {}", args.listen_peer_urls);
     tokio::spawn(peer_server.serve_with_incoming_shutdown(

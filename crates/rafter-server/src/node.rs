@@ -45,6 +45,11 @@ pub enum NodeRequest {
     Unreachable(u64),
     /// Whether a snapshot message reached this peer.
     SnapshotStatus(u64, bool),
+    /// Hand leadership to this member (etcd's MoveLeader).
+    TransferLeader {
+        target: u64,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
     /// Stop after making applied state durable.
     Shutdown,
 }
@@ -93,6 +98,27 @@ struct Waiters {
     /// Read-index rounds in flight, by context.
     reads_in_flight: HashMap<u64, Vec<oneshot::Sender<Result<u64, ApiError>>>>,
     next_read_ctx: u64,
+    /// Leadership transfers waiting for the target to win.
+    transfers: Vec<(u64, oneshot::Sender<Result<(), ApiError>>)>,
+}
+
+impl Waiters {
+    /// Forgets waiters whose client gave up (timed out), so requests lost in
+    /// a leader change do not accumulate; and answers finished transfers.
+    fn prune(&mut self, leader: Option<u64>) {
+        self.proposals.retain(|_, r| !r.is_closed());
+        self.reads_in_flight.retain(|_, rs| {
+            rs.retain(|r| !r.is_closed());
+            !rs.is_empty()
+        });
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transfers)
+            .into_iter()
+            .partition(|(target, reply)| Some(*target) == leader || reply.is_closed());
+        self.transfers = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(Ok(()));
+        }
+    }
 }
 
 impl RaftLoop {
@@ -105,6 +131,7 @@ impl RaftLoop {
             reads_queued: Vec::new(),
             reads_in_flight: HashMap::new(),
             next_read_ctx: 1,
+            transfers: Vec::new(),
         };
         if self.member.is_sole_voter() && !self.member.is_leader() {
             self.member.campaign().map_err(|e| e.to_string())?;
@@ -129,6 +156,7 @@ impl RaftLoop {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= next_tick {
+                w.prune(self.member.leader_id());
                 self.member.tick();
                 next_tick += self.tick_interval;
                 if next_tick < Instant::now() {
@@ -187,6 +215,14 @@ impl RaftLoop {
             NodeRequest::Unreachable(peer) => self.member.report_unreachable(peer),
             NodeRequest::SnapshotStatus(peer, delivered) => {
                 self.member.report_snapshot(peer, delivered)
+            }
+            NodeRequest::TransferLeader { target, reply } => {
+                if self.member.is_leader() {
+                    self.member.transfer_leader(target);
+                    w.transfers.push((target, reply));
+                } else {
+                    let _ = reply.send(Err(ApiError::NotLeader));
+                }
             }
             NodeRequest::Shutdown => unreachable!("handled by the loop"),
         }
@@ -305,17 +341,27 @@ impl RaftLoop {
     /// Replaces the state machine and log with a snapshot from the leader.
     fn install_snapshot(&mut self, snapshot: &raft::eraftpb::Snapshot) -> Result<(), String> {
         let meta = snapshot.get_metadata();
-        tracing::info!(index = meta.index, term = meta.term, size_bytes = snapshot.data.len(), "installing snapshot");
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            size_bytes = snapshot.data.len(),
+            "installing snapshot"
+        );
         let state = self
             .store
             .restore(&snapshot.data)
             .map_err(|e| format!("snapshot restore failed: {e}"))?;
-        assert_eq!(state.applied_index, meta.index, "snapshot data and metadata disagree");
+        assert_eq!(
+            state.applied_index, meta.index,
+            "snapshot data and metadata disagree"
+        );
         self.log
             .apply_snapshot(meta)
             .map_err(|e| format!("raft log snapshot install failed: {e}"))?;
         self.compacted_index = meta.index;
-        self.status.applied_index.store(meta.index, Ordering::Release);
+        self.status
+            .applied_index
+            .store(meta.index, Ordering::Release);
         self.applied_tx.send_replace(meta.index);
         Ok(())
     }
@@ -332,7 +378,9 @@ impl RaftLoop {
             return Ok(());
         }
         // Entries may leave the log only once the store is durable past them.
-        self.store.sync().map_err(|e| format!("state machine sync failed: {e}"))?;
+        self.store
+            .sync()
+            .map_err(|e| format!("state machine sync failed: {e}"))?;
         let term = raft::Storage::term(&self.log, compact_to - 1)
             .map_err(|e| format!("term of compaction point: {e}"))?;
         self.log
@@ -349,7 +397,10 @@ impl RaftLoop {
         }
         match &self.transport {
             Some(t) => t.send(messages),
-            None => tracing::warn!(count = messages.len(), "raft messages dropped: no peer transport"),
+            None => tracing::warn!(
+                count = messages.len(),
+                "raft messages dropped: no peer transport"
+            ),
         }
     }
 

@@ -56,7 +56,9 @@ impl Transport {
                 Some(q) => {
                     let _ = q.send(m);
                 }
-                None => tracing::warn!(to = %format!("{:x}", m.to), "raft message for unknown member dropped"),
+                None => {
+                    tracing::warn!(to = %format!("{:x}", m.to), "raft message for unknown member dropped")
+                }
             }
         }
     }
@@ -99,7 +101,9 @@ impl PeerLink {
         }
     }
 
-    async fn connect(&self) -> Result<RaftPeerClient<tonic::transport::Channel>, tonic::transport::Error> {
+    async fn connect(
+        &self,
+    ) -> Result<RaftPeerClient<tonic::transport::Channel>, tonic::transport::Error> {
         let endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
@@ -157,7 +161,9 @@ impl PeerLink {
 
     fn report_snapshot_failure(&self, m: &Message) {
         if m.get_msg_type() == MessageType::MsgSnapshot {
-            let _ = self.raft_tx.send(NodeRequest::SnapshotStatus(self.peer_id, false));
+            let _ = self
+                .raft_tx
+                .send(NodeRequest::SnapshotStatus(self.peer_id, false));
         }
     }
 }

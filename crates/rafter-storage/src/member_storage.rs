@@ -51,7 +51,9 @@ impl Storage for MemberStorage {
         let data = self.store.snapshot_data().map_err(other)?;
         let applied = self.store.state().map_err(other)?.applied_index;
         if applied < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         let mut snap = Snapshot::default();
         snap.data = data.into();

@@ -20,11 +20,13 @@ const DB_SIZE_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
 pub struct MaintenanceService {
     node: NodeHandle,
+    /// Ids of the cluster's members (valid leader-transfer targets).
+    members: Vec<u64>,
 }
 
 impl MaintenanceService {
-    pub fn new(node: NodeHandle) -> Self {
-        MaintenanceService { node }
+    pub fn new(node: NodeHandle, members: Vec<u64>) -> Self {
+        MaintenanceService { node, members }
     }
 
     fn current_revision(&self) -> i64 {
@@ -81,7 +83,10 @@ impl Maintenance for MaintenanceService {
         Err(crate::error::unimplemented("Maintenance.Snapshot"))
     }
 
-    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let store = self.node.store.clone();
         let revision = request.get_ref().revision;
         let (hash, hash_revision, compact_revision) =
@@ -109,9 +114,22 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.get_ref().target_id;
+        if !self.members.contains(&target) {
+            return Err(ApiError::BadLeaderTransferee.into());
+        }
+        self.node.transfer_leader(target).await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.node.header(self.current_revision())),
+        }))
+    }
+
     unimplemented_rpcs! { "Maintenance";
         defragment(DefragmentRequest) -> DefragmentResponse;
-        move_leader(MoveLeaderRequest) -> MoveLeaderResponse;
         downgrade(DowngradeRequest) -> DowngradeResponse;
     }
 }

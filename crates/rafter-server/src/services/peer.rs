@@ -27,9 +27,16 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn stream(&self, request: Request<Streaming<PeerBatch>>) -> Result<Response<PeerAck>, Status> {
+    async fn stream(
+        &self,
+        request: Request<Streaming<PeerBatch>>,
+    ) -> Result<Response<PeerAck>, Status> {
         let mut batches = request.into_inner();
-        let tx = self.raft_tx.lock().map_err(|_| Status::internal("poisoned"))?.clone();
+        let tx = self
+            .raft_tx
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?
+            .clone();
         while let Some(batch) = batches.message().await? {
             if batch.cluster_id != self.cluster_id {
                 return Err(Status::permission_denied(format!(
@@ -38,7 +45,8 @@ impl RaftPeer for PeerService {
                 )));
             }
             for bytes in &batch.messages {
-                let msg = decode_message(bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let msg =
+                    decode_message(bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
                 if tx.send(NodeRequest::Step(Box::new(msg))).is_err() {
                     return Err(Status::unavailable("rafter: member is stopping"));
                 }

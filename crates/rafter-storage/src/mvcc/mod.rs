@@ -9,8 +9,8 @@
 mod compact;
 pub mod keyrange;
 mod read;
-mod snapshot;
 pub mod record;
+mod snapshot;
 mod tables;
 pub mod validate;
 mod write;
@@ -262,7 +262,11 @@ impl MvccStore {
         if rev < state.compact_revision {
             return Err(MvccError::Compacted);
         }
-        Ok((snapshot::hash_kv(&self.db, rev as u64)?, rev, state.compact_revision))
+        Ok((
+            snapshot::hash_kv(&self.db, rev as u64)?,
+            rev,
+            state.compact_revision,
+        ))
     }
 
     /// Size of the database file in bytes (etcd's `dbSize`).

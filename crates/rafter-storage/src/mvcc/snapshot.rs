@@ -50,7 +50,12 @@ pub fn dump(db: &redb::Database) -> Result<Vec<u8>, MvccError> {
     }
     for item in txn.open_table(META)?.iter()? {
         let (k, v) = item?;
-        push_row(&mut out, TAG_META, k.value().as_bytes(), &v.value().to_le_bytes());
+        push_row(
+            &mut out,
+            TAG_META,
+            k.value().as_bytes(),
+            &v.value().to_le_bytes(),
+        );
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
