@@ -133,9 +133,9 @@ impl Gen {
             CompareTarget::Version => TargetUnion::Version(self.rng.below(3) as i64),
             CompareTarget::Create => TargetUnion::CreateRevision(n),
             CompareTarget::Mod => TargetUnion::ModRevision(n),
-            CompareTarget::Value => {
-                TargetUnion::Value(format!("v{}", self.rng.below(self.value_counter + 1)).into_bytes())
-            }
+            CompareTarget::Value => TargetUnion::Value(
+                format!("v{}", self.rng.below(self.value_counter + 1)).into_bytes(),
+            ),
             CompareTarget::Lease => TargetUnion::Lease(0),
         };
         Compare {
@@ -245,7 +245,9 @@ async fn run(client: &mut KvClient<Channel>, op: &KvOp) -> String {
 async fn differential_run(seed: u64) {
     let etcd = Server::start_target(Target::Etcd, &[]).await;
     let rafter = Server::start_target(Target::Rafter, &[]).await;
-    let mut etcd_client = KvClient::connect(etcd.endpoint()).await.expect("connect etcd");
+    let mut etcd_client = KvClient::connect(etcd.endpoint())
+        .await
+        .expect("connect etcd");
     let mut rafter_client = KvClient::connect(rafter.endpoint())
         .await
         .expect("connect rafter");
@@ -304,7 +306,9 @@ fn generator_is_deterministic() {
             revision: 10,
             value_counter: 0,
         };
-        (0..50).map(|_| format!("{:?}", generate(&mut g))).collect::<Vec<_>>()
+        (0..50)
+            .map(|_| format!("{:?}", generate(&mut g)))
+            .collect::<Vec<_>>()
     };
     assert_eq!(gen_ops(7), gen_ops(7));
     assert_ne!(gen_ops(7), gen_ops(8));

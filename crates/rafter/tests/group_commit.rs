@@ -18,7 +18,8 @@ fn scrape(url: &str, metric: &str) -> f64 {
     use std::io::{Read, Write};
     let hostport = url.trim_start_matches("http://");
     let mut sock = std::net::TcpStream::connect(hostport).expect("connect to metrics endpoint");
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     write!(
         sock,
         "GET /metrics HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
