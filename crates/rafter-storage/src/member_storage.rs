@@ -55,8 +55,10 @@ impl Storage for MemberStorage {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
-        let mut snap = Snapshot::default();
-        snap.data = data.into();
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = applied;
         meta.term = self.log.term(applied)?;

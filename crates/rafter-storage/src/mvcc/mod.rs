@@ -126,11 +126,19 @@ pub struct MvccStore {
 impl MvccStore {
     /// Opens or creates the store file at `path`.
     pub fn open(path: &Path) -> Result<Self, MvccError> {
-        let db = Database::create(path)?;
-        let store = MvccStore {
-            db,
-            path: path.to_path_buf(),
-        };
+        Self::init(Database::create(path)?, path.to_path_buf())
+    }
+
+    /// A store that lives in memory only (for the deterministic simulator,
+    /// where a crash loses the store and the log is replayed into a new one).
+    pub fn open_in_memory() -> Result<Self, MvccError> {
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::init(db, PathBuf::new())
+    }
+
+    fn init(db: Database, path: PathBuf) -> Result<Self, MvccError> {
+        let store = MvccStore { db, path };
         let txn = store.db.begin_write()?;
         {
             txn.open_table(KV_REVS)?;

@@ -1,0 +1,363 @@
+//! One simulated member: the real sans-I/O core (`rafter_core::Member`) and
+//! the real MVCC store (in memory), driven exactly as the server's Raft loop
+//! drives them, with a durable Raft log (raft-rs `MemStorage`) that survives
+//! crashes. After a crash the store is rebuilt by replaying the log.
+
+use std::collections::HashMap;
+
+use raft::eraftpb::{ConfState, Entry, Message};
+use raft::storage::MemStorage;
+use rafter_core::{decode_command, encode_command, Member, MemberConfig, ProposeError};
+use rafter_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use rafter_proto::etcdserverpb::request_op::Request as Op;
+use rafter_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use rafter_proto::rafterpb::RaftCommand;
+use rafter_storage::mvcc::{ApplyEntry, KvResponse};
+use rafter_storage::{KvRequest, MvccStore};
+
+use super::history::{OpKind, OpResult};
+
+/// Test-only bugs the simulator must catch (selected by cargo features).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bugs {
+    /// Serve linearizable reads from local state without ReadIndex.
+    pub local_reads: bool,
+    /// Acknowledge a write as soon as the leader appends it, before commit.
+    pub ack_uncommitted: bool,
+}
+
+/// Something a member tells the simulator.
+pub enum Output {
+    Send(Message),
+    /// Operation `op` finished with a result.
+    Done(usize, OpResult),
+    /// Operation `op` was not accepted (definitely had no effect).
+    Rejected(usize),
+    /// Entry `index` of `term` with payload checksum was applied.
+    Applied {
+        index: u64,
+        term: u64,
+        data_crc: u32,
+        revision: i64,
+    },
+}
+
+pub struct SimMember {
+    pub id: u64,
+    storage: MemStorage,
+    node: Option<Member<MemStorage>>,
+    store: MvccStore,
+    proposals: HashMap<u64, usize>,
+    read_rounds: HashMap<u64, Vec<usize>>,
+    reads_waiting: Vec<(u64, usize)>,
+    /// Key of each read in flight.
+    read_keys: HashMap<usize, u8>,
+    next_ctx: u64,
+    next_cmd: u64,
+    applied: u64,
+    election_tick: usize,
+    rng_seed: u64,
+    bugs: Bugs,
+}
+
+fn fresh_store() -> MvccStore {
+    MvccStore::open_in_memory().expect("in-memory store")
+}
+
+impl SimMember {
+    pub fn new(id: u64, voters: &[u64], election_tick: usize, rng_seed: u64, bugs: Bugs) -> Self {
+        let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
+        let mut m = SimMember {
+            id,
+            storage,
+            node: None,
+            store: fresh_store(),
+            proposals: HashMap::new(),
+            read_rounds: HashMap::new(),
+            reads_waiting: Vec::new(),
+            read_keys: HashMap::new(),
+            next_ctx: 1,
+            next_cmd: id << 40,
+            applied: 0,
+            election_tick,
+            rng_seed,
+            bugs,
+        };
+        m.start();
+        m
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.node.is_some()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.as_ref().is_some_and(|n| n.is_leader())
+    }
+
+    pub fn term(&self) -> u64 {
+        self.node.as_ref().map_or(0, |n| n.term())
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    pub fn hash(&self) -> u32 {
+        self.store.hash_kv(0).map_or(0, |(h, _, _)| h)
+    }
+
+    fn start(&mut self) {
+        let cfg = MemberConfig {
+            id: self.id,
+            election_tick: self.election_tick,
+            heartbeat_tick: 1,
+            applied_index: 0,
+            max_size_per_msg_bytes: 1024 * 1024,
+            max_inflight_msgs: 256,
+            rng_seed: self.rng_seed,
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        self.node = Some(Member::new(&cfg, self.storage.clone(), &logger).expect("member starts"));
+        self.rng_seed = self.rng_seed.wrapping_add(1);
+    }
+
+    /// Crash: everything not in the durable log is gone. Returns the ops
+    /// that were waiting here (now indeterminate).
+    pub fn crash(&mut self) -> Vec<usize> {
+        self.node = None;
+        self.store = fresh_store();
+        self.applied = 0;
+        let mut lost: Vec<usize> = self.proposals.drain().map(|(_, op)| op).collect();
+        lost.extend(self.read_rounds.drain().flat_map(|(_, ops)| ops));
+        lost.extend(self.reads_waiting.drain(..).map(|(_, op)| op));
+        self.read_keys.clear();
+        lost.sort_unstable();
+        lost
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.node.is_none(), "restart of a running member");
+        self.start();
+    }
+
+    pub fn tick(&mut self, out: &mut Vec<Output>) {
+        if let Some(n) = self.node.as_mut() {
+            n.tick();
+        }
+        self.drive(out);
+    }
+
+    pub fn step(&mut self, m: Message, out: &mut Vec<Output>) {
+        if let Some(n) = self.node.as_mut() {
+            let _ = n.step(m);
+        }
+        self.drive(out);
+    }
+
+    /// A client operation arrives at this member.
+    pub fn submit(&mut self, op: usize, kind: &OpKind, out: &mut Vec<Output>) {
+        let Some(node) = self.node.as_mut() else {
+            out.push(Output::Rejected(op));
+            return;
+        };
+        match kind {
+            OpKind::Get { key } => {
+                if self.bugs.local_reads {
+                    let v = read(&self.store, *key);
+                    out.push(Output::Done(op, OpResult::Get(v)));
+                    return;
+                }
+                if node.leader_id().is_none() {
+                    out.push(Output::Rejected(op));
+                    return;
+                }
+                let ctx = self.next_ctx;
+                self.next_ctx += 1;
+                self.read_rounds.insert(ctx, vec![op]);
+                self.read_keys.insert(op, *key);
+                node.read_index(ctx.to_be_bytes().to_vec());
+            }
+            OpKind::Put { .. } | OpKind::Cas { .. } => {
+                let id = self.next_cmd;
+                self.next_cmd += 1;
+                let cmd = RaftCommand {
+                    id,
+                    request: Some(request_for(kind)),
+                };
+                match node.propose(encode_command(&cmd)) {
+                    Ok(()) => {
+                        self.proposals.insert(id, op);
+                    }
+                    Err(ProposeError::NoLeader | ProposeError::Dropped) => {
+                        out.push(Output::Rejected(op));
+                    }
+                }
+            }
+        }
+        self.drive(out);
+    }
+
+    /// Runs Ready cycles until none is left, persisting instantly.
+    fn drive(&mut self, out: &mut Vec<Output>) {
+        loop {
+            let Some(node) = self.node.as_mut() else {
+                return;
+            };
+            let Some(cycle) = node.take_cycle() else {
+                break;
+            };
+            out.extend(cycle.messages.into_iter().map(Output::Send));
+            assert!(
+                cycle.snapshot.is_none(),
+                "the simulator never compacts its logs"
+            );
+            {
+                let mut w = self.storage.wl();
+                w.append(&cycle.entries).expect("append");
+                if let Some(hs) = cycle.hard_state {
+                    w.set_hardstate(hs);
+                }
+            }
+            if self.bugs.ack_uncommitted && node.is_leader() {
+                for e in &cycle.entries {
+                    if let Ok(Some(cmd)) = decode_command(e.index, &e.data) {
+                        if let Some(op) = self.proposals.remove(&cmd.id) {
+                            out.push(Output::Done(op, predicted(&cmd)));
+                        }
+                    }
+                }
+            }
+            out.extend(cycle.persisted_messages.into_iter().map(Output::Send));
+            for rs in &cycle.read_states {
+                let ctx =
+                    u64::from_be_bytes(rs.request_ctx.as_slice().try_into().expect("8-byte ctx"));
+                if let Some(ops) = self.read_rounds.remove(&ctx) {
+                    self.reads_waiting
+                        .extend(ops.into_iter().map(|op| (rs.index, op)));
+                }
+            }
+            self.apply(&cycle.committed_entries, out);
+            let node = self.node.as_mut().expect("still up");
+            let persisted = node.on_persisted();
+            out.extend(persisted.messages.into_iter().map(Output::Send));
+            self.apply(&persisted.committed_entries, out);
+            let node = self.node.as_mut().expect("still up");
+            node.on_applied(self.applied);
+        }
+        self.finish_reads(out);
+    }
+
+    fn apply(&mut self, entries: &[Entry], out: &mut Vec<Output>) {
+        for e in entries {
+            let cmd = decode_command(e.index, &e.data).expect("decodable command");
+            let request = cmd.as_ref().and_then(|c| c.request.as_ref());
+            let (state, mut results) = self
+                .store
+                .apply(
+                    &[ApplyEntry {
+                        index: e.index,
+                        request,
+                    }],
+                    false,
+                )
+                .expect("in-memory apply");
+            self.applied = state.applied_index;
+            out.push(Output::Applied {
+                index: e.index,
+                term: e.term,
+                data_crc: crc32fast::hash(&e.data),
+                revision: state.current_revision,
+            });
+            let (Some(cmd), Some(Some(result))) = (cmd, results.pop()) else {
+                continue;
+            };
+            if let Some(op) = self.proposals.remove(&cmd.id) {
+                let r = match result {
+                    Ok(KvResponse::Txn(t)) => OpResult::Cas(t.succeeded),
+                    Ok(_) => OpResult::Put,
+                    Err(e) => panic!("simulated request failed to apply: {e}"),
+                };
+                out.push(Output::Done(op, r));
+            }
+        }
+    }
+
+    fn finish_reads(&mut self, out: &mut Vec<Output>) {
+        let applied = self.applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting)
+            .into_iter()
+            .partition(|(i, _)| *i <= applied);
+        self.reads_waiting = waiting;
+        for (_, op) in ready {
+            let key = self.read_keys.remove(&op).expect("every read has a key");
+            out.push(Output::Done(op, OpResult::Get(read(&self.store, key))));
+        }
+    }
+}
+
+fn key_bytes(key: u8) -> Vec<u8> {
+    vec![b'k', b'0' + key]
+}
+
+fn value_of(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .expect("values are numbers")
+}
+
+fn read(store: &MvccStore, key: u8) -> Option<u64> {
+    let resp = store
+        .range(&RangeRequest {
+            key: key_bytes(key),
+            ..Default::default()
+        })
+        .expect("in-memory range");
+    resp.kvs.first().map(|kv| value_of(&kv.value))
+}
+
+fn request_for(kind: &OpKind) -> KvRequest {
+    let put = |key: u8, value: u64| PutRequest {
+        key: key_bytes(key),
+        value: value.to_string().into_bytes(),
+        ..Default::default()
+    };
+    match kind {
+        OpKind::Put { key, value } => KvRequest::Put(put(*key, *value)),
+        OpKind::Cas { key, expected, new } => {
+            let compare = match expected {
+                Some(v) => Compare {
+                    key: key_bytes(*key),
+                    target: CompareTarget::Value as i32,
+                    result: CompareResult::Equal as i32,
+                    target_union: Some(TargetUnion::Value(v.to_string().into_bytes())),
+                    range_end: vec![],
+                },
+                None => Compare {
+                    key: key_bytes(*key),
+                    target: CompareTarget::Version as i32,
+                    result: CompareResult::Equal as i32,
+                    target_union: Some(TargetUnion::Version(0)),
+                    range_end: vec![],
+                },
+            };
+            KvRequest::Txn(TxnRequest {
+                compare: vec![compare],
+                success: vec![RequestOp {
+                    request: Some(Op::RequestPut(put(*key, *new))),
+                }],
+                failure: vec![],
+            })
+        }
+        OpKind::Get { .. } => unreachable!("reads are not proposed"),
+    }
+}
+
+/// The answer a buggy leader gives before knowing the outcome.
+fn predicted(cmd: &RaftCommand) -> OpResult {
+    match &cmd.request {
+        Some(KvRequest::Txn(_)) => OpResult::Cas(true),
+        _ => OpResult::Put,
+    }
+}

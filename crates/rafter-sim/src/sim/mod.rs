@@ -1,0 +1,436 @@
+//! The deterministic cluster simulator: N members of the real core and store
+//! in one thread, a simulated network and clock, crashes and restarts, and
+//! random clients, all derived from one u64 seed. A run produces a trace
+//! (identical for identical seeds), the client history for the
+//! linearizability checker, and any invariant violations seen on the way.
+
+pub mod history;
+pub mod invariants;
+pub mod member;
+pub mod net;
+pub mod rng;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use raft::eraftpb::Message;
+
+use history::{HistoryOp, OpKind, OpResult};
+use invariants::Invariants;
+use member::{Bugs, Output, SimMember};
+use net::{NetConfig, Network};
+use rng::Rng;
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub members: usize,
+    pub clients: usize,
+    pub keys: u8,
+    /// Virtual time with faults and client load.
+    pub run_ms: u64,
+    /// Virtual time after healing everything, for the cluster to converge.
+    pub settle_ms: u64,
+    pub tick_ms: u64,
+    pub election_tick: usize,
+    pub client_timeout_ms: u64,
+    pub net: NetConfig,
+    pub faults: bool,
+    pub bugs: Bugs,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            members: 3,
+            clients: 4,
+            keys: 3,
+            run_ms: 4_000,
+            settle_ms: 3_000,
+            tick_ms: 10,
+            election_tick: 10,
+            client_timeout_ms: 1_000,
+            net: NetConfig {
+                min_delay_ms: 1,
+                max_delay_ms: 8,
+                drop_per_mille: 20,
+                dup_per_mille: 10,
+            },
+            faults: true,
+            bugs: Bugs {
+                local_reads: cfg!(feature = "fault-local-reads"),
+                ack_uncommitted: cfg!(feature = "fault-ack-uncommitted"),
+            },
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    pub trace: String,
+    pub history: Vec<HistoryOp>,
+    pub violations: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick(usize),
+    Deliver(Message),
+    ClientIssue(usize),
+    ClientTimeout(usize),
+    Crash(usize),
+    Restart(usize),
+    Cut(u64, u64),
+    Heal(u64, u64),
+}
+
+struct Sim {
+    cfg: SimConfig,
+    now_ms: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    rng: Rng,
+    net: Network,
+    members: Vec<SimMember>,
+    /// Per-member clock skew: its tick period in ms.
+    tick_period_ms: Vec<u64>,
+    history: Vec<HistoryOp>,
+    /// Op each client has in flight.
+    in_flight: Vec<Option<usize>>,
+    /// Member each in-flight op was sent to.
+    op_member: BTreeMap<usize, usize>,
+    next_value: u64,
+    invariants: Invariants,
+    trace: String,
+    load_on: bool,
+}
+
+/// Runs one simulation.
+pub fn run(cfg: SimConfig) -> Outcome {
+    let mut rng = Rng::new(cfg.seed);
+    let ids: Vec<u64> = (1..=cfg.members as u64).collect();
+    let members = ids
+        .iter()
+        .map(|id| SimMember::new(*id, &ids, cfg.election_tick, rng.next_u64(), cfg.bugs))
+        .collect();
+    let tick_period_ms = (0..cfg.members)
+        .map(|_| rng.between(cfg.tick_ms * 9 / 10, cfg.tick_ms * 11 / 10))
+        .collect();
+    let mut sim = Sim {
+        in_flight: vec![None; cfg.clients],
+        cfg,
+        now_ms: 0,
+        seq: 0,
+        queue: BTreeMap::new(),
+        rng,
+        net: Network::default(),
+        members,
+        tick_period_ms,
+        history: Vec::new(),
+        op_member: BTreeMap::new(),
+        next_value: 1,
+        invariants: Invariants::default(),
+        trace: String::new(),
+        load_on: true,
+    };
+    sim.run();
+    Outcome {
+        seed: sim.cfg.seed,
+        trace: sim.trace,
+        history: sim.history,
+        violations: sim.invariants.violations,
+    }
+}
+
+impl Sim {
+    fn schedule(&mut self, at_ms: u64, e: Event) {
+        self.seq += 1;
+        self.queue.insert((at_ms, self.seq), e);
+    }
+
+    fn run(&mut self) {
+        for m in 0..self.members.len() {
+            let first = self.rng.between(1, self.tick_period_ms[m]);
+            self.schedule(first, Event::Tick(m));
+        }
+        for c in 0..self.cfg.clients {
+            let at = self.rng.between(50, 300);
+            self.schedule(at, Event::ClientIssue(c));
+        }
+        if self.cfg.faults {
+            self.schedule_faults();
+        }
+        let end_ms = self.cfg.run_ms + self.cfg.settle_ms;
+        let mut healed = false;
+        while let Some((&(at, seq), _)) = self.queue.iter().next() {
+            if at > end_ms {
+                break;
+            }
+            if !healed && at >= self.cfg.run_ms {
+                healed = true;
+                self.heal_everything();
+            }
+            let event = self.queue.remove(&(at, seq)).expect("just seen");
+            self.now_ms = at;
+            self.handle(event);
+            self.invariants.check_leaders(self.now_ms, &self.members);
+        }
+        self.finish();
+    }
+
+    /// Crashes, restarts and link cuts at random times during the run.
+    fn schedule_faults(&mut self) {
+        let n = self.members.len();
+        let mut t = 200;
+        while t < self.cfg.run_ms {
+            t += self.rng.between(100, 600);
+            match self.rng.below(3) {
+                0 => {
+                    let m = self.rng.below(n as u64) as usize;
+                    let back = t + self.rng.between(50, 800);
+                    self.schedule(t, Event::Crash(m));
+                    self.schedule(back, Event::Restart(m));
+                }
+                _ => {
+                    // Swizzle: cut a random subset of links one by one,
+                    // then restore them in random order.
+                    let mut links = Vec::new();
+                    for a in 1..=n as u64 {
+                        for b in 1..=n as u64 {
+                            if a != b && self.rng.chance(400) {
+                                links.push((a, b));
+                            }
+                        }
+                    }
+                    let mut at = t;
+                    for &(a, b) in &links {
+                        at += self.rng.between(5, 60);
+                        self.schedule(at, Event::Cut(a, b));
+                    }
+                    let mut order = links.clone();
+                    for i in (1..order.len()).rev() {
+                        let j = self.rng.below(i as u64 + 1) as usize;
+                        order.swap(i, j);
+                    }
+                    at += self.rng.between(100, 700);
+                    for (a, b) in order {
+                        at += self.rng.between(5, 80);
+                        self.schedule(at, Event::Heal(a, b));
+                    }
+                }
+            }
+        }
+    }
+
+    fn heal_everything(&mut self) {
+        for (a, b) in self.net.cut_links() {
+            self.net.heal(a, b);
+        }
+        for m in 0..self.members.len() {
+            if !self.members[m].is_up() {
+                self.members[m].restart();
+                let _ = writeln!(self.trace, "{} restart m{} (settle)", self.now_ms, m + 1);
+            }
+        }
+        self.load_on = false;
+        let _ = writeln!(self.trace, "{} healed; settling", self.now_ms);
+    }
+
+    fn handle(&mut self, event: Event) {
+        let mut out = Vec::new();
+        match event {
+            Event::Tick(m) => {
+                self.members[m].tick(&mut out);
+                self.schedule(self.now_ms + self.tick_period_ms[m], Event::Tick(m));
+                self.process(m, out);
+            }
+            Event::Deliver(msg) => {
+                let to = (msg.to - 1) as usize;
+                if self.net.is_cut(msg.from, msg.to) {
+                    return;
+                }
+                self.members[to].step(msg, &mut out);
+                self.process(to, out);
+            }
+            Event::ClientIssue(c) => self.issue(c),
+            Event::ClientTimeout(op) => {
+                if self.history[op].return_ms.is_none()
+                    && self.in_flight[self.history[op].client] == Some(op)
+                {
+                    self.give_up(op);
+                }
+            }
+            Event::Crash(m) => {
+                if self.members[m].is_up() && self.load_on {
+                    let _ = writeln!(self.trace, "{} crash m{}", self.now_ms, m + 1);
+                    for op in self.members[m].crash() {
+                        if self.in_flight[self.history[op].client] == Some(op) {
+                            self.give_up(op);
+                        }
+                    }
+                }
+            }
+            Event::Restart(m) => {
+                if !self.members[m].is_up() {
+                    let _ = writeln!(self.trace, "{} restart m{}", self.now_ms, m + 1);
+                    self.members[m].restart();
+                }
+            }
+            Event::Cut(_, _) if !self.load_on => {}
+            Event::Cut(a, b) => {
+                let _ = writeln!(self.trace, "{} cut {a}->{b}", self.now_ms);
+                self.net.cut(a, b);
+            }
+            Event::Heal(a, b) => {
+                let _ = writeln!(self.trace, "{} heal {a}->{b}", self.now_ms);
+                self.net.heal(a, b);
+            }
+        }
+    }
+
+    fn process(&mut self, m: usize, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::Send(msg) => {
+                    for at in self
+                        .net
+                        .deliveries(&self.cfg.net, &mut self.rng, &msg, self.now_ms)
+                    {
+                        self.schedule(at, Event::Deliver(msg.clone()));
+                    }
+                }
+                Output::Done(op, result) => self.complete(op, Some(result)),
+                Output::Rejected(op) => self.reject(op),
+                Output::Applied {
+                    index,
+                    term,
+                    data_crc,
+                    revision,
+                } => {
+                    self.invariants.applied(m, index, term, data_crc, revision);
+                }
+            }
+        }
+    }
+
+    fn issue(&mut self, client: usize) {
+        if !self.load_on || self.in_flight[client].is_some() {
+            return;
+        }
+        let key = self.rng.below(self.cfg.keys as u64) as u8;
+        let kind = match self.rng.below(10) {
+            0..=3 => OpKind::Get { key },
+            4..=6 => {
+                let value = self.next_value;
+                self.next_value += 1;
+                OpKind::Put { key, value }
+            }
+            _ => {
+                let new = self.next_value;
+                self.next_value += 1;
+                let expected = if self.rng.chance(200) || self.next_value < 3 {
+                    None
+                } else {
+                    Some(self.rng.between(1, self.next_value - 2))
+                };
+                OpKind::Cas { key, expected, new }
+            }
+        };
+        let op = self.history.len();
+        let member = self.rng.below(self.members.len() as u64) as usize;
+        let _ = writeln!(
+            self.trace,
+            "{} call c{client} op{op} m{} {kind:?}",
+            self.now_ms,
+            member + 1
+        );
+        self.history.push(HistoryOp {
+            client,
+            kind: kind.clone(),
+            call_ms: self.now_ms,
+            return_ms: None,
+            result: None,
+        });
+        self.in_flight[client] = Some(op);
+        self.op_member.insert(op, member);
+        self.schedule(
+            self.now_ms + self.cfg.client_timeout_ms,
+            Event::ClientTimeout(op),
+        );
+        let mut out = Vec::new();
+        self.members[member].submit(op, &kind, &mut out);
+        self.process(member, out);
+    }
+
+    fn next_issue(&mut self, client: usize) {
+        self.in_flight[client] = None;
+        let at = self.now_ms + self.rng.between(1, 40);
+        self.schedule(at, Event::ClientIssue(client));
+    }
+
+    fn complete(&mut self, op: usize, result: Option<OpResult>) {
+        let client = self.history[op].client;
+        if self.in_flight[client] != Some(op) {
+            // The client already gave up; a late answer changes nothing.
+            return;
+        }
+        let _ = writeln!(
+            self.trace,
+            "{} return c{client} op{op} {result:?}",
+            self.now_ms
+        );
+        self.history[op].return_ms = Some(self.now_ms);
+        self.history[op].result = result;
+        self.op_member.remove(&op);
+        self.next_issue(client);
+    }
+
+    /// The op was refused before it could take effect: drop it from the
+    /// history (it provably did nothing).
+    fn reject(&mut self, op: usize) {
+        let client = self.history[op].client;
+        if self.in_flight[client] != Some(op) {
+            return;
+        }
+        let _ = writeln!(self.trace, "{} reject c{client} op{op}", self.now_ms);
+        self.history[op].return_ms = Some(self.now_ms);
+        self.history[op].result = None;
+        self.history[op].kind = OpKind::Get { key: u8::MAX };
+        self.op_member.remove(&op);
+        self.next_issue(client);
+    }
+
+    /// Timeout or crash: the outcome is unknown.
+    fn give_up(&mut self, op: usize) {
+        let client = self.history[op].client;
+        let _ = writeln!(self.trace, "{} timeout c{client} op{op}", self.now_ms);
+        self.op_member.remove(&op);
+        self.next_issue(client);
+    }
+
+    fn finish(&mut self) {
+        let up: Vec<&SimMember> = self.members.iter().filter(|m| m.is_up()).collect();
+        let applied: Vec<u64> = up.iter().map(|m| m.applied()).collect();
+        let hashes: Vec<u32> = up.iter().map(|m| m.hash()).collect();
+        let _ = writeln!(
+            self.trace,
+            "{} end applied={applied:?} hashes={hashes:?}",
+            self.now_ms
+        );
+        if applied.windows(2).any(|w| w[0] != w[1]) {
+            self.invariants
+                .violate(format!("convergence: members did not reach the same applied index after settling: {applied:?}"));
+        } else if hashes.windows(2).any(|w| w[0] != w[1]) {
+            self.invariants.violate(format!(
+                "state-machine safety: members at applied index {} differ: hashes {hashes:?}",
+                applied[0]
+            ));
+        }
+        // Rejected ops were turned into no-op placeholders; drop them.
+        self.history.retain(|op| op.kind.key() != u8::MAX);
+    }
+}
