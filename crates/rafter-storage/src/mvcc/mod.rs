@@ -132,8 +132,7 @@ impl MvccStore {
     /// A store that lives in memory only (for the deterministic simulator,
     /// where a crash loses the store and the log is replayed into a new one).
     pub fn open_in_memory() -> Result<Self, MvccError> {
-        let db = redb::Builder::new()
-            .create_with_backend(redb::backends::InMemoryBackend::new())?;
+        let db = redb::Builder::new().create_with_backend(redb::backends::InMemoryBackend::new())?;
         Self::init(db, PathBuf::new())
     }
 
