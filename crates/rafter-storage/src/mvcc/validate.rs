@@ -40,10 +40,11 @@ pub fn check_txn(t: &TxnRequest, max_txn_ops: usize) -> Result<(), MvccError> {
     Ok(())
 }
 
+/// etcd's `checkTxnRequest`: each list within the op limit; a nested txn in
+/// a branch gets the limit minus that branch's length; an empty op is
+/// refused (etcd answers it with "key not found").
 fn check_txn_ops(t: &TxnRequest, max_txn_ops: usize) -> Result<(), MvccError> {
-    if t.compare.len() > max_txn_ops
-        || t.success.len() > max_txn_ops
-        || t.failure.len() > max_txn_ops
+    if t.compare.len() > max_txn_ops || t.success.len() > max_txn_ops || t.failure.len() > max_txn_ops
     {
         return Err(MvccError::TooManyOps);
     }
@@ -52,13 +53,16 @@ fn check_txn_ops(t: &TxnRequest, max_txn_ops: usize) -> Result<(), MvccError> {
             return Err(MvccError::EmptyKey);
         }
     }
-    for op in t.success.iter().chain(&t.failure) {
-        match &op.request {
-            Some(Op::RequestRange(r)) => check_range(r)?,
-            Some(Op::RequestPut(p)) => check_put(p)?,
-            Some(Op::RequestDeleteRange(d)) => check_delete(d)?,
-            Some(Op::RequestTxn(inner)) => check_txn_ops(inner, max_txn_ops)?,
-            None => {}
+    for branch in [&t.success, &t.failure] {
+        let nested_limit = max_txn_ops - branch.len();
+        for op in branch.iter() {
+            match &op.request {
+                Some(Op::RequestRange(r)) => check_range(r)?,
+                Some(Op::RequestPut(p)) => check_put(p)?,
+                Some(Op::RequestDeleteRange(d)) => check_delete(d)?,
+                Some(Op::RequestTxn(inner)) => check_txn_ops(inner, nested_limit)?,
+                None => return Err(MvccError::KeyNotFound),
+            }
         }
     }
     Ok(())
