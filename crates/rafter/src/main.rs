@@ -24,6 +24,8 @@ enum Command {
     Serve(Box<rafter_server::config::ServeArgs>),
     #[command(flatten)]
     Client(Box<rafter_cli::ClientCommand>),
+    /// Load generator speaking the etcd v3 API (measures etcd and Rafter alike).
+    Bench(Box<rafter_bench::BenchCommand>),
 }
 
 fn main() {
@@ -35,6 +37,7 @@ fn main() {
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
             rt.block_on(rafter_cli::run(*cmd))
         }
+        Some(Command::Bench(cmd)) => rafter_bench::run(*cmd),
     };
     std::process::exit(code);
 }

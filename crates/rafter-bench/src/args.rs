@@ -1,0 +1,219 @@
+//! The command line of `rafter bench`: one subcommand per workload plus the
+//! stepped-load runner, with etcd `benchmark`-style option names, so that a
+//! run is fully described by the command that started it.
+
+use std::time::Duration;
+
+use crate::duration::parse_duration;
+
+/// `rafter bench`: load generator speaking the etcd v3 gRPC API.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Load generator speaking the etcd v3 API (measures etcd and Rafter alike)",
+    long_about = "Load generator speaking the etcd v3 gRPC API, so the same command measures \
+etcd and Rafter. Prints a table for people followed by one JSON line (the last line of \
+standard output) for scripts."
+)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub workload: BenchWorkload,
+}
+
+/// What to run.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchWorkload {
+    /// Put random keys of the key space.
+    Put {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        length: LengthArgs,
+    },
+    /// Get random keys of the (preloaded) key space.
+    Get {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        length: LengthArgs,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Compare-and-swap transactions: put if the key's mod revision (or
+    /// value) is the last one this client saw, else read it back.
+    TxnCas {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        length: LengthArgs,
+        #[command(flatten)]
+        cas: CasArgs,
+    },
+    /// Gets and puts of random keys, `--read-ratio` of them gets.
+    Mixed {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        length: LengthArgs,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        mix: MixArgs,
+    },
+    /// Stepped offered load (seed 004): run a workload at each target rate
+    /// for `--step-duration` and report the achieved ops per second.
+    Step {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        steps: StepArgs,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        cas: CasArgs,
+        #[command(flatten)]
+        mix: MixArgs,
+    },
+}
+
+/// Where to send load and through how many connections and clients.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Client URLs or host:port pairs, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+    /// gRPC connections (HTTP/2), spread over the endpoints round-robin.
+    #[arg(long, default_value_t = 1)]
+    pub conns: usize,
+    /// Concurrent clients, each with one request in flight, spread over the
+    /// connections round-robin.
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// A request not answered within this long counts as a DeadlineExceeded error.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub request_timeout: Duration,
+    /// What to print: the table, the JSON line, or both (table first).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Both)]
+    pub output: OutputFormat,
+}
+
+/// The shape of the data written and read.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Key size in bytes (keys are zero-padded decimal numbers).
+    #[arg(long = "key-size", value_name = "BYTES", default_value_t = 8)]
+    pub key_size_bytes: usize,
+    /// Value size in bytes.
+    #[arg(long = "val-size", value_name = "BYTES", default_value_t = 8)]
+    pub val_size_bytes: usize,
+    /// Number of distinct keys used.
+    #[arg(long = "key-space", value_name = "KEYS", default_value_t = 1000)]
+    pub key_space_keys: u64,
+}
+
+/// How long a run lasts and how fast load is offered.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LengthArgs {
+    /// Operations to run in total (default 10000 when --duration is not given).
+    #[arg(long = "total", value_name = "OPS", conflicts_with = "duration")]
+    pub total_ops: Option<u64>,
+    /// Run for this long instead of a number of operations (e.g. 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Target rate in operations per second over all clients; operations
+    /// are scheduled at fixed intervals (open loop while enough clients are
+    /// free). Unlimited when not given.
+    #[arg(long = "rate", value_name = "OPS_PER_S")]
+    pub rate_ops_per_s: Option<f64>,
+}
+
+/// Read consistency.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReadArgs {
+    /// l: linearizable, s: serializable (served locally by the member).
+    #[arg(long, value_enum, default_value_t = Consistency::Linearizable)]
+    pub consistency: Consistency,
+}
+
+/// What compare-and-swap compares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CasArgs {
+    /// Compare the key's mod revision or its value with the last one seen.
+    #[arg(long = "cas-on", value_enum, default_value_t = CasCompare::ModRevision)]
+    pub compare: CasCompare,
+}
+
+/// The read share of a mixed workload.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MixArgs {
+    /// Fraction of operations that are gets (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.9)]
+    pub read_ratio: f64,
+}
+
+/// The steps of a stepped-load run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StepArgs {
+    /// Target rates in operations per second, one step each, comma separated.
+    #[arg(
+        long = "rates",
+        value_name = "OPS_PER_S,...",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub rates_ops_per_s: Vec<f64>,
+    /// How long each step lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub step_duration: Duration,
+    /// The workload run at each step.
+    #[arg(long, value_enum, default_value_t = StepWorkload::TxnCas)]
+    pub workload: StepWorkload,
+}
+
+/// Workloads a stepped run can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StepWorkload {
+    Put,
+    Get,
+    TxnCas,
+    Mixed,
+}
+
+/// Read consistency levels, named as etcd's `benchmark range --consistency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Consistency {
+    /// Linearizable.
+    #[value(name = "l")]
+    Linearizable,
+    /// Serializable.
+    #[value(name = "s")]
+    Serializable,
+}
+
+/// What a compare-and-swap transaction compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CasCompare {
+    /// The key's mod revision.
+    #[value(name = "mod")]
+    ModRevision,
+    /// The key's value.
+    #[value(name = "value")]
+    Value,
+}
+
+/// Output selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Both,
+    Table,
+    Json,
+}
