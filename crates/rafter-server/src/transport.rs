@@ -10,12 +10,13 @@ use std::time::Duration;
 use raft::eraftpb::{Message, MessageType};
 use rafter_core::wire::{encode_message, MAX_PEER_MESSAGE_BYTES};
 use rafter_proto::rafterpb::raft_peer_client::RaftPeerClient;
-use rafter_proto::rafterpb::PeerBatch;
+use rafter_proto::rafterpb::{PeerBatch, SnapshotChunk};
 use tokio::sync::mpsc;
 
 use crate::node::NodeRequest;
 
 const MAX_MESSAGES_PER_BATCH: usize = 4096;
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
@@ -117,11 +118,12 @@ impl PeerLink {
 
     async fn stream(
         &self,
-        mut client: RaftPeerClient<tonic::transport::Channel>,
+        client: RaftPeerClient<tonic::transport::Channel>,
         queue: &mut mpsc::UnboundedReceiver<Message>,
     ) -> LinkEnd {
         let (batch_tx, batch_rx) = mpsc::channel::<PeerBatch>(16);
-        let call = client.stream(tokio_stream::wrappers::ReceiverStream::new(batch_rx));
+        let mut stream_client = client.clone();
+        let call = stream_client.stream(tokio_stream::wrappers::ReceiverStream::new(batch_rx));
         tokio::pin!(call);
         loop {
             tokio::select! {
@@ -137,24 +139,59 @@ impl PeerLink {
                     let mut messages = Vec::new();
                     for m in std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
                         if m.get_msg_type() == MessageType::MsgSnapshot {
-                            snapshots.push(m.to);
+                            snapshots.push(m);
+                            continue;
                         }
                         messages.push(encode_message(&m));
                         if messages.len() >= MAX_MESSAGES_PER_BATCH {
                             break;
                         }
                     }
-                    let batch = PeerBatch { from: self.self_id, cluster_id: self.cluster_id, messages };
-                    if batch_tx.send(batch).await.is_err() {
-                        for _ in snapshots {
-                            let _ = self.raft_tx.send(NodeRequest::SnapshotStatus(self.peer_id, false));
+                    if !messages.is_empty() {
+                        let batch = PeerBatch { from: self.self_id, cluster_id: self.cluster_id, messages };
+                        if batch_tx.send(batch).await.is_err() {
+                            return LinkEnd::Broken("stream closed while sending".into());
                         }
-                        return LinkEnd::Broken("stream closed while sending".into());
                     }
-                    for _ in snapshots {
-                        let _ = self.raft_tx.send(NodeRequest::SnapshotStatus(self.peer_id, true));
+                    for snap in snapshots {
+                        let delivered = self.send_snapshot(&mut client.clone(), &snap).await;
+                        let _ = self.raft_tx.send(NodeRequest::SnapshotStatus(self.peer_id, delivered));
                     }
                 }
+            }
+        }
+    }
+
+    /// Streams one snapshot message in checksummed chunks on its own call, so
+    /// a large snapshot never blocks (or is bounded by) the message stream.
+    async fn send_snapshot(
+        &self,
+        client: &mut RaftPeerClient<tonic::transport::Channel>,
+        m: &Message,
+    ) -> bool {
+        let data = encode_message(m);
+        let total_bytes = data.len() as u64;
+        let crc32 = crc32fast::hash(&data);
+        let count = data.len().div_ceil(SNAPSHOT_CHUNK_BYTES).max(1);
+        let chunks: Vec<SnapshotChunk> = (0..count)
+            .map(|i| {
+                let piece = &data
+                    [i * SNAPSHOT_CHUNK_BYTES..((i + 1) * SNAPSHOT_CHUNK_BYTES).min(data.len())];
+                SnapshotChunk {
+                    from: self.self_id,
+                    cluster_id: self.cluster_id,
+                    total_bytes,
+                    data: piece.to_vec(),
+                    last: i + 1 == count,
+                    crc32: if i + 1 == count { crc32 } else { 0 },
+                }
+            })
+            .collect();
+        match client.snapshot(tokio_stream::iter(chunks)).await {
+            Ok(_) => true,
+            Err(status) => {
+                tracing::warn!(peer = %format!("{:x}", self.peer_id), "snapshot not delivered: {status}");
+                false
             }
         }
     }

@@ -5,8 +5,9 @@ use std::sync::mpsc::Sender as StdSender;
 use std::sync::Mutex;
 
 use rafter_core::wire::decode_message;
+use rafter_core::wire::MAX_PEER_MESSAGE_BYTES;
 use rafter_proto::rafterpb::raft_peer_server::RaftPeer;
-use rafter_proto::rafterpb::{PeerAck, PeerBatch};
+use rafter_proto::rafterpb::{PeerAck, PeerBatch, SnapshotChunk};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::NodeRequest;
@@ -53,5 +54,51 @@ impl RaftPeer for PeerService {
             }
         }
         Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut chunks = request.into_inner();
+        let mut data: Vec<u8> = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            if chunk.cluster_id != self.cluster_id {
+                return Err(Status::permission_denied(
+                    "rafter: snapshot from another cluster",
+                ));
+            }
+            let total = chunk.total_bytes as usize;
+            if total > MAX_PEER_MESSAGE_BYTES || data.len() + chunk.data.len() > total {
+                return Err(Status::invalid_argument(
+                    "rafter: snapshot larger than announced or allowed",
+                ));
+            }
+            if data.is_empty() {
+                data.reserve_exact(total);
+            }
+            data.extend_from_slice(&chunk.data);
+            if chunk.last {
+                if data.len() != total || crc32fast::hash(&data) != chunk.crc32 {
+                    return Err(Status::data_loss(
+                        "rafter: snapshot checksum or size mismatch",
+                    ));
+                }
+                let msg =
+                    decode_message(&data).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                tracing::info!(from = %format!("{:x}", chunk.from), size_bytes = total, "received snapshot");
+                let tx = self
+                    .raft_tx
+                    .lock()
+                    .map_err(|_| Status::internal("poisoned"))?
+                    .clone();
+                tx.send(NodeRequest::Step(Box::new(msg)))
+                    .map_err(|_| Status::unavailable("rafter: member is stopping"))?;
+                return Ok(Response::new(PeerAck {}));
+            }
+        }
+        Err(Status::data_loss(
+            "rafter: snapshot stream ended before its last chunk",
+        ))
     }
 }
