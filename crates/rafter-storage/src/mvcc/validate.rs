@@ -44,7 +44,9 @@ pub fn check_txn(t: &TxnRequest, max_txn_ops: usize) -> Result<(), MvccError> {
 /// a branch gets the limit minus that branch's length; an empty op is
 /// refused (etcd answers it with "key not found").
 fn check_txn_ops(t: &TxnRequest, max_txn_ops: usize) -> Result<(), MvccError> {
-    if t.compare.len() > max_txn_ops || t.success.len() > max_txn_ops || t.failure.len() > max_txn_ops
+    if t.compare.len() > max_txn_ops
+        || t.success.len() > max_txn_ops
+        || t.failure.len() > max_txn_ops
     {
         return Err(MvccError::TooManyOps);
     }
