@@ -68,6 +68,8 @@ pub struct RunFigures {
     /// Failed operations.
     pub errors: u64,
     pub errors_by_code: BTreeMap<String, u64>,
+    /// One message for each error code, to tell what went wrong.
+    pub first_error_by_code: BTreeMap<String, String>,
     pub duration_ms: u64,
     pub throughput_ops_per_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +107,7 @@ impl RunFigures {
             ops: all.len(),
             errors: recorder.error_count(),
             errors_by_code: recorder.errors_by_code().clone(),
+            first_error_by_code: recorder.first_error_by_code().clone(),
             duration_ms: result.elapsed.as_millis() as u64,
             throughput_ops_per_s: rate(all.len()),
             target_rate_ops_per_s,
@@ -170,7 +173,14 @@ fn notes(figures: &RunFigures) -> String {
         let codes: Vec<String> = figures
             .errors_by_code
             .iter()
-            .map(|(code, count)| format!("{code}={count}"))
+            .map(|(code, count)| {
+                let message = figures
+                    .first_error_by_code
+                    .get(code)
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                format!("{code}={count} (first: {message:?})")
+            })
             .collect();
         let _ = writeln!(text, "errors: {}", codes.join(", "));
     }

@@ -20,6 +20,7 @@ const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
 pub struct Recorder {
     latency_us: Vec<Histogram<u64>>,
     errors_by_code: BTreeMap<String, u64>,
+    first_error_by_code: BTreeMap<String, String>,
     cas_swapped: u64,
     cas_conflicted: u64,
     ops_per_second: Vec<u64>,
@@ -41,6 +42,7 @@ impl Recorder {
         Self {
             latency_us: OpKind::ALL.iter().map(|_| histogram()).collect(),
             errors_by_code: BTreeMap::new(),
+            first_error_by_code: BTreeMap::new(),
             cas_swapped: 0,
             cas_conflicted: 0,
             ops_per_second: Vec::new(),
@@ -72,10 +74,11 @@ impl Recorder {
                 self.ops_per_second[second] += 1;
             }
             Err(status) => {
-                *self
-                    .errors_by_code
-                    .entry(format!("{:?}", status.code()))
-                    .or_default() += 1;
+                let code = format!("{:?}", status.code());
+                self.first_error_by_code
+                    .entry(code.clone())
+                    .or_insert_with(|| status.message().to_string());
+                *self.errors_by_code.entry(code).or_default() += 1;
             }
         }
     }
@@ -87,6 +90,11 @@ impl Recorder {
         }
         for (code, count) in &other.errors_by_code {
             *self.errors_by_code.entry(code.clone()).or_default() += count;
+        }
+        for (code, message) in &other.first_error_by_code {
+            self.first_error_by_code
+                .entry(code.clone())
+                .or_insert_with(|| message.clone());
         }
         self.cas_swapped += other.cas_swapped;
         self.cas_conflicted += other.cas_conflicted;
@@ -115,6 +123,11 @@ impl Recorder {
     /// Failed operations by gRPC code name.
     pub fn errors_by_code(&self) -> &BTreeMap<String, u64> {
         &self.errors_by_code
+    }
+
+    /// One error message for each gRPC code seen, to tell what went wrong.
+    pub fn first_error_by_code(&self) -> &BTreeMap<String, String> {
+        &self.first_error_by_code
     }
 
     /// Failed operations.
@@ -161,6 +174,12 @@ mod tests {
         assert_eq!(a.all_latency_us().len(), 3);
         assert_eq!(a.error_count(), 1);
         assert_eq!(a.errors_by_code().get("Unavailable"), Some(&1));
+        assert_eq!(
+            a.first_error_by_code()
+                .get("Unavailable")
+                .map(String::as_str),
+            Some("down")
+        );
         assert_eq!(a.cas_conflicted(), 1);
         assert_eq!(a.ops_per_second(), &[1, 2]);
     }
