@@ -1,0 +1,439 @@
+#!/usr/bin/env bash
+# Benchmarks Rafter side by side with etcd and writes BENCHMARKS.md.
+#
+# Runs the same `rafter bench` workloads (the load generator speaks the etcd
+# v3 API, so it measures both) against an etcd cluster and a Rafter cluster of
+# the same size on loopback, one after the other in this one run, with
+# matching settings: fsync on (both always fsync before acknowledging), the
+# same heartbeat interval and election timeout, the same snapshot count.
+# BENCHMARKS.md gets every figure for both, the ratio, the peak RSS of each
+# member (VmHWM), a description of the machine and the exact command.
+#
+# Usage: scripts/bench-vs-etcd.sh [--members 1|3] [--duration 10s]
+#            [--step-duration 5s] [--conns N] [--clients N]
+#            [--step-clients N] [--out FILE]
+#
+# --members 3 (the default) falls back, with a printed note, to 1 member for
+# both systems when a 3-member Rafter cluster does not start. Installs
+# Debian's etcd-server (scripts/install-test-deps.sh) and python3 (which
+# writes the report) when missing. Everything runs on 127.0.0.1 with free
+# ports and temporary directories; every process started here is killed on
+# exit.
+set -euo pipefail
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+members=3
+duration=10s
+step_duration=5s
+conns=6
+clients=64
+# The stepped load offers up to 10,000 txn/s open loop: that needs enough
+# clients to keep that many transactions in flight while latency grows.
+step_clients=256
+out=BENCHMARKS.md
+step_rates=2500,5000,10000
+heartbeat_ms=100
+election_ms=1000
+snapshot_count=100000
+key_size_bytes=8
+val_size_bytes=256
+key_space_keys=10000
+invocation="scripts/bench-vs-etcd.sh${*:+ $*}"
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --members) members=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --step-duration) step_duration=$2; shift 2 ;;
+    --conns) conns=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --step-clients) step_clients=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h | --help) usage 0 ;;
+    *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
+    esac
+done
+case "$members" in
+1 | 3) ;;
+*) echo "--members must be 1 or 3, not $members" >&2; exit 2 ;;
+esac
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+case "$out" in /*) ;; *) out="$repo/$out" ;; esac
+
+note() { printf '\n==> %s\n' "$*" >&2; }
+
+# --- Prerequisites ----------------------------------------------------------
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+    note "installing etcd (Debian's etcd-server) with scripts/install-test-deps.sh"
+    sh scripts/install-test-deps.sh
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+    note "installing python3 (writes the report)"
+    if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends python3
+fi
+
+note "building rafter (release)"
+cargo build --release -p rafter
+bin="$repo/target/release/rafter"
+
+# --- Processes and cleanup --------------------------------------------------
+work=$(mktemp -d -t bench-vs-etcd.XXXXXX)
+started_pids=()
+cleanup() {
+    local pid
+    for pid in "${started_pids[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for pid in "${started_pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Prints N distinct loopback ports that were free a moment ago.
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+sockets = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    sockets.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in sockets))
+PY
+}
+
+# --- Clusters ---------------------------------------------------------------
+# After start_cluster: member_pids (array), endpoints (comma separated).
+member_pids=()
+endpoints=""
+
+# start_cluster SYSTEM N: starts N members of etcd or rafter and waits until
+# every member answers a health check. Returns 1 when they do not.
+start_cluster() {
+    local system=$1 n=$2 i ports initial_cluster="" client_port peer_port
+    local dir="$work/$system-$n"
+    mkdir -p "$dir"
+    read -r -a ports <<<"$(free_ports $((2 * n)))"
+    for ((i = 0; i < n; i++)); do
+        initial_cluster+="${initial_cluster:+,}m$i=http://127.0.0.1:${ports[2 * i + 1]}"
+    done
+    member_pids=()
+    endpoints=""
+    for ((i = 0; i < n; i++)); do
+        client_port=${ports[2 * i]}
+        peer_port=${ports[2 * i + 1]}
+        endpoints+="${endpoints:+,}127.0.0.1:$client_port"
+        local program=(etcd)
+        [ "$system" = rafter ] && program=("$bin" serve)
+        "${program[@]}" \
+            --name "m$i" --data-dir "$dir/m$i" \
+            --listen-client-urls "http://127.0.0.1:$client_port" \
+            --advertise-client-urls "http://127.0.0.1:$client_port" \
+            --listen-peer-urls "http://127.0.0.1:$peer_port" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+            --initial-cluster "$initial_cluster" \
+            --initial-cluster-state new \
+            --initial-cluster-token "bench-$system-$n" \
+            --heartbeat-interval "$heartbeat_ms" \
+            --election-timeout "$election_ms" \
+            --snapshot-count "$snapshot_count" \
+            >"$dir/m$i.log" 2>&1 &
+        member_pids+=("$!")
+        started_pids+=("$!")
+    done
+    local deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        local pid all_alive=yes
+        for pid in "${member_pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null || all_alive=no
+        done
+        if [ "$all_alive" = no ]; then
+            echo "a $system member exited during start; logs in $dir" >&2
+            tail -n 5 "$dir"/m*.log >&2 || true
+            return 1
+        fi
+        if ETCDCTL_API=3 etcdctl --endpoints "$endpoints" --command-timeout 2s \
+            endpoint health >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "the $system cluster did not become healthy within 30 s; logs in $dir" >&2
+    tail -n 5 "$dir"/m*.log >&2 || true
+    return 1
+}
+
+stop_cluster() {
+    local pid
+    for pid in "${member_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${member_pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    member_pids=()
+}
+
+# --- Workloads --------------------------------------------------------------
+# label|rafter bench arguments (endpoints and output are added per run).
+data="--conns $conns --key-size $key_size_bytes --val-size $val_size_bytes --key-space $key_space_keys"
+common="$data --clients $clients"
+workloads=(
+    "put|put --duration $duration $common"
+    "get-linearizable|get --consistency l --duration $duration $common"
+    "get-serializable|get --consistency s --duration $duration $common"
+    "txn-cas|txn-cas --cas-on mod --duration $duration $common"
+    "mixed-90-10|mixed --read-ratio 0.9 --consistency l --duration $duration $common"
+    "step-txn-cas|step --workload txn-cas --rates $step_rates --step-duration $step_duration $data --clients $step_clients"
+)
+
+# run_workloads SYSTEM: every workload against the running cluster, then the
+# peak RSS of each member.
+run_workloads() {
+    local system=$1 entry label args
+    local results="$work/results/$system"
+    mkdir -p "$results"
+    for entry in "${workloads[@]}"; do
+        label=${entry%%|*}
+        args=${entry#*|}
+        note "$system: rafter bench $args"
+        # shellcheck disable=SC2086 # $args is a list of flags.
+        if ! timeout 600 "$bin" bench $args --endpoints "$endpoints" --output both \
+            | tee "$results/$label.out"; then
+            echo "rafter bench failed against $system" >&2
+        fi
+        tail -n 1 "$results/$label.out" >"$results/$label.json"
+        echo "rafter bench $args --endpoints <$system endpoints>" >"$results/$label.cmd"
+    done
+    local i=0 pid
+    : >"$results/rss.txt"
+    for pid in "${member_pids[@]}"; do
+        echo "m$i $(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")" >>"$results/rss.txt"
+        i=$((i + 1))
+    done
+}
+
+# --- The run ----------------------------------------------------------------
+fallback_note=""
+note "starting a $members-member Rafter cluster"
+if ! start_cluster rafter "$members"; then
+    stop_cluster
+    if [ "$members" -eq 3 ]; then
+        fallback_note="A 3-member Rafter cluster did not start, so both systems ran as single-member clusters."
+        echo "NOTE: $fallback_note" >&2
+        members=1
+        start_cluster rafter 1
+    else
+        echo "the Rafter cluster did not start" >&2
+        exit 1
+    fi
+fi
+run_workloads rafter
+stop_cluster
+
+note "starting a $members-member etcd cluster"
+start_cluster etcd "$members"
+run_workloads etcd
+stop_cluster
+
+# --- The report -------------------------------------------------------------
+note "writing $out"
+machine="$work/machine.txt"
+{
+    echo "cpus=$(nproc)"
+    echo "cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    echo "memory_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+    echo "kernel=$(uname -sr)"
+    echo "disk=$(df -PT "$work" | awk 'NR == 2 { print $1 " (" $2 ", " $3 " KiB blocks)" }')"
+    echo "etcd_version=$(etcd --version | awk '/^etcd Version/ { print $3 }')"
+    echo "rafter_commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates proto Cargo.lock || echo ' (with uncommitted changes)')"
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} >"$machine"
+
+python3 - "$work/results" "$machine" "$out" "$members" "$invocation" "$fallback_note" \
+    "$heartbeat_ms" "$election_ms" "$snapshot_count" <<'PY'
+import json, os, sys
+
+results, machine_path, out, members, invocation, fallback_note = sys.argv[1:7]
+heartbeat_ms, election_ms, snapshot_count = sys.argv[7:10]
+machine = dict(line.rstrip("\n").split("=", 1) for line in open(machine_path) if "=" in line)
+systems = ["etcd", "rafter"]
+# Our goals (issue 5): Rafter throughput at least this many times etcd's.
+goals = {"put": 3, "get-linearizable": 10, "get-serializable": 10, "txn-cas": 5}
+
+
+def load(system, label):
+    path = os.path.join(results, system, label + ".json")
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def ms(us):
+    return f"{us / 1000:.2f}"
+
+
+def ratio(rafter, etcd):
+    return f"{rafter / etcd:.2f}×" if etcd else "n/a"
+
+
+labels = [
+    ("put", "put"),
+    ("get-linearizable", "get, linearizable"),
+    ("get-serializable", "get, serializable"),
+    ("txn-cas", "txn compare-and-swap"),
+    ("mixed-90-10", "mixed 90% get (l) / 10% put"),
+]
+lines = []
+w = lines.append
+w("# Benchmarks: Rafter vs etcd")
+w("")
+w(f"Written by `{invocation}` on {machine.get('date', '?')}: the same `rafter bench` "
+  "workloads (a load generator speaking the etcd v3 gRPC API) against an etcd cluster "
+  "and a Rafter cluster, one after the other in one run on one machine. "
+  "Benchmarks are not tests: nothing fails on these figures.")
+w("")
+if fallback_note:
+    w(f"**Note:** {fallback_note}")
+    w("")
+w(f"- Cluster: {members} member(s) each, on 127.0.0.1; the load generator sends to every member.")
+w(f"- Same settings for both: fsync before acknowledging (always on in both), heartbeat "
+  f"{heartbeat_ms} ms, election timeout {election_ms} ms, snapshot count {snapshot_count}.")
+first = load("rafter", "put") or load("etcd", "put") or {"settings": {}}
+s = first.get("settings", {})
+w(f"- Load: {s.get('conns', '?')} connections, {s.get('clients', '?')} clients (one request "
+  f"in flight each), keys {s.get('key_size_bytes', '?')} B, values "
+  f"{s.get('val_size_bytes', '?')} B, key space {s.get('key_space_keys', '?')} keys "
+  "(written once before read and compare-and-swap workloads).")
+w(f"- Versions: etcd {machine.get('etcd_version', '?')} (Debian's etcd-server), "
+  f"Rafter {machine.get('rafter_commit', '?')}.")
+w("")
+w("## Throughput and latency")
+w("")
+w("| workload | etcd ops/s | Rafter ops/s | Rafter/etcd | goal | etcd p50 / p90 / p99 / max ms | Rafter p50 / p90 / p99 / max ms | p99 Rafter/etcd | errors etcd / Rafter |")
+w("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+for label, name in labels:
+    etcd, rafter = load("etcd", label), load("rafter", label)
+    if not etcd or not rafter:
+        w(f"| {name} | {'n/a' if not etcd else etcd['throughput_ops_per_s']} | "
+          f"{'n/a' if not rafter else rafter['throughput_ops_per_s']} | n/a | | | | | |")
+        continue
+    goal = goals.get(label)
+    throughput_ratio = rafter["throughput_ops_per_s"] / etcd["throughput_ops_per_s"] if etcd["throughput_ops_per_s"] else 0
+    goal_text = ""
+    if goal:
+        goal_text = f"≥ {goal}×: {'met' if throughput_ratio >= goal else 'not met'}"
+    lat = lambda r: " / ".join(ms(r["latency"][k]) for k in ("p50_us", "p90_us", "p99_us", "max_us"))
+    w(f"| {name} | {etcd['throughput_ops_per_s']:.0f} | {rafter['throughput_ops_per_s']:.0f} | "
+      f"{ratio(rafter['throughput_ops_per_s'], etcd['throughput_ops_per_s'])} | {goal_text} | "
+      f"{lat(etcd)} | {lat(rafter)} | "
+      f"{ratio(rafter['latency']['p99_us'], etcd['latency']['p99_us'])} | "
+      f"{etcd['errors']} / {rafter['errors']} |")
+w("")
+w("Errors by gRPC code, where there were any:")
+w("")
+any_errors = False
+for label, name in labels + [("step-txn-cas", "stepped txn")]:
+    for system in systems:
+        r = load(system, label)
+        if not r:
+            continue
+        figures = r.get("steps", [r])
+        for f in figures:
+            for code, count in f.get("errors_by_code", {}).items():
+                any_errors = True
+                message = f.get("first_error_by_code", {}).get(code, "")
+                w(f"- {name}, {system}: {code} × {count} (first: `{message}`)")
+if not any_errors:
+    w("- none")
+w("")
+w("## Stepped offered load (seed 004): txn compare-and-swap")
+w("")
+etcd_steps, rafter_steps = load("etcd", "step-txn-cas"), load("rafter", "step-txn-cas")
+if etcd_steps and rafter_steps:
+    w(f"Each step offers the rate for {etcd_steps['step_duration_ms'] / 1000:g} s from "
+      f"{etcd_steps['settings']['clients']} clients (open loop while a client is free); "
+      "the series are the transactions completed in each second of the step (the last "
+      "number: answers that arrived after the step's end).")
+    w("")
+    w("| offered txn/s | etcd achieved | Rafter achieved | Rafter/etcd | etcd p99 ms | Rafter p99 ms | etcd per second | Rafter per second |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    for e, r in zip(etcd_steps["steps"], rafter_steps["steps"]):
+        w(f"| {e['target_rate_ops_per_s']:.0f} | {e['throughput_ops_per_s']:.0f} | "
+          f"{r['throughput_ops_per_s']:.0f} | "
+          f"{ratio(r['throughput_ops_per_s'], e['throughput_ops_per_s'])} | "
+          f"{ms(e['latency']['p99_us'])} | {ms(r['latency']['p99_us'])} | "
+          f"{' '.join(map(str, e['ops_per_second']))} | {' '.join(map(str, r['ops_per_second']))} |")
+else:
+    w("The stepped run did not produce a report for both systems.")
+w("")
+w("## Peak memory per member (VmHWM after all workloads)")
+w("")
+rss = {}
+for system in systems:
+    try:
+        rss[system] = dict(line.split() for line in open(os.path.join(results, system, "rss.txt")) if line.strip())
+    except OSError:
+        rss[system] = {}
+w("| member | etcd MiB | Rafter MiB | Rafter/etcd |")
+w("| --- | ---: | ---: | ---: |")
+for member in sorted(set(rss["etcd"]) | set(rss["rafter"])):
+    e = int(rss["etcd"].get(member, 0)) / 1024
+    r = int(rss["rafter"].get(member, 0)) / 1024
+    w(f"| {member} | {e:.1f} | {r:.1f} | {ratio(r, e)} |")
+w("")
+w("## Machine")
+w("")
+memory_gib = int(machine.get("memory_kib", "0")) / 1024 / 1024
+w(f"- CPUs (nproc): {machine.get('cpus', '?')}, model: {machine.get('cpu_model', '?')}")
+w(f"- Memory: {memory_gib:.1f} GiB")
+w(f"- Disk of the data directories: {machine.get('disk', '?')}")
+w(f"- Kernel: {machine.get('kernel', '?')}")
+w("- The load generator runs on the same machine and shares its CPUs with the members.")
+w("")
+w("## Commands")
+w("")
+w("The whole run:")
+w("")
+w("```sh")
+w(invocation)
+w("```")
+w("")
+w("Each workload, run against each cluster in turn (`--endpoints` lists every member):")
+w("")
+w("```sh")
+for label, _ in labels + [("step-txn-cas", "")]:
+    try:
+        w(open(os.path.join(results, "rafter", label + ".cmd")).read().strip().replace(" <rafter endpoints>", " <members>"))
+    except OSError:
+        pass
+w("```")
+w("")
+w("<details><summary>Raw JSON lines</summary>")
+w("")
+w("```json")
+for system in systems:
+    for label, _ in labels + [("step-txn-cas", "")]:
+        r = load(system, label)
+        if r:
+            w(json.dumps({"system": system, "workload": label, "report": r}, separators=(",", ":")))
+w("```")
+w("")
+w("</details>")
+with open(out, "w") as f:
+    f.write("\n".join(lines) + "\n")
+PY
+note "wrote $out"
