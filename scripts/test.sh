@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs Rafter's whole test suite: installs what the tests need (etcd, etcdctl,
 # protoc for the etcd-client dev-dependency) when missing, checks formatting
-# and lints, then runs every test with cargo-nextest (cargo test if absent).
+# and lints, runs every test with cargo-nextest (cargo test if absent), then
+# the simulator's mutation checks.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -15,3 +16,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast
 fi
+
+# Mutation checks: with each test-only bug compiled in, the simulator's CI
+# seed budget must catch it (the test fails if the bug goes unnoticed).
+for fault in fault-local-reads fault-ack-uncommitted; do
+    echo "mutation check: $fault"
+    cargo test -p rafter-sim --features "$fault" --test campaign
+done

@@ -1,5 +1,6 @@
 //! `rafter-sim`: runs simulation campaigns. `--seeds N` runs N seeds from
 //! `--start` (default 0); `--seed S` replays one seed and prints its trace.
+//! `--keys K --clients C --run-ms T` size the workload (defaults as in CI).
 
 use rafter_sim::sim::{self, SimConfig};
 
@@ -13,20 +14,40 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
         })
 }
 
+fn config(args: &[String], seed: u64) -> SimConfig {
+    let mut cfg = SimConfig::new(seed);
+    if let Some(k) = arg(args, "--keys") {
+        cfg.keys = k;
+    }
+    if let Some(c) = arg(args, "--clients") {
+        cfg.clients = c;
+    }
+    if let Some(t) = arg(args, "--run-ms") {
+        cfg.run_ms = t;
+    }
+    cfg
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(seed) = arg::<u64>(&args, "--seed") {
-        let outcome = sim::run(SimConfig::new(seed));
+        let outcome = sim::run(config(&args, seed));
         print!("{}", outcome.trace);
+        let started = std::time::Instant::now();
         let verdict = rafter_sim::verdict(&outcome);
         println!("{verdict}");
+        println!(
+            "checked {} operations in {} ms",
+            outcome.history.len(),
+            started.elapsed().as_millis()
+        );
         std::process::exit(if verdict.is_ok() { 0 } else { 1 });
     }
     let seeds: u64 = arg(&args, "--seeds").unwrap_or(100);
     let start: u64 = arg(&args, "--start").unwrap_or(0);
     let mut failed = 0u64;
     for seed in start..start + seeds {
-        let outcome = sim::run(SimConfig::new(seed));
+        let outcome = sim::run(config(&args, seed));
         let verdict = rafter_sim::verdict(&outcome);
         if !verdict.is_ok() {
             failed += 1;

@@ -1,6 +1,7 @@
 //! Judging a simulation: invariant violations seen during the run, plus the
 //! linearizability of the client history.
 
+use crate::sim::linearize::{self, Linearizability};
 use crate::sim::Outcome;
 
 /// The judgement of one run.
@@ -32,7 +33,16 @@ impl std::fmt::Display for Verdict {
 
 /// Checks a run's invariants and history.
 pub fn verdict(outcome: &Outcome) -> Verdict {
-    let problems = outcome.violations.clone();
+    let mut problems = outcome.violations.clone();
+    match linearize::check(&outcome.history) {
+        Linearizability::Ok => {}
+        Linearizability::Violation(key, window) => {
+            problems.push(format!("linearizability violated on key k{key}: {window}"))
+        }
+        Linearizability::Unknown(key) => problems.push(format!(
+            "linearizability unknown on key k{key}: the checker's step budget ran out (never counted as ok)"
+        )),
+    }
     Verdict {
         seed: outcome.seed,
         problems,

@@ -6,6 +6,7 @@
 
 pub mod history;
 pub mod invariants;
+pub mod linearize;
 pub mod member;
 pub mod net;
 pub mod rng;

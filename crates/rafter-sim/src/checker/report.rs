@@ -1,0 +1,212 @@
+//! What the checker answers, and how a violation reads to a person: the few
+//! operations around the one that cannot be linearized, as a table and a
+//! time line, with the states the object could have been in.
+
+use std::fmt;
+
+/// The checker's verdict. `Unknown` is never a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckResult {
+    Ok,
+    Illegal(Violation),
+    /// The budget ran out while checking `partition`.
+    Unknown {
+        partition: String,
+    },
+}
+
+impl CheckResult {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, CheckResult::Ok)
+    }
+
+    pub fn violation(&self) -> Option<&Violation> {
+        match self {
+            CheckResult::Illegal(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CheckResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckResult::Ok => write!(f, "linearizable"),
+            CheckResult::Illegal(v) => write!(f, "{v}"),
+            CheckResult::Unknown { partition } => write!(
+                f,
+                "unknown: the checker's budget ran out on {partition} (not a pass)"
+            ),
+        }
+    }
+}
+
+/// Why an operation is in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The operation that cannot be linearized.
+    Culprit,
+    /// Overlaps the culprit in time, so could be ordered either side of it.
+    Concurrent,
+    /// The last operation before the window that changed the state, in the
+    /// longest linearization found.
+    Context,
+}
+
+/// One row of the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowOp {
+    /// Index in the checked history.
+    pub index: usize,
+    pub client_id: usize,
+    pub call_ns: u64,
+    /// `None` for an indeterminate operation.
+    pub return_ns: Option<u64>,
+    /// The operation and its answer, as the model describes them.
+    pub text: String,
+    pub role: Role,
+}
+
+/// A history that is not linearizable, narrowed down to where it fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Which partition (for example which key) failed.
+    pub partition: String,
+    /// Index in the history of the operation that cannot be linearized.
+    pub op: usize,
+    /// True when the history up to `op`'s return is proven to be the
+    /// shortest failing prefix (the history just before it is
+    /// linearizable); false if the budget ran out while narrowing down.
+    pub minimal: bool,
+    /// How many other operations were linearized before `op` got stuck.
+    pub linearized: usize,
+    /// Every state the object could be in once all those operations were
+    /// linearized (described by the model).
+    pub states: Vec<String>,
+    /// More states were possible than are listed.
+    pub more_states: bool,
+    /// The culprit, the operations overlapping it and the context, in call
+    /// order.
+    pub window: Vec<WindowOp>,
+}
+
+impl Violation {
+    /// History indices of the operations in the window.
+    pub fn window_ops(&self) -> Vec<usize> {
+        self.window.iter().map(|w| w.index).collect()
+    }
+}
+
+/// Width of the time line, in characters.
+const TIMELINE: usize = 48;
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "not linearizable ({}):", self.partition)?;
+        let culprit = self
+            .window
+            .iter()
+            .find(|w| w.role == Role::Culprit)
+            .expect("a window holds its culprit");
+        writeln!(
+            f,
+            "  operation #{} (client {}: {}) cannot be linearized.",
+            self.op, culprit.client_id, culprit.text
+        )?;
+        if self.minimal {
+            writeln!(
+                f,
+                "  The history up to its return has no linearization; the history just before it has."
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  (The budget ran out while narrowing down: an earlier anomaly may exist.)"
+            )?;
+        }
+        let states = self.states.join(", ");
+        let more = if self.more_states { ", ..." } else { "" };
+        writeln!(
+            f,
+            "  With the {} other operations linearized, the state is one of: {states}{more}",
+            self.linearized
+        )?;
+        writeln!(f, "  and #{} cannot take effect in any of them.", self.op)?;
+        write_window(f, &self.window)
+    }
+}
+
+fn write_window(f: &mut fmt::Formatter<'_>, window: &[WindowOp]) -> fmt::Result {
+    let start = window.iter().map(|w| w.call_ns).min().unwrap_or(0);
+    let end = window
+        .iter()
+        .flat_map(|w| [Some(w.call_ns), w.return_ns])
+        .flatten()
+        .max()
+        .unwrap_or(start);
+    let text_width = window.iter().map(|w| w.text.len()).max().unwrap_or(0);
+    writeln!(f, "  window (times in ns):")?;
+    writeln!(
+        f,
+        "  {:>7} {:>6} {:>14} {:>14}  {:<text_width$}  time line",
+        "op", "client", "call", "return", "operation"
+    )?;
+    for w in window {
+        let ret = w.return_ns.map_or("?".to_string(), |r| r.to_string());
+        let note = match w.role {
+            Role::Culprit => "  <- cannot be linearized",
+            Role::Concurrent => "",
+            Role::Context => "  (sets the state before the window)",
+        };
+        writeln!(
+            f,
+            "  {:>7} {:>6} {:>14} {:>14}  {:<text_width$}  {}{note}",
+            format!("#{}", w.index),
+            w.client_id,
+            w.call_ns,
+            ret,
+            w.text,
+            bar(start, end, w.call_ns, w.return_ns)
+        )?;
+    }
+    Ok(())
+}
+
+/// `[====]` from call to return on a line scaled to `start..=end`; an
+/// indeterminate operation runs off the end (`[===>?`).
+fn bar(start: u64, end: u64, call: u64, ret: Option<u64>) -> String {
+    let span = u128::from(end.saturating_sub(start)).max(1);
+    let column = |t: u64| {
+        let offset = u128::from(t.clamp(start, end) - start);
+        (offset * (TIMELINE as u128 - 1) / span) as usize
+    };
+    let from = column(call);
+    let mut line = " ".repeat(from);
+    match ret {
+        Some(ret) => {
+            let to = column(ret).max(from + 1);
+            line.push('[');
+            line.push_str(&"=".repeat(to - from - 1));
+            line.push(']');
+        }
+        None => {
+            line.push('[');
+            line.push_str(&"=".repeat(TIMELINE.saturating_sub(from + 1)));
+            line.push_str(">?");
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_window_and_open_ended_ops_run_off_it() {
+        assert_eq!(bar(0, 100, 0, Some(100)).len(), TIMELINE);
+        assert!(bar(0, 100, 50, Some(60)).starts_with(&" ".repeat(23)));
+        assert!(bar(0, 100, 50, None).ends_with("=>?"));
+        assert_eq!(bar(5, 5, 5, Some(5)), "[]");
+    }
+}
