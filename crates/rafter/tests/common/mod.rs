@@ -412,3 +412,4 @@ pub fn expect_grpc_code<T: std::fmt::Debug>(
 pub fn revision(header: Option<&ResponseHeader>) -> i64 {
     header.expect("response has a header").revision()
 }
+pub mod cluster;

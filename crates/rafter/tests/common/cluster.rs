@@ -1,0 +1,482 @@
+//! A multi-member cluster harness in the style of [`super::Server`]: N members
+//! as child processes on loopback, each with its own free client and peer
+//! ports and data directory, bootstrapped with etcd's static `--initial-cluster`
+//! flags, so the same tests run against a real etcd cluster (the oracle) and a
+//! Rafter cluster (the system under test).
+//!
+//! Readiness is polled with deadlines, never slept for: a member is ready when
+//! it answers a serializable Range, the cluster when a linearizable Range (which
+//! needs a leader and a quorum) succeeds on some member. Members can be killed
+//! with SIGKILL and restarted on the same data directory and ports. Each
+//! process writes to its own log file; when a test fails, the tail of every
+//! member's log is printed.
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions, GetOptions, StatusResponse};
+use tempfile::TempDir;
+
+use super::{die_with_parent, free_port, tail, Target, LOG_TAIL_LINES};
+
+/// Raft heartbeat interval of cluster members, in milliseconds. Short timers
+/// keep elections and failovers quick; etcd accepts them (the election
+/// timeout must be at least five heartbeats).
+pub const HEARTBEAT_MS: u64 = 20;
+/// Raft election timeout of cluster members, in milliseconds: long enough that
+/// a loaded two-core machine does not lose heartbeats and start spurious
+/// elections, which would make "one leader, one term" checks flaky.
+pub const ELECTION_MS: u64 = 200;
+/// How long a member may take to answer its first request.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a cluster may take to elect a leader and serve a linearizable read.
+const QUORUM_DEADLINE: Duration = Duration::from_secs(60);
+/// Pause between two polls.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Longest a single readiness or status probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a cluster start is retried with new ports when another process
+/// took one of them between choosing it and a member binding it.
+const START_ATTEMPTS: usize = 3;
+
+/// The longest a member takes before failing a request it cannot complete:
+/// etcd's request timeout is 5 s plus twice the election timeout, and Rafter
+/// uses the same rule.
+pub fn server_request_timeout() -> Duration {
+    Duration::from_secs(5) + 2 * Duration::from_millis(ELECTION_MS)
+}
+
+/// Client-side bound for one request: longer than the server's own timeout,
+/// so a request the server fails properly is never cut short by the client,
+/// and a request the server leaves hanging fails the test instead of hanging it.
+pub fn client_request_timeout() -> Duration {
+    server_request_timeout() + Duration::from_secs(5)
+}
+
+/// Serialises the cluster tests of one test binary. Each test runs three or
+/// more members with sub-second election timers; running several clusters at
+/// once on a two-core machine starves their heartbeats and causes elections
+/// that no test asked for.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A test that panicked while holding the lock leaves nothing shared broken.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One member: its ports, its process (while running) and how often it started.
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+    starts: usize,
+}
+
+/// Why a cluster did not become ready.
+struct StartFailure {
+    reason: String,
+}
+
+/// A static cluster of real member processes.
+pub struct Cluster {
+    target: Target,
+    dir: TempDir,
+    extra_args: Vec<String>,
+    members: Vec<Member>,
+    /// Set once a failure message included the logs, so Drop does not print
+    /// them again.
+    log_reported: AtomicBool,
+}
+
+impl Cluster {
+    /// Starts `size` members of the implementation chosen by
+    /// `RAFTER_TEST_TARGET`, with extra flags for every member (e.g.
+    /// `--snapshot-count`), and waits until every member answers and the
+    /// cluster serves a linearizable read.
+    pub async fn start(size: usize, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("rafter-cluster-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let mut cluster = Cluster {
+            target: Target::from_env(),
+            dir,
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            members: (1..=size)
+                .map(|n| Member {
+                    name: format!("m{n}"),
+                    client_port: free_port(),
+                    peer_port: free_port(),
+                    child: None,
+                    starts: 0,
+                })
+                .collect(),
+            log_reported: AtomicBool::new(false),
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            match cluster.launch_all().await {
+                Ok(()) => return cluster,
+                Err(_) if cluster.port_in_use() && attempt < START_ATTEMPTS => {
+                    cluster.stop_all();
+                    for index in 0..size {
+                        // Members bootstrapped with the old peer URLs must not be reused.
+                        let _ = std::fs::remove_dir_all(cluster.data_dir(index));
+                        let member = &mut cluster.members[index];
+                        member.client_port = free_port();
+                        member.peer_port = free_port();
+                    }
+                }
+                Err(failure) => cluster.fail(&failure.reason),
+            }
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+
+    /// Which implementation the members are.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// The number of members, running or not.
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The member's name as given to `--name` (`m1`, `m2`, ...).
+    pub fn name(&self, index: usize) -> &str {
+        &self.members[index].name
+    }
+
+    /// The member's client URL, e.g. `http://127.0.0.1:40123`.
+    pub fn endpoint(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[index].client_port)
+    }
+
+    /// The member's client address without scheme, as etcdctl prints it.
+    pub fn address(&self, index: usize) -> String {
+        format!("127.0.0.1:{}", self.members[index].client_port)
+    }
+
+    /// Whether the member's process is running (not killed by the test).
+    pub fn is_running(&self, index: usize) -> bool {
+        self.members[index].child.is_some()
+    }
+
+    /// The indices of the running members.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.size()).filter(|&i| self.is_running(i)).collect()
+    }
+
+    /// A new client talking to this member only. Its connection is lazy, so
+    /// this succeeds even when the member is down (requests then fail or hang:
+    /// bound them with [`client_request_timeout`]).
+    pub async fn client(&self, index: usize) -> Client {
+        client_for(&self.endpoint(index)).await
+    }
+
+    /// Kills the member with SIGKILL (`kill -9`: no chance to flush or clean
+    /// up) and reaps it.
+    pub fn kill9(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        let mut child = member
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("kill9: member {} is not running", member.name));
+        // On Unix, `Child::kill` sends SIGKILL.
+        child.kill().expect("SIGKILL the member");
+        child.wait().expect("reap the member");
+    }
+
+    /// Starts a killed member again on the same data directory and ports and
+    /// waits until it answers requests.
+    pub async fn restart(&mut self, index: usize) {
+        self.restart_all(&[index]).await;
+    }
+
+    /// Starts several killed members at once (all before waiting for any: a
+    /// restarted etcd member does not serve clients until it reaches a
+    /// quorum), then waits until each answers requests.
+    pub async fn restart_all(&mut self, indices: &[usize]) {
+        for &index in indices {
+            assert!(
+                !self.is_running(index),
+                "restart: member {} is still running",
+                self.name(index)
+            );
+            self.spawn(index);
+        }
+        for &index in indices {
+            if let Err(failure) = self.wait_member_ready(index).await {
+                self.fail(&failure.reason);
+            }
+        }
+    }
+
+    /// `Maintenance.Status` of one member, or `None` if it does not answer in time.
+    pub async fn status(&self, index: usize) -> Option<StatusResponse> {
+        let probe = async {
+            let client = self.client(index).await;
+            client.maintenance_client().status().await.ok()
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await.ok()?
+    }
+
+    /// Waits until every running member reports the same leader, one of the
+    /// running members, and returns its index. Asking all of them rules out
+    /// a member that still believes in a leader that was just killed.
+    pub async fn leader(&self) -> usize {
+        let deadline = Instant::now() + QUORUM_DEADLINE;
+        loop {
+            let running = self.running();
+            let mut ids = Vec::new();
+            let mut leaders = Vec::new();
+            for &index in &running {
+                if let Some(status) = self.status(index).await {
+                    let id = status.header().map(|h| h.member_id()).unwrap_or(0);
+                    ids.push((index, id));
+                    leaders.push(status.leader());
+                }
+            }
+            if ids.len() == running.len() && leaders.windows(2).all(|w| w[0] == w[1]) {
+                if let Some(&(index, _)) = ids.iter().find(|(_, id)| Some(id) == leaders.first()) {
+                    return index;
+                }
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "the running members did not agree on a leader within {QUORUM_DEADLINE:?}: \
+                     member ids {ids:?}, leaders they report {leaders:?}"
+                ));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The running members other than the leader.
+    pub async fn followers(&self) -> Vec<usize> {
+        let leader = self.leader().await;
+        self.running()
+            .into_iter()
+            .filter(|&i| i != leader)
+            .collect()
+    }
+
+    /// Waits until a linearizable Range succeeds on some running member.
+    pub async fn wait_quorum(&self) {
+        if let Err(failure) = self.try_wait_quorum().await {
+            self.fail(&failure.reason);
+        }
+    }
+
+    /// The output of the member's current (or last) process so far.
+    pub fn log(&self, index: usize) -> String {
+        std::fs::read_to_string(self.log_path(index)).unwrap_or_default()
+    }
+
+    /// Panics with `message` and every member's log tail.
+    pub fn fail(&self, message: &str) -> ! {
+        self.log_reported.store(true, Ordering::SeqCst);
+        panic!("{:?} cluster: {message}\n{}", self.target, self.all_logs())
+    }
+
+    fn all_logs(&self) -> String {
+        let mut text = String::new();
+        for index in 0..self.size() {
+            text.push_str(&format!(
+                "--- last {LOG_TAIL_LINES} lines of {} ({}) ---\n{}\n",
+                self.name(index),
+                self.log_path(index).display(),
+                tail(&self.log(index), LOG_TAIL_LINES)
+            ));
+        }
+        text
+    }
+
+    fn member_dir(&self, index: usize) -> PathBuf {
+        self.dir.path().join(&self.members[index].name)
+    }
+
+    fn data_dir(&self, index: usize) -> PathBuf {
+        self.member_dir(index).join("data")
+    }
+
+    fn log_path(&self, index: usize) -> PathBuf {
+        self.member_dir(index)
+            .join(format!("member-{}.log", self.members[index].starts))
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The member's flags: the same for etcd and Rafter.
+    fn args(&self, index: usize) -> Vec<String> {
+        let member = &self.members[index];
+        let client_url = self.endpoint(index);
+        let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
+        let token = format!("rafter-cluster-test-{}", self.members[0].peer_port);
+        let mut args: Vec<String> = [
+            ("--name", member.name.clone()),
+            ("--data-dir", self.data_dir(index).display().to_string()),
+            ("--listen-client-urls", client_url.clone()),
+            ("--advertise-client-urls", client_url),
+            ("--listen-peer-urls", peer_url.clone()),
+            ("--initial-advertise-peer-urls", peer_url),
+            ("--initial-cluster", self.initial_cluster()),
+            ("--initial-cluster-state", "new".to_string()),
+            ("--initial-cluster-token", token),
+            ("--heartbeat-interval", HEARTBEAT_MS.to_string()),
+            ("--election-timeout", ELECTION_MS.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect();
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// Starts every member, then waits for each and for a quorum.
+    async fn launch_all(&mut self) -> Result<(), StartFailure> {
+        for index in 0..self.size() {
+            self.spawn(index);
+        }
+        for index in 0..self.size() {
+            self.wait_member_ready(index).await?;
+        }
+        self.try_wait_quorum().await
+    }
+
+    /// Spawns the member's process with its output to a fresh log file.
+    fn spawn(&mut self, index: usize) {
+        std::fs::create_dir_all(self.member_dir(index)).expect("create the member directory");
+        self.members[index].starts += 1;
+        let log = File::create(self.log_path(index)).expect("create the member log");
+        let mut command = self.target.command();
+        command
+            .args(self.args(index))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log file handle"))
+            .stderr(log);
+        die_with_parent(&mut command);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {command:?}: {e}"));
+        self.members[index].child = Some(child);
+    }
+
+    /// Polls a serializable Range until the member answers, it exits, or the
+    /// deadline passes.
+    async fn wait_member_ready(&mut self, index: usize) -> Result<(), StartFailure> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let member = &mut self.members[index];
+            let child = member.child.as_mut().expect("the member was spawned");
+            if let Some(status) = child.try_wait().expect("poll the member process") {
+                member.child = None;
+                return Err(StartFailure {
+                    reason: format!("member {} exited with {status}", member.name),
+                });
+            }
+            if self.answers_serializable(index).await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StartFailure {
+                    reason: format!(
+                        "member {} did not answer a serializable Range within {START_DEADLINE:?}\ncommand: {:?} {}",
+                        self.name(index),
+                        self.target.command(),
+                        self.args(index).join(" ")
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn answers_serializable(&self, index: usize) -> bool {
+        if TcpStream::connect(("127.0.0.1", self.members[index].client_port)).is_err() {
+            return false;
+        }
+        let probe = async {
+            let mut client = self.client(index).await;
+            let options = GetOptions::new().with_serializable();
+            client
+                .get("rafter-test-readiness-probe", Some(options))
+                .await
+                .ok()
+        };
+        matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+            Ok(Some(_))
+        )
+    }
+
+    async fn try_wait_quorum(&self) -> Result<(), StartFailure> {
+        let deadline = Instant::now() + QUORUM_DEADLINE;
+        loop {
+            for index in self.running() {
+                let probe = async {
+                    let mut client = self.client(index).await;
+                    client.get("rafter-test-readiness-probe", None).await.ok()
+                };
+                if let Ok(Some(_)) = tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StartFailure {
+                    reason: format!(
+                        "no running member served a linearizable Range within {QUORUM_DEADLINE:?}"
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    fn port_in_use(&self) -> bool {
+        (0..self.size()).any(|i| {
+            self.log(i)
+                .to_lowercase()
+                .contains("address already in use")
+        })
+    }
+
+    fn stop_all(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all();
+        if std::thread::panicking() && !self.log_reported.load(Ordering::SeqCst) {
+            eprintln!("{}", self.all_logs());
+        }
+    }
+}
+
+/// A client for one endpoint, with the harness's connect and request timeouts.
+pub async fn client_for(endpoint: &str) -> Client {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(PROBE_TIMEOUT)
+        .with_timeout(client_request_timeout());
+    Client::connect([endpoint], Some(options))
+        .await
+        .expect("connect a client")
+}
