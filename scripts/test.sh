@@ -19,7 +19,7 @@ fi
 
 # Mutation checks: with each test-only bug compiled in, the simulator's CI
 # seed budget must catch it (the test fails if the bug goes unnoticed).
-for fault in fault-local-reads fault-ack-uncommitted; do
+for fault in fault-local-reads fault-ack-uncommitted fault-ack-before-fsync; do
     echo "mutation check: $fault"
     cargo test -p rafter-sim --features "$fault" --test campaign
 done

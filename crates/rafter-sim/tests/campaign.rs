@@ -25,7 +25,11 @@ fn replay_is_byte_for_byte() {
     assert_ne!(a.trace, c.trace, "different seeds should differ");
 }
 
-#[cfg(not(any(feature = "fault-local-reads", feature = "fault-ack-uncommitted")))]
+#[cfg(not(any(
+    feature = "fault-local-reads",
+    feature = "fault-ack-uncommitted",
+    feature = "fault-ack-before-fsync"
+)))]
 #[test]
 fn ci_seed_budget_passes() {
     let failures: Vec<String> = campaign()
@@ -38,7 +42,11 @@ fn ci_seed_budget_passes() {
 
 /// With an injected bug, some seed in the budget must fail, naming the
 /// violated property.
-#[cfg(any(feature = "fault-local-reads", feature = "fault-ack-uncommitted"))]
+#[cfg(any(
+    feature = "fault-local-reads",
+    feature = "fault-ack-uncommitted",
+    feature = "fault-ack-before-fsync"
+))]
 #[test]
 fn ci_seed_budget_catches_the_injected_bug() {
     let verdicts = campaign();

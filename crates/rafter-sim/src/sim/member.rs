@@ -24,6 +24,8 @@ pub struct Bugs {
     pub local_reads: bool,
     /// Acknowledge a write as soon as the leader appends it, before commit.
     pub ack_uncommitted: bool,
+    /// Tell Raft the log is persisted before the fsync completes.
+    pub ack_before_fsync: bool,
 }
 
 /// Something a member tells the simulator.
@@ -40,11 +42,40 @@ pub enum Output {
         data_crc: u32,
         revision: i64,
     },
+    /// The member wrote to its log and waits for the fsync of `epoch`.
+    Fsync(u64),
+}
+
+/// What survives a crash: the log as of the last completed fsync.
+#[derive(Clone, Default)]
+struct DurableLog {
+    entries: Vec<Entry>,
+    hard_state: raft::eraftpb::HardState,
+}
+
+/// An input that arrived while the member was blocked on an fsync.
+enum Input {
+    Tick,
+    Step(Box<Message>),
+    Submit(usize, OpKind),
+}
+
+/// A cycle whose log writes wait for their fsync.
+struct PendingFsync {
+    epoch: u64,
+    persisted_messages: Vec<Message>,
+    raft_told: bool,
 }
 
 pub struct SimMember {
     pub id: u64,
+    voters: Vec<u64>,
+    /// The log as the member sees it (written, maybe not yet fsynced).
     storage: MemStorage,
+    durable: DurableLog,
+    fsync: Option<PendingFsync>,
+    fsync_epoch: u64,
+    inbox: Vec<Input>,
     node: Option<Member<MemStorage>>,
     store: MvccStore,
     proposals: HashMap<u64, usize>,
@@ -69,7 +100,12 @@ impl SimMember {
         let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
         let mut m = SimMember {
             id,
+            voters: voters.to_vec(),
             storage,
+            durable: DurableLog::default(),
+            fsync: None,
+            fsync_epoch: 0,
+            inbox: Vec::new(),
             node: None,
             store: fresh_store(),
             proposals: HashMap::new(),
@@ -124,11 +160,41 @@ impl SimMember {
 
     /// Crash: everything not in the durable log is gone. Returns the ops
     /// that were waiting here (now indeterminate).
-    pub fn crash(&mut self) -> Vec<usize> {
+    pub fn crash(&mut self, torn_keep: usize) -> Vec<usize> {
         self.node = None;
+        // Writes not yet fsynced are lost, except that a torn write may have
+        // put a prefix of the pending records on disk.
+        let mut survived = self.durable.clone();
+        if self.fsync.take().is_some() {
+            let written = self.log_entries();
+            let extra: Vec<Entry> = written
+                .into_iter()
+                .filter(|e| e.index > survived.entries.last().map_or(0, |l| l.index))
+                .take(torn_keep)
+                .collect();
+            let consistent = extra
+                .first()
+                .is_none_or(|e| e.index == survived.entries.last().map_or(1, |l| l.index + 1));
+            if consistent {
+                survived.entries.extend(extra);
+            }
+        }
+        self.durable = survived.clone();
+        let lost_inbox = std::mem::take(&mut self.inbox);
+        self.storage =
+            MemStorage::new_with_conf_state(ConfState::from((self.voters.clone(), vec![])));
+        {
+            let mut w = self.storage.wl();
+            w.append(&survived.entries).expect("replay durable log");
+            w.set_hardstate(survived.hard_state);
+        }
         self.store = fresh_store();
         self.applied = 0;
         let mut lost: Vec<usize> = self.proposals.drain().map(|(_, op)| op).collect();
+        lost.extend(lost_inbox.into_iter().filter_map(|i| match i {
+            Input::Submit(op, _) => Some(op),
+            _ => None,
+        }));
         lost.extend(self.read_rounds.drain().flat_map(|(_, ops)| ops));
         lost.extend(self.reads_waiting.drain(..).map(|(_, op)| op));
         self.read_keys.clear();
@@ -141,7 +207,17 @@ impl SimMember {
         self.start();
     }
 
+    /// Like the server's Raft loop, a member blocked on an fsync handles
+    /// nothing else until it completes: inputs wait in its inbox.
+    fn blocked(&self) -> bool {
+        self.fsync.as_ref().is_some_and(|p| !p.raft_told)
+    }
+
     pub fn tick(&mut self, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::Tick);
+            return;
+        }
         if let Some(n) = self.node.as_mut() {
             n.tick();
         }
@@ -149,6 +225,10 @@ impl SimMember {
     }
 
     pub fn step(&mut self, m: Message, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::Step(Box::new(m)));
+            return;
+        }
         if let Some(n) = self.node.as_mut() {
             let _ = n.step(m);
         }
@@ -157,6 +237,10 @@ impl SimMember {
 
     /// A client operation arrives at this member.
     pub fn submit(&mut self, op: usize, kind: &OpKind, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::Submit(op, kind.clone()));
+            return;
+        }
         let Some(node) = self.node.as_mut() else {
             out.push(Output::Rejected(op));
             return;
@@ -199,8 +283,64 @@ impl SimMember {
     }
 
     /// Runs Ready cycles until none is left, persisting instantly.
+    fn log_entries(&self) -> Vec<Entry> {
+        let store = self.storage.rl();
+        let (first, last) = (
+            raft::Storage::first_index(&self.storage).unwrap_or(1),
+            raft::Storage::last_index(&self.storage).unwrap_or(0),
+        );
+        drop(store);
+        if last < first {
+            return vec![];
+        }
+        raft::Storage::entries(
+            &self.storage,
+            first,
+            last + 1,
+            None,
+            raft::GetEntriesContext::empty(false),
+        )
+        .expect("entries of the in-memory log")
+    }
+
+    /// The fsync of `epoch` completed: the written log becomes durable and
+    /// the cycle that waited for it continues.
+    pub fn fsync_done(&mut self, epoch: u64, out: &mut Vec<Output>) {
+        let Some(pending) = self.fsync.take_if(|p| p.epoch == epoch) else {
+            return;
+        };
+        self.durable = DurableLog {
+            entries: self.log_entries(),
+            hard_state: self.storage.rl().hard_state().clone(),
+        };
+        if !pending.raft_told {
+            out.extend(pending.persisted_messages.into_iter().map(Output::Send));
+            self.after_persist(out);
+        }
+        self.drive(out);
+        for input in std::mem::take(&mut self.inbox) {
+            match input {
+                Input::Tick => self.tick(out),
+                Input::Step(m) => self.step(*m, out),
+                Input::Submit(op, kind) => self.submit(op, &kind, out),
+            }
+        }
+    }
+
+    fn after_persist(&mut self, out: &mut Vec<Output>) {
+        let node = self.node.as_mut().expect("member is up");
+        let persisted = node.on_persisted();
+        out.extend(persisted.messages.into_iter().map(Output::Send));
+        self.apply(&persisted.committed_entries, out);
+        let node = self.node.as_mut().expect("still up");
+        node.on_applied(self.applied);
+    }
+
     fn drive(&mut self, out: &mut Vec<Output>) {
         loop {
+            if self.fsync.is_some() && !self.bugs.ack_before_fsync {
+                break;
+            }
             let Some(node) = self.node.as_mut() else {
                 return;
             };
@@ -228,7 +368,6 @@ impl SimMember {
                     }
                 }
             }
-            out.extend(cycle.persisted_messages.into_iter().map(Output::Send));
             for rs in &cycle.read_states {
                 let ctx =
                     u64::from_be_bytes(rs.request_ctx.as_slice().try_into().expect("8-byte ctx"));
@@ -238,12 +377,32 @@ impl SimMember {
                 }
             }
             self.apply(&cycle.committed_entries, out);
-            let node = self.node.as_mut().expect("still up");
-            let persisted = node.on_persisted();
-            out.extend(persisted.messages.into_iter().map(Output::Send));
-            self.apply(&persisted.committed_entries, out);
-            let node = self.node.as_mut().expect("still up");
-            node.on_applied(self.applied);
+            let needs_fsync = !cycle.entries.is_empty() || cycle.must_sync;
+            if !needs_fsync {
+                out.extend(cycle.persisted_messages.into_iter().map(Output::Send));
+                self.after_persist(out);
+                continue;
+            }
+            self.fsync_epoch += 1;
+            out.push(Output::Fsync(self.fsync_epoch));
+            let raft_told = self.bugs.ack_before_fsync;
+            let waiting_messages = if raft_told {
+                out.extend(cycle.persisted_messages.into_iter().map(Output::Send));
+                self.after_persist(out);
+                vec![]
+            } else {
+                cycle.persisted_messages
+            };
+            match self.fsync.as_mut() {
+                Some(p) => p.epoch = self.fsync_epoch,
+                None => {
+                    self.fsync = Some(PendingFsync {
+                        epoch: self.fsync_epoch,
+                        persisted_messages: waiting_messages,
+                        raft_told,
+                    })
+                }
+            }
         }
         self.finish_reads(out);
     }

@@ -39,6 +39,8 @@ pub struct SimConfig {
     pub net: NetConfig,
     pub faults: bool,
     pub bugs: Bugs,
+    pub min_fsync_ms: u64,
+    pub max_fsync_ms: u64,
 }
 
 impl SimConfig {
@@ -60,9 +62,12 @@ impl SimConfig {
                 dup_per_mille: 10,
             },
             faults: true,
+            min_fsync_ms: 1,
+            max_fsync_ms: 20,
             bugs: Bugs {
                 local_reads: cfg!(feature = "fault-local-reads"),
                 ack_uncommitted: cfg!(feature = "fault-ack-uncommitted"),
+                ack_before_fsync: cfg!(feature = "fault-ack-before-fsync"),
             },
         }
     }
@@ -85,6 +90,7 @@ enum Event {
     ClientTimeout(usize),
     Crash(usize),
     Restart(usize),
+    FsyncDone(usize, u64),
     Cut(u64, u64),
     Heal(u64, u64),
 }
@@ -138,7 +144,21 @@ pub fn run(cfg: SimConfig) -> Outcome {
         trace: String::new(),
         load_on: true,
     };
-    sim.run();
+    // raft-rs asserts its own invariants (e.g. a commit index beyond the
+    // log): such a panic inside a member is a found bug, not a crash of the
+    // checker, so it is reported as a violation with the trace so far.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
+    if let Err(panic) = result {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".to_string());
+        sim.invariants.violate(format!(
+            "safety: a member's Raft invariant failed at {} ms: {msg}",
+            sim.now_ms
+        ));
+    }
     Outcome {
         seed: sim.cfg.seed,
         trace: sim.trace,
@@ -265,10 +285,20 @@ impl Sim {
                     self.give_up(op);
                 }
             }
+            Event::FsyncDone(m, epoch) => {
+                self.members[m].fsync_done(epoch, &mut out);
+                self.process(m, out);
+            }
             Event::Crash(m) => {
                 if self.members[m].is_up() && self.load_on {
-                    let _ = writeln!(self.trace, "{} crash m{}", self.now_ms, m + 1);
-                    for op in self.members[m].crash() {
+                    let torn_keep = self.rng.below(3) as usize;
+                    let _ = writeln!(
+                        self.trace,
+                        "{} crash m{} (torn tail keeps {torn_keep})",
+                        self.now_ms,
+                        m + 1
+                    );
+                    for op in self.members[m].crash(torn_keep) {
                         if self.in_flight[self.history[op].client] == Some(op) {
                             self.give_up(op);
                         }
@@ -306,6 +336,13 @@ impl Sim {
                 }
                 Output::Done(op, result) => self.complete(op, Some(result)),
                 Output::Rejected(op) => self.reject(op),
+                Output::Fsync(epoch) => {
+                    let at = self.now_ms
+                        + self
+                            .rng
+                            .between(self.cfg.min_fsync_ms, self.cfg.max_fsync_ms);
+                    self.schedule(at, Event::FsyncDone(m, epoch));
+                }
                 Output::Applied {
                     index,
                     term,
