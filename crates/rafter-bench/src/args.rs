@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use crate::duration::parse_duration;
+use crate::local_cluster::ServerKind;
 
 /// `rafter bench`: load generator speaking the etcd v3 gRPC API.
 #[derive(Debug, clap::Args)]
@@ -83,6 +86,45 @@ pub enum BenchWorkload {
         #[command(flatten)]
         mix: MixArgs,
     },
+    /// Leader failover (Raft paper figure 16): start a local cluster, crash
+    /// its leader with SIGKILL over and over, and measure the time until a
+    /// new leader and until the first acknowledged write; CSV and PNG CDFs.
+    Election(ElectionArgs),
+}
+
+/// The election benchmark's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ElectionArgs {
+    /// The implementation to run: rafter (`serve` of this binary) or etcd.
+    #[arg(long, value_enum, default_value_t = ServerKind::Rafter)]
+    pub server: ServerKind,
+    /// The etcd program for --server etcd.
+    #[arg(long, default_value = "etcd")]
+    pub etcd_binary: PathBuf,
+    /// Members of the cluster (at least 3).
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Raft heartbeat interval (also the tick, the granularity of timeouts).
+    #[arg(long = "heartbeat-interval", value_name = "MS", default_value_t = 10)]
+    pub heartbeat_interval_ms: u64,
+    /// Election timeouts T to measure, comma separated; members draw their
+    /// randomized timeout from [T, 2T) as both etcd and Rafter do.
+    #[arg(
+        long = "election-timeouts",
+        value_name = "MS,...",
+        value_delimiter = ',',
+        default_value = "100,150,200"
+    )]
+    pub election_timeouts_ms: Vec<u64>,
+    /// Leader crashes per election timeout.
+    #[arg(long, default_value_t = 100)]
+    pub trials: usize,
+    /// Where the CSV files and PNG plots go.
+    #[arg(long, default_value = "bench-election")]
+    pub out_dir: PathBuf,
+    /// What to print: the table, the JSON line, or both (table first).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Both)]
+    pub output: OutputFormat,
 }
 
 /// Where to send load and through how many connections and clients.

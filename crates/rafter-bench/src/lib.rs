@@ -1,13 +1,18 @@
 //! `rafter bench`: a load generator that speaks the etcd v3 gRPC API, so the
 //! same command measures etcd and Rafter. Workloads: put, get (linearizable
 //! or serializable), compare-and-swap transactions, mixed reads and writes,
-//! and stepped offered load (seed 004). Reports a table for people and one
-//! JSON line for scripts with throughput, HDR latency percentiles and errors.
+//! stepped offered load (seed 004) and leader failover (`election`).
+//! Reports a table for people and one JSON line for scripts with
+//! throughput, HDR latency percentiles and errors.
 
 mod args;
+mod cdf;
 mod conn;
 mod duration;
+mod election;
 mod keys;
+mod local_cluster;
+mod png;
 mod preload;
 mod report;
 mod rng;
@@ -82,6 +87,7 @@ async fn execute(command: BenchCommand) -> Result<(), String> {
             cas,
             mix,
         } => step::run(&cluster, &data, &steps, &read, &cas, &mix).await,
+        BenchWorkload::Election(args) => election::run(&args).await,
     }
 }
 
