@@ -8,7 +8,6 @@ use std::hash::{Hash, Hasher};
 pub(crate) struct Bitset {
     words: Vec<u64>,
     hash: u64,
-    len: usize,
 }
 
 impl Bitset {
@@ -17,7 +16,6 @@ impl Bitset {
         Bitset {
             words: vec![0; capacity.div_ceil(64)],
             hash: 0,
-            len: 0,
         }
     }
 
@@ -29,18 +27,12 @@ impl Bitset {
         assert!(!self.contains(member), "{member} is already in the set");
         self.words[member / 64] |= 1 << (member % 64);
         self.hash ^= mix(member as u64);
-        self.len += 1;
     }
 
     pub(crate) fn remove(&mut self, member: usize) {
         assert!(self.contains(member), "{member} is not in the set");
         self.words[member / 64] &= !(1 << (member % 64));
         self.hash ^= mix(member as u64);
-        self.len -= 1;
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 }
 
@@ -83,7 +75,6 @@ mod tests {
         b.remove(3);
         assert_eq!(a, b);
         assert_eq!(a.hash, b.hash);
-        assert_eq!(a.len(), 4);
         assert!(a.contains(129) && !a.contains(128));
         b.remove(129);
         assert_ne!(a, b);

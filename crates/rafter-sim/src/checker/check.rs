@@ -4,7 +4,7 @@
 use super::budget::{Budget, Meter};
 use super::explain::explain;
 use super::history::{assert_well_formed, Operation};
-use super::model::Model;
+use super::model::{Model, Partition};
 use super::report::CheckResult;
 use super::search::{search, Outcome};
 use super::view::View;
@@ -41,7 +41,16 @@ pub fn check<M: Model>(
                 partition: partition.label.clone(),
             };
         }
-        let view = View::new(history, partition);
+        let relevant = Partition {
+            label: partition.label.clone(),
+            ops: partition
+                .ops
+                .iter()
+                .copied()
+                .filter(|&i| history[i].is_determinate() || !model.is_read_only(&history[i].input))
+                .collect(),
+        };
+        let view = View::new(history, &relevant);
         match search(model, &view.search_ops(None), &view.events, &mut meter) {
             Outcome::Linearizable => {}
             Outcome::OutOfBudget => {
@@ -50,13 +59,7 @@ pub fn check<M: Model>(
                 }
             }
             Outcome::Illegal(stuck) => {
-                return CheckResult::Illegal(explain(
-                    model,
-                    &view,
-                    &partition.label,
-                    stuck,
-                    budget,
-                ))
+                return CheckResult::Illegal(explain(model, &view, &partition.label, stuck, budget))
             }
         }
     }

@@ -28,7 +28,10 @@ pub(crate) fn events(intervals: &[Interval]) -> Vec<Event> {
     for (op, interval) in intervals.iter().enumerate() {
         keyed.push((interval.call, false, op));
         if let Some(ret) = interval.ret {
-            assert!(interval.call <= ret, "operation {op} returns before its call");
+            assert!(
+                interval.call <= ret,
+                "operation {op} returns before its call"
+            );
             keyed.push((ret, true, op));
         }
     }
@@ -84,7 +87,11 @@ impl EntryList {
                 ret: NIL,
             });
             if event.is_call {
-                assert_eq!(call_node[event.op], NIL, "operation {} called twice", event.op);
+                assert_eq!(
+                    call_node[event.op], NIL,
+                    "operation {} called twice",
+                    event.op
+                );
                 call_node[event.op] = id;
             } else {
                 let call = call_node[event.op];

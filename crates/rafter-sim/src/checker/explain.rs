@@ -100,7 +100,11 @@ fn window<M: Model>(
         op: view.indices[culprit],
         minimal,
         linearized: stuck.order.len(),
-        states: stuck.states.iter().map(|s| model.describe_state(s)).collect(),
+        states: stuck
+            .states
+            .iter()
+            .map(|s| model.describe_state(s))
+            .collect(),
         more_states: stuck.more_states,
         window: rows
             .into_iter()

@@ -33,6 +33,13 @@ pub trait Model {
         next: &mut Vec<Self::State>,
     );
 
+    /// Whether `input` never changes the state (a read). An indeterminate
+    /// operation of that kind constrains nothing, so the search leaves it
+    /// out.
+    fn is_read_only(&self, _input: &Self::Input) -> bool {
+        false
+    }
+
     /// Splits a history into parts that can be checked independently (for
     /// example one per key, since a history is linearizable iff each key's
     /// sub-history is). The default checks the history as a whole, which is
@@ -69,9 +76,9 @@ pub struct Partition {
 
 /// One partition per distinct key, ordered by key so that checking (and so
 /// which violation is reported first) is deterministic.
-pub fn partition_by_key<I, O, K: Ord + Debug>(
-    history: &[Operation<I, O>],
-    key_of: impl Fn(&I) -> K,
+pub fn partition_by_key<'h, I, O, K: Ord + Debug>(
+    history: &'h [Operation<I, O>],
+    key_of: impl Fn(&'h I) -> K,
 ) -> Vec<Partition> {
     let mut by_key: BTreeMap<K, Vec<usize>> = BTreeMap::new();
     for (index, op) in history.iter().enumerate() {

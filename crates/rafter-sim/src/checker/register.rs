@@ -104,11 +104,19 @@ where
                     Some(other) => panic!("{input:?} cannot answer {other:?}"),
                 };
                 if claimed == swaps {
-                    next.push(if swaps { Some(new.clone()) } else { state.clone() });
+                    next.push(if swaps {
+                        Some(new.clone())
+                    } else {
+                        state.clone()
+                    });
                 }
             }
             (input, Some(output)) => panic!("{input:?} cannot answer {output:?}"),
         }
+    }
+
+    fn is_read_only(&self, input: &Self::Input) -> bool {
+        matches!(input, RegisterInput::Get { .. })
     }
 
     fn partition(&self, history: &[Operation<Self::Input, Self::Output>]) -> Vec<Partition> {
@@ -147,7 +155,11 @@ mod tests {
 
     type R = Register<u8, u64>;
 
-    fn step(state: Option<u64>, input: RegisterInput<u8, u64>, output: Option<RegisterOutput<u64>>) -> Vec<Option<u64>> {
+    fn step(
+        state: Option<u64>,
+        input: RegisterInput<u8, u64>,
+        output: Option<RegisterOutput<u64>>,
+    ) -> Vec<Option<u64>> {
         let mut next = Vec::new();
         R::new().step(&state, &input, output.as_ref(), &mut next);
         next
@@ -156,17 +168,30 @@ mod tests {
     #[test]
     fn reads_must_see_the_value() {
         let get = RegisterInput::Get { key: 0 };
-        assert_eq!(step(Some(1), get.clone(), Some(RegisterOutput::Get(Some(1)))), vec![Some(1)]);
+        assert_eq!(
+            step(Some(1), get.clone(), Some(RegisterOutput::Get(Some(1)))),
+            vec![Some(1)]
+        );
         assert!(step(Some(1), get.clone(), Some(RegisterOutput::Get(None))).is_empty());
         assert_eq!(step(Some(1), get, None), vec![Some(1)]);
     }
 
     #[test]
     fn cas_swaps_exactly_when_expected_matches() {
-        let cas = |expected| RegisterInput::Cas { key: 0, expected, new: 9 };
-        assert_eq!(step(None, cas(None), Some(RegisterOutput::Cas(true))), vec![Some(9)]);
+        let cas = |expected| RegisterInput::Cas {
+            key: 0,
+            expected,
+            new: 9,
+        };
+        assert_eq!(
+            step(None, cas(None), Some(RegisterOutput::Cas(true))),
+            vec![Some(9)]
+        );
         assert!(step(Some(1), cas(None), Some(RegisterOutput::Cas(true))).is_empty());
-        assert_eq!(step(Some(1), cas(None), Some(RegisterOutput::Cas(false))), vec![Some(1)]);
+        assert_eq!(
+            step(Some(1), cas(None), Some(RegisterOutput::Cas(false))),
+            vec![Some(1)]
+        );
         assert!(step(Some(1), cas(Some(1)), Some(RegisterOutput::Cas(false))).is_empty());
         assert_eq!(step(Some(1), cas(Some(1)), None), vec![Some(9)]);
         assert_eq!(step(Some(2), cas(Some(1)), None), vec![Some(2)]);
@@ -175,6 +200,10 @@ mod tests {
     #[test]
     #[should_panic(expected = "cannot answer")]
     fn a_mismatched_answer_is_a_bug_in_the_history() {
-        step(None, RegisterInput::Put { key: 0, value: 1 }, Some(RegisterOutput::Cas(true)));
+        step(
+            None,
+            RegisterInput::Put { key: 0, value: 1 },
+            Some(RegisterOutput::Cas(true)),
+        );
     }
 }

@@ -137,7 +137,15 @@ impl fmt::Display for Violation {
 }
 
 fn write_window(f: &mut fmt::Formatter<'_>, window: &[WindowOp]) -> fmt::Result {
-    let start = window.iter().map(|w| w.call_ns).min().unwrap_or(0);
+    // Scaled to the completed operations: an open-ended one called long
+    // before would squash them all into a few columns.
+    let start = window
+        .iter()
+        .filter(|w| w.return_ns.is_some())
+        .map(|w| w.call_ns)
+        .min()
+        .or_else(|| window.iter().map(|w| w.call_ns).min())
+        .unwrap_or(0);
     let end = window
         .iter()
         .flat_map(|w| [Some(w.call_ns), w.return_ns])
@@ -173,8 +181,10 @@ fn write_window(f: &mut fmt::Formatter<'_>, window: &[WindowOp]) -> fmt::Result 
 }
 
 /// `[====]` from call to return on a line scaled to `start..=end`; an
-/// indeterminate operation runs off the end (`[===>?`).
+/// indeterminate operation runs off the end (`[===>?`), one called before
+/// `start` starts with `<`.
 fn bar(start: u64, end: u64, call: u64, ret: Option<u64>) -> String {
+    let open = if call < start { '<' } else { '[' };
     let span = u128::from(end.saturating_sub(start)).max(1);
     let column = |t: u64| {
         let offset = u128::from(t.clamp(start, end) - start);
@@ -185,12 +195,12 @@ fn bar(start: u64, end: u64, call: u64, ret: Option<u64>) -> String {
     match ret {
         Some(ret) => {
             let to = column(ret).max(from + 1);
-            line.push('[');
+            line.push(open);
             line.push_str(&"=".repeat(to - from - 1));
             line.push(']');
         }
         None => {
-            line.push('[');
+            line.push(open);
             line.push_str(&"=".repeat(TIMELINE.saturating_sub(from + 1)));
             line.push_str(">?");
         }
@@ -207,6 +217,7 @@ mod tests {
         assert_eq!(bar(0, 100, 0, Some(100)).len(), TIMELINE);
         assert!(bar(0, 100, 50, Some(60)).starts_with(&" ".repeat(23)));
         assert!(bar(0, 100, 50, None).ends_with("=>?"));
+        assert!(bar(10, 100, 5, None).starts_with("<="));
         assert_eq!(bar(5, 5, 5, Some(5)), "[]");
     }
 }

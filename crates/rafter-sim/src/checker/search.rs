@@ -120,7 +120,11 @@ pub(crate) fn search<M: Model>(
                 linearized.remove(event.op);
             }
             first_successor = 0;
-            cursor = if lifted { list.first() } else { list.next(node) };
+            cursor = if lifted {
+                list.first()
+            } else {
+                list.next(node)
+            };
         } else {
             record_stuck(&mut stuck, &list, &stack, &state, determinate_done, node);
             let Some(frame) = stack.pop() else {

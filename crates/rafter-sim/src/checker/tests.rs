@@ -1,0 +1,631 @@
+//! The checker on small hand-made histories whose verdict is known (each
+//! anomaly the issue names, indeterminate operations both ways, the budget),
+//! on generated histories (property tests), and on a 10,000-operation
+//! history.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::kv::{Kv, KvCompare, KvInput, KvOutput};
+use super::register::{Register, RegisterInput, RegisterOutput};
+use super::synth::{register_history, SynthConfig};
+use super::*;
+
+type Op = Operation<RegisterInput<&'static str, u64>, RegisterOutput<u64>>;
+
+fn put(client: usize, call: u64, ret: u64, key: &'static str, value: u64) -> Op {
+    Operation::ok(
+        client,
+        call,
+        ret,
+        RegisterInput::Put { key, value },
+        RegisterOutput::Put,
+    )
+}
+
+fn get(client: usize, call: u64, ret: u64, key: &'static str, read: Option<u64>) -> Op {
+    Operation::ok(
+        client,
+        call,
+        ret,
+        RegisterInput::Get { key },
+        RegisterOutput::Get(read),
+    )
+}
+
+fn cas(
+    client: usize,
+    call: u64,
+    ret: u64,
+    key: &'static str,
+    expected: Option<u64>,
+    new: u64,
+    swapped: bool,
+) -> Op {
+    let input = RegisterInput::Cas { key, expected, new };
+    Operation::ok(client, call, ret, input, RegisterOutput::Cas(swapped))
+}
+
+fn lost_put(client: usize, call: u64, key: &'static str, value: u64) -> Op {
+    Operation::indeterminate(client, call, call + 10, RegisterInput::Put { key, value })
+}
+
+fn run(history: &[Op]) -> CheckResult {
+    check(&Register::new(), history, Duration::from_secs(10))
+}
+
+fn violation(history: &[Op]) -> Violation {
+    match run(history) {
+        CheckResult::Illegal(v) => v,
+        other => panic!("expected a violation, got {other}"),
+    }
+}
+
+fn roles(v: &Violation) -> Vec<(usize, Role)> {
+    v.window.iter().map(|w| (w.index, w.role)).collect()
+}
+
+#[test]
+fn a_concurrent_linearizable_history_is_ok() {
+    let history = [
+        put(0, 0, 10, "x", 1),
+        get(1, 5, 15, "x", None),
+        get(2, 12, 20, "x", Some(1)),
+        cas(1, 16, 30, "x", Some(1), 2, true),
+        get(0, 20, 25, "x", Some(1)),
+        get(2, 31, 40, "x", Some(2)),
+        cas(0, 32, 38, "x", Some(1), 3, false),
+    ];
+    assert_eq!(run(&history), CheckResult::Ok);
+    assert_eq!(run(&[]), CheckResult::Ok);
+}
+
+#[test]
+fn a_stale_read_is_caught_and_shown_with_the_write_it_missed() {
+    let history = [
+        put(0, 0, 10, "x", 1),
+        put(1, 20, 30, "x", 2),
+        get(2, 40, 50, "x", Some(1)),
+    ];
+    let v = violation(&history);
+    assert_eq!(v.partition, "key \"x\"");
+    assert_eq!(v.op, 2);
+    assert!(v.minimal);
+    assert_eq!(v.states, vec!["2"]);
+    assert_eq!(roles(&v), vec![(1, Role::Context), (2, Role::Culprit)]);
+    let text = v.to_string();
+    assert!(
+        text.contains("#2 (client 2: get(\"x\") => 1) cannot be linearized"),
+        "{text}"
+    );
+    assert!(text.contains("put(\"x\", 2) => ok"), "{text}");
+    assert!(
+        !text.contains("put(\"x\", 1)"),
+        "the first write is not part of the anomaly: {text}"
+    );
+}
+
+#[test]
+fn a_lost_write_is_caught() {
+    let history = [
+        put(0, 0, 10, "x", 1),
+        get(1, 20, 30, "x", Some(1)),
+        put(0, 40, 50, "x", 2),
+        get(1, 60, 70, "x", Some(1)),
+        get(2, 80, 90, "x", Some(2)),
+    ];
+    let v = violation(&history);
+    assert_eq!(v.op, 3);
+    assert_eq!(v.states, vec!["2"]);
+    assert_eq!(roles(&v), vec![(2, Role::Context), (3, Role::Culprit)]);
+    assert_eq!(v.linearized, 3);
+}
+
+#[test]
+fn operations_that_touch_at_an_instant_are_concurrent() {
+    let history = [put(0, 0, 10, "x", 1), get(1, 10, 20, "x", None)];
+    assert_eq!(run(&history), CheckResult::Ok);
+    let history = [put(0, 0, 10, "x", 1), get(1, 11, 20, "x", None)];
+    assert_eq!(violation(&history).op, 1);
+}
+
+#[test]
+fn a_violation_not_narrowed_down_within_budget_says_so() {
+    let history = [
+        put(0, 0, 10, "x", 1),
+        put(1, 20, 30, "x", 2),
+        get(2, 40, 50, "x", Some(1)),
+    ];
+    let model = Register::new();
+    let partition = model.partition(&history).remove(0);
+    let view = view::View::new(&history, &partition);
+    let mut meter = budget::Meter::start(Budget::unlimited());
+    let search::Outcome::Illegal(stuck) =
+        search::search(&model, &view.search_ops(None), &view.events, &mut meter)
+    else {
+        panic!("the history is not linearizable");
+    };
+    let v = explain::explain(&model, &view, &partition.label, stuck, Budget::steps(0));
+    assert!(!v.minimal);
+    assert_eq!(v.op, 2);
+    assert!(
+        v.to_string().contains("an earlier anomaly may exist"),
+        "{v}"
+    );
+}
+
+#[test]
+fn an_indeterminate_write_explains_a_later_read() {
+    let history = [
+        put(0, 0, 10, "x", 1),
+        lost_put(1, 15, "x", 2),
+        get(2, 40, 50, "x", Some(2)),
+        get(2, 60, 70, "x", Some(2)),
+    ];
+    assert_eq!(run(&history), CheckResult::Ok);
+}
+
+#[test]
+fn an_indeterminate_write_may_take_effect_after_its_client_gave_up() {
+    let history = [
+        lost_put(1, 15, "x", 2),
+        get(2, 100, 110, "x", None),
+        get(2, 120, 130, "x", Some(2)),
+    ];
+    assert_eq!(run(&history), CheckResult::Ok);
+}
+
+#[test]
+fn an_indeterminate_write_may_never_take_effect() {
+    let history = [
+        put(0, 0, 10, "x", 1),
+        lost_put(1, 15, "x", 2),
+        get(2, 40, 50, "x", Some(1)),
+    ];
+    assert_eq!(run(&history), CheckResult::Ok);
+}
+
+#[test]
+fn an_indeterminate_write_cannot_explain_a_read_before_its_call() {
+    let history = [
+        put(0, 0, 10, "x", 1),
+        get(2, 20, 30, "x", Some(2)),
+        lost_put(1, 40, "x", 2),
+    ];
+    let v = violation(&history);
+    assert_eq!(v.op, 1);
+    assert_eq!(roles(&v), vec![(0, Role::Context), (1, Role::Culprit)]);
+}
+
+#[test]
+fn an_indeterminate_write_takes_effect_at_most_once() {
+    let history = [
+        put(0, 0, 10, "x", 1),
+        lost_put(1, 15, "x", 2),
+        get(2, 20, 30, "x", Some(2)),
+        put(0, 31, 35, "x", 3),
+        get(2, 40, 50, "x", Some(2)),
+    ];
+    let v = violation(&history);
+    assert_eq!(v.op, 4);
+    assert_eq!(v.states, vec!["3"]);
+    assert_eq!(
+        roles(&v),
+        vec![
+            (1, Role::Concurrent),
+            (3, Role::Context),
+            (4, Role::Culprit)
+        ],
+        "the lost write is open-ended, so concurrent with everything after it"
+    );
+}
+
+#[test]
+fn a_cas_that_succeeded_twice_from_the_same_value_is_caught() {
+    let history = [
+        put(0, 0, 10, "x", 0),
+        cas(1, 20, 40, "x", Some(0), 1, true),
+        cas(2, 25, 45, "x", Some(0), 2, true),
+    ];
+    let v = violation(&history);
+    assert_eq!(
+        v.op, 2,
+        "the second CAS to return is the one that cannot fit"
+    );
+    assert!(v.minimal);
+    assert_eq!(v.states, vec!["1"]);
+    assert_eq!(
+        roles(&v),
+        vec![
+            (0, Role::Context),
+            (1, Role::Concurrent),
+            (2, Role::Culprit)
+        ]
+    );
+    let text = v.to_string();
+    assert!(text.contains("cas(\"x\", 0 -> 1) => true"), "{text}");
+    assert!(text.contains("cas(\"x\", 0 -> 2) => true"), "{text}");
+}
+
+#[test]
+fn only_the_failing_key_is_reported_and_the_report_is_deterministic() {
+    let history = [
+        put(0, 0, 10, "a", 1),
+        put(1, 0, 10, "b", 1),
+        get(0, 20, 30, "a", Some(1)),
+        put(1, 20, 30, "b", 2),
+        get(2, 40, 50, "b", Some(1)),
+        get(0, 40, 50, "c", None),
+    ];
+    let v = violation(&history);
+    assert_eq!(v.partition, "key \"b\"");
+    assert_eq!(v.op, 4);
+    assert_eq!(roles(&v), vec![(3, Role::Context), (4, Role::Culprit)]);
+    assert_eq!(run(&history).to_string(), run(&history).to_string());
+}
+
+#[test]
+fn the_window_is_the_anomaly_not_the_whole_history() {
+    let mut history = register_history(&SynthConfig::new(7, 3000));
+    let read = (history.len() / 2..)
+        .find(|&i| matches!(history[i].output, Some(RegisterOutput::Get(_))))
+        .expect("a read in the second half");
+    history[read].output = Some(RegisterOutput::Get(Some(u64::MAX)));
+    let result = check(&Register::new(), &history, Duration::from_secs(30));
+    let v = result.violation().expect("a read of a value never written");
+    assert_eq!(v.op, read);
+    assert!(v.minimal);
+    assert!(v.window.len() <= 8, "{v}");
+    assert!(v.window_ops().contains(&read));
+}
+
+/// Every client writes its own value concurrently and one read sees a value
+/// nobody wrote: proving that takes every subset of the writes.
+fn pathological(writers: u64) -> Vec<Op> {
+    let mut history: Vec<Op> = (0..writers)
+        .map(|i| put(i as usize, i, 1000 + i, "x", i))
+        .collect();
+    history.push(get(99, 500, 2000, "x", Some(1_000_000)));
+    history
+}
+
+#[test]
+fn running_out_of_time_gives_unknown_never_ok() {
+    let result = check(
+        &Register::new(),
+        &pathological(24),
+        Duration::from_millis(50),
+    );
+    assert_eq!(
+        result,
+        CheckResult::Unknown {
+            partition: "key \"x\"".to_string()
+        }
+    );
+    assert!(!result.is_ok());
+    assert!(result.to_string().contains("not a pass"));
+}
+
+#[test]
+fn a_step_budget_gives_the_same_unknown_on_every_machine() {
+    let tight = check(&Register::new(), &pathological(24), Budget::steps(10_000));
+    assert!(matches!(tight, CheckResult::Unknown { .. }));
+    let roomy = check(
+        &Register::new(),
+        &pathological(6),
+        Budget::steps(10_000_000),
+    );
+    assert_eq!(roomy.violation().map(|v| v.op), Some(6));
+}
+
+#[test]
+#[should_panic(expected = "before its call")]
+fn a_return_before_the_call_is_a_bug_in_the_history() {
+    run(&[put(0, 10, 5, "x", 1)]);
+}
+
+type KvOp = Operation<KvInput<&'static str, &'static str>, KvOutput<&'static str>>;
+
+fn kv(history: &[KvOp]) -> CheckResult {
+    check(&Kv::new(), history, Duration::from_secs(10))
+}
+
+fn kv_op(
+    client: usize,
+    call: u64,
+    ret: u64,
+    input: KvInput<&'static str, &'static str>,
+    output: KvOutput<&'static str>,
+) -> KvOp {
+    Operation::ok(client, call, ret, input, output)
+}
+
+#[test]
+fn kv_a_txn_cas_on_mod_revision_cannot_win_twice() {
+    let guarded = |value| KvInput::TxnCas {
+        key: "k",
+        compare: KvCompare::ModRevision(3),
+        value,
+    };
+    let history = [
+        kv_op(
+            0,
+            0,
+            10,
+            KvInput::Put {
+                key: "k",
+                value: "a",
+            },
+            KvOutput::Put { revision: 3 },
+        ),
+        kv_op(
+            1,
+            20,
+            40,
+            guarded("b"),
+            KvOutput::TxnCas {
+                succeeded: true,
+                revision: 7,
+            },
+        ),
+        kv_op(
+            2,
+            25,
+            45,
+            guarded("c"),
+            KvOutput::TxnCas {
+                succeeded: true,
+                revision: 8,
+            },
+        ),
+    ];
+    let v = kv(&history).violation().cloned().expect("a double win");
+    assert_eq!(v.op, 2);
+    assert_eq!(v.states, vec!["\"b\" @7"]);
+    let mut fixed = history.clone();
+    fixed[2].output = Some(KvOutput::TxnCas {
+        succeeded: false,
+        revision: 8,
+    });
+    assert_eq!(kv(&fixed), CheckResult::Ok);
+}
+
+#[test]
+fn kv_reads_see_values_revisions_and_deletes() {
+    let get = |value, mod_revision| KvOutput::Get {
+        value,
+        mod_revision,
+    };
+    let history = [
+        kv_op(
+            0,
+            0,
+            10,
+            KvInput::Put {
+                key: "k",
+                value: "a",
+            },
+            KvOutput::Put { revision: 2 },
+        ),
+        Operation::indeterminate(
+            1,
+            12,
+            30,
+            KvInput::Put {
+                key: "k",
+                value: "b",
+            },
+        ),
+        kv_op(2, 40, 50, KvInput::Get { key: "k" }, get(Some("b"), 5)),
+        kv_op(
+            0,
+            60,
+            70,
+            KvInput::Delete { key: "k" },
+            KvOutput::Delete { deleted: true },
+        ),
+        kv_op(2, 80, 90, KvInput::Get { key: "k" }, get(None, 0)),
+        kv_op(
+            1,
+            95,
+            99,
+            KvInput::Put {
+                key: "k",
+                value: "c",
+            },
+            KvOutput::Put { revision: 7 },
+        ),
+    ];
+    assert_eq!(kv(&history), CheckResult::Ok);
+    let mut stale = history.clone();
+    stale[4].output = Some(get(Some("b"), 5));
+    assert_eq!(kv(&stale).violation().map(|v| v.op), Some(4));
+    let mut wrong_revision = history.clone();
+    wrong_revision[2].output = Some(get(Some("b"), 2));
+    assert_eq!(kv(&wrong_revision).violation().map(|v| v.op), Some(2));
+    let mut backwards = history;
+    backwards[5].output = Some(KvOutput::Put { revision: 4 });
+    assert_eq!(kv(&backwards).violation().map(|v| v.op), Some(5));
+}
+
+#[test]
+fn kv_an_indeterminate_txn_may_have_won_on_a_revision_only_a_later_read_reveals() {
+    let get = |value, mod_revision| KvOutput::Get {
+        value: Some(value),
+        mod_revision,
+    };
+    let txn = KvInput::TxnCas {
+        key: "k",
+        compare: KvCompare::ModRevision(7),
+        value: "c",
+    };
+    let history = [
+        kv_op(
+            0,
+            0,
+            10,
+            KvInput::Put {
+                key: "k",
+                value: "a",
+            },
+            KvOutput::Put { revision: 3 },
+        ),
+        Operation::indeterminate(
+            1,
+            20,
+            30,
+            KvInput::Put {
+                key: "k",
+                value: "b",
+            },
+        ),
+        Operation::indeterminate(2, 40, 50, txn),
+        kv_op(0, 60, 70, KvInput::Get { key: "k" }, get("c", 9)),
+    ];
+    assert_eq!(
+        kv(&history),
+        CheckResult::Ok,
+        "b got revision 7, then the txn won"
+    );
+    let mut too_early = history.clone();
+    too_early[3].output = Some(get("c", 7));
+    assert_eq!(kv(&too_early).violation().map(|v| v.op), Some(3));
+}
+
+/// Two registers written together: a multi-key model, checked as a whole.
+struct Pair;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PairOp {
+    WriteBoth(u64),
+    ReadBoth,
+}
+
+impl Model for Pair {
+    type Input = PairOp;
+    type Output = Option<(u64, u64)>;
+    type State = (u64, u64);
+
+    fn init(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
+    fn step(
+        &self,
+        state: &(u64, u64),
+        input: &PairOp,
+        output: Option<&Option<(u64, u64)>>,
+        next: &mut Vec<(u64, u64)>,
+    ) {
+        match (input, output) {
+            (PairOp::WriteBoth(v), _) => next.push((*v, *v)),
+            (PairOp::ReadBoth, Some(Some(read))) if read != state => {}
+            (PairOp::ReadBoth, _) => next.push(*state),
+        }
+    }
+}
+
+#[test]
+fn a_multi_key_model_is_checked_without_partitioning() {
+    let history = [
+        Operation::ok(0, 0, 10, PairOp::WriteBoth(1), None),
+        Operation::ok(1, 5, 15, PairOp::ReadBoth, Some((0, 0))),
+        Operation::ok(1, 20, 30, PairOp::ReadBoth, Some((1, 0))),
+    ];
+    let result = check(&Pair, &history, Duration::from_secs(10));
+    let v = result.violation().expect("a torn read");
+    assert_eq!(v.partition, "whole history");
+    assert_eq!(v.op, 2);
+    assert_eq!(v.states, vec!["(1, 1)"]);
+}
+
+#[test]
+fn ten_thousand_operations_over_eight_keys_are_ok() {
+    let history = register_history(&SynthConfig::new(1, 10_000));
+    assert_eq!(history.len(), 10_000);
+    assert!(history.iter().any(|op| !op.is_determinate()));
+    let result = check(&Register::new(), &history, Duration::from_secs(120));
+    assert_eq!(result, CheckResult::Ok);
+}
+
+/// A sequential history of a real register: each operation returns before
+/// the next is called.
+fn sequential(
+    script: &[(u8, u8, u64)],
+) -> Vec<Operation<RegisterInput<u8, u64>, RegisterOutput<u64>>> {
+    let mut registers: HashMap<u8, u64> = HashMap::new();
+    script
+        .iter()
+        .enumerate()
+        .map(|(i, &(key, kind, value))| {
+            let current = registers.get(&key).copied();
+            let (input, output) = match kind {
+                0 => (RegisterInput::Get { key }, RegisterOutput::Get(current)),
+                1 => {
+                    registers.insert(key, value);
+                    (RegisterInput::Put { key, value }, RegisterOutput::Put)
+                }
+                _ => {
+                    let expected = (value % 2 == 0).then_some(value);
+                    let swapped = expected == current;
+                    if swapped {
+                        registers.insert(key, value + 1);
+                    }
+                    let input = RegisterInput::Cas {
+                        key,
+                        expected,
+                        new: value + 1,
+                    };
+                    (input, RegisterOutput::Cas(swapped))
+                }
+            };
+            let t = i as u64 * 10;
+            Operation::ok(i % 3, t, t + 5, input, output)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn sequential_register_histories_are_ok_until_a_read_is_perturbed(
+        script in prop::collection::vec((0u8..3, 0u8..3, 0u64..4), 1..60),
+        pick in any::<prop::sample::Index>(),
+        delta in 1u64..5,
+    ) {
+        let mut history = sequential(&script);
+        prop_assert_eq!(check(&Register::new(), &history, Duration::from_secs(10)), CheckResult::Ok);
+        let reads: Vec<usize> = (0..history.len())
+            .filter(|&i| matches!(history[i].output, Some(RegisterOutput::Get(_))))
+            .collect();
+        prop_assume!(!reads.is_empty());
+        let read = reads[pick.index(reads.len())];
+        let Some(RegisterOutput::Get(seen)) = history[read].output else { unreachable!() };
+        let wrong = match (seen, delta) {
+            (None, _) => Some(delta),
+            (Some(_), 4) => None,
+            (Some(v), _) => Some(v + delta),
+        };
+        history[read].output = Some(RegisterOutput::Get(wrong));
+        let result = check(&Register::new(), &history, Duration::from_secs(10));
+        let v = result.violation().expect("a sequential read of the wrong value");
+        prop_assert_eq!(v.op, read);
+        prop_assert!(v.minimal);
+    }
+
+    #[test]
+    fn concurrent_histories_of_a_correct_register_are_ok(
+        seed in any::<u64>(),
+        keys in 1u8..4,
+        clients in 1usize..7,
+        values in 1u64..5,
+        lost in 0u64..200,
+    ) {
+        let config = SynthConfig { seed, ops: 300, keys, clients, indeterminate_per_mille: lost, values };
+        let history = register_history(&config);
+        prop_assert_eq!(check(&Register::new(), &history, Duration::from_secs(30)), CheckResult::Ok);
+    }
+}
