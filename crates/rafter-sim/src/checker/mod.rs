@@ -9,10 +9,29 @@
 //!   partitioning.
 //! - `register`, `kv`: models of a register with compare-and-swap and of
 //!   etcd's put/range/delete/txn on one key.
-//! - `check`, `search`, `explain`: the search and the narrowing-down of a
-//!   violation; `report`: the verdict and its rendering.
+//! - `check`: the entry point; `budget`: when to give up (`Unknown`).
+//! - `view`, `entries`, `bitset`, `search`: the search and its data
+//!   structures; `explain`: narrowing a violation down; `report`: the
+//!   verdict and its rendering.
 //! - `synth`: correct histories with real concurrency, for tests and for
 //!   measuring speed.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rafter_sim::checker::register::{Register, RegisterInput as In, RegisterOutput as Out};
+//! use rafter_sim::checker::{check, Operation};
+//!
+//! let history = [
+//!     Operation::ok(0, 0, 10, In::Put { key: "x", value: 1 }, Out::Put),
+//!     Operation::ok(1, 20, 30, In::Put { key: "x", value: 2 }, Out::Put),
+//!     Operation::ok(2, 40, 50, In::Get { key: "x" }, Out::Get(Some(1))),
+//! ];
+//! let result = check(&Register::new(), &history, Duration::from_secs(1));
+//! let violation = result.violation().expect("a stale read");
+//! assert_eq!(violation.op, 2);
+//! assert_eq!(violation.window_ops(), vec![1, 2]);
+//! println!("{violation}");
+//! ```
 
 mod bitset;
 mod budget;
