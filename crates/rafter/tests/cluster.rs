@@ -43,7 +43,7 @@ const NO_QUORUM_MESSAGES: [&str; 2] = ["etcdserver: no leader", "etcdserver: req
 ///    (every follower among them) right after the write returns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_any_member_are_read_linearizably_from_followers() {
-    let _serial = exclusive();
+    let _serial = exclusive().await;
     let cluster = Cluster::start(MEMBERS, &[]).await;
     let leader = cluster.leader().await;
     println!("leader: {}", cluster.name(leader));
@@ -88,7 +88,7 @@ async fn writes_through_any_member_are_read_linearizably_from_followers() {
 ///    survivors nor on the old leader once restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_under_load_loses_no_acknowledged_write() {
-    let _serial = exclusive();
+    let _serial = exclusive().await;
     let mut cluster = Cluster::start(MEMBERS, &[]).await;
     let old_leader = cluster.leader().await;
     let mut load = Load::start(&cluster, "failover/").await;
@@ -97,31 +97,37 @@ async fn leader_kill_under_load_loses_no_acknowledged_write() {
     load.mark_down(old_leader);
     cluster.kill9(old_leader);
     let killed_at = Instant::now();
-    load.mark_killed_at(killed_at);
     let acks_at_kill = load.acks.load(Ordering::SeqCst);
+    let survivors = cluster.running();
+    let (probe, probe_attempts) =
+        first_write_through(&cluster, &survivors, "failover/probe/").await;
     load.wait_for_acks(&cluster, acks_at_kill + 300).await;
-    let acks = load.finish().await;
+    let mut acks = load.finish().await;
 
     let new_leader = cluster.leader().await;
     assert_ne!(
         new_leader, old_leader,
         "the killed member is still the leader"
     );
-    let failover = acks
+    let writers_failover = acks
         .iter()
         .filter(|ack| ack.attempt_started >= killed_at)
         .map(|ack| ack.acked_at - killed_at)
         .min()
         .expect("a write issued after the kill was acknowledged");
     println!(
-        "{:?}: killed leader {}, new leader {}; failover (kill -> first acknowledged write issued after it): {failover:?}; \
+        "{:?}: killed leader {}, new leader {}; failover (kill -> first acknowledged write, \
+         one started every {POLL_INTERVAL:?}): {:?} ({probe_attempts} started); \
+         first acknowledged write of the retrying writers issued after the kill: {writers_failover:?}; \
          {} writes acknowledged ({acks_at_kill} before the kill); failed attempts: {:?}",
         cluster.target(),
         cluster.name(old_leader),
         cluster.name(new_leader),
+        probe.acked_at - killed_at,
         acks.len(),
         load.errors(),
     );
+    acks.push(probe);
 
     for member in cluster.running() {
         assert_all_acknowledged(&cluster, member, "failover/", &acks).await;
@@ -136,7 +142,7 @@ async fn leader_kill_under_load_loses_no_acknowledged_write() {
 ///    has the same `HashKV` as the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_follower_catches_up_after_compaction() {
-    let _serial = exclusive();
+    let _serial = exclusive().await;
     let snapshot_count = SNAPSHOT_COUNT.to_string();
     let mut cluster = Cluster::start(MEMBERS, &["--snapshot-count", &snapshot_count]).await;
     let follower = cluster.followers().await[0];
@@ -212,7 +218,7 @@ async fn follower_without_quorum_refuses_until_a_member_returns() {
 ///    agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_members_killed_and_restarted_keep_acknowledged_writes() {
-    let _serial = exclusive();
+    let _serial = exclusive().await;
     let mut cluster = Cluster::start(MEMBERS, &[]).await;
     let mut load = Load::start(&cluster, "all/").await;
     load.wait_for_acks(&cluster, 500).await;
@@ -249,7 +255,7 @@ async fn all_members_killed_and_restarted_keep_acknowledged_writes() {
 ///    three members by name with their URLs and the same ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_sees_one_leader_one_term_and_all_members() {
-    let _serial = exclusive();
+    let _serial = exclusive().await;
     let cluster = Cluster::start(MEMBERS, &[]).await;
     let endpoints: Vec<String> = (0..MEMBERS).map(|i| cluster.address(i)).collect();
 
@@ -322,7 +328,7 @@ enum Survivor {
 }
 
 async fn minority_refuses_until_a_member_returns(survivor_role: Survivor) {
-    let _serial = exclusive();
+    let _serial = exclusive().await;
     let mut cluster = Cluster::start(MEMBERS, &[]).await;
     let leader = cluster.leader().await;
     let survivor = match survivor_role {
@@ -450,7 +456,6 @@ struct LoadShared {
     acks: Arc<AtomicUsize>,
     /// Failed attempts by error message, for the report.
     errors: Mutex<BTreeMap<String, usize>>,
-    killed_at: Mutex<Option<Instant>>,
 }
 
 impl Load {
@@ -466,7 +471,6 @@ impl Load {
             stop: stop.clone(),
             acks: acks.clone(),
             errors: Mutex::new(BTreeMap::new()),
-            killed_at: Mutex::new(None),
         });
         let writers = (0..WRITERS)
             .map(|writer| tokio::spawn(write(shared.clone(), prefix.to_string(), writer)))
@@ -483,10 +487,6 @@ impl Load {
     /// that no new request waits on a dead connection).
     fn mark_down(&self, member: usize) {
         self.shared.down[member].store(true, Ordering::SeqCst);
-    }
-
-    fn mark_killed_at(&self, at: Instant) {
-        *self.shared.killed_at.lock().unwrap() = Some(at);
     }
 
     /// Waits until the writers have `target` acknowledgements in total.
@@ -571,6 +571,54 @@ async fn write(shared: Arc<LoadShared>, prefix: String, writer: usize) -> Vec<Ac
         }
     }
     acks
+}
+
+/// Starts a put of a new key under `prefix` every [`POLL_INTERVAL`], through
+/// the given members in turn, without waiting for earlier ones (an attempt
+/// that a follower forwarded to the dead leader only fails after the server's
+/// request timeout), until one is acknowledged; returns it and the number of
+/// attempts started. Unfinished attempts are abandoned; they may still
+/// commit, which is harmless: only acknowledged writes are checked.
+async fn first_write_through(cluster: &Cluster, members: &[usize], prefix: &str) -> (Ack, usize) {
+    let mut clients = Vec::new();
+    for &member in members {
+        clients.push(cluster.client(member).await);
+    }
+    let deadline = Instant::now() + PROGRESS_DEADLINE;
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    let mut started = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if Instant::now() >= deadline {
+                    cluster.fail(&format!(
+                        "no write through {members:?} was acknowledged within {PROGRESS_DEADLINE:?}"
+                    ));
+                }
+                let key = format!("{prefix}{started:04}");
+                let value = format!("probe-{started}");
+                let mut client = clients[started % members.len()].clone();
+                started += 1;
+                attempts.spawn(async move {
+                    let attempt_started = Instant::now();
+                    let response = bounded(client.put(key.as_str(), value.as_str(), None)).await.ok()?;
+                    Some(Ack {
+                        key,
+                        value,
+                        revision: revision(response.header()),
+                        attempt_started,
+                        acked_at: Instant::now(),
+                    })
+                });
+            }
+            Some(joined) = attempts.join_next() => {
+                if let Some(ack) = joined.expect("probe task") {
+                    return (ack, started);
+                }
+            }
+        }
+    }
 }
 
 /// A client per member, in member order.

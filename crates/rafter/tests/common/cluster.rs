@@ -16,11 +16,11 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions, StatusResponse};
 use tempfile::TempDir;
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::{die_with_parent, free_port, tail, Target, LOG_TAIL_LINES};
 
@@ -62,10 +62,11 @@ pub fn client_request_timeout() -> Duration {
 /// more members with sub-second election timers; running several clusters at
 /// once on a two-core machine starves their heartbeats and causes elections
 /// that no test asked for.
-pub fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    // A test that panicked while holding the lock leaves nothing shared broken.
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+pub async fn exclusive() -> MutexGuard<'static, ()> {
+    // An async mutex: the guard is held across the whole async test. Each
+    // test has its own runtime; tokio's mutex does not depend on one.
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// One member: its ports, its process (while running) and how often it started.
@@ -200,7 +201,8 @@ impl Cluster {
 
     /// Starts several killed members at once (all before waiting for any: a
     /// restarted etcd member does not serve clients until it reaches a
-    /// quorum), then waits until each answers requests.
+    /// quorum), then waits until each answers requests and knows a leader,
+    /// i.e. has rejoined the cluster.
     pub async fn restart_all(&mut self, indices: &[usize]) {
         for &index in indices {
             assert!(
@@ -214,6 +216,39 @@ impl Cluster {
             if let Err(failure) = self.wait_member_ready(index).await {
                 self.fail(&failure.reason);
             }
+        }
+        for &index in indices {
+            self.wait_knows_leader(index).await;
+        }
+    }
+
+    /// Polls `Maintenance.Status` until the member reports a leader. A
+    /// restarted etcd member serves clients only once it has one; a member
+    /// that answers before it heard from the leader would refuse
+    /// linearizable requests with "no leader" for a moment.
+    async fn wait_knows_leader(&self, index: usize) {
+        let started = Instant::now();
+        let deadline = started + QUORUM_DEADLINE;
+        loop {
+            if let Some(status) = self.status(index).await {
+                if status.leader() != 0 {
+                    let waited = started.elapsed();
+                    if waited > PROBE_TIMEOUT / 4 {
+                        println!(
+                            "{} answered requests {waited:?} before it knew a leader",
+                            self.name(index)
+                        );
+                    }
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "restarted member {} knew no leader within {QUORUM_DEADLINE:?}",
+                    self.name(index)
+                ));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
