@@ -8,10 +8,12 @@
 # same heartbeat interval and election timeout, the same snapshot count.
 # BENCHMARKS.md gets every figure for both, the ratio, the peak RSS of each
 # member (VmHWM), a description of the machine and the exact command.
+# Then `rafter bench election` crashes the leader of a fresh 3-member
+# cluster of each system over and over and reports failover times.
 #
 # Usage: scripts/bench-vs-etcd.sh [--members 1|3] [--duration 10s]
 #            [--step-duration 5s] [--conns N] [--clients N]
-#            [--step-clients N] [--out FILE]
+#            [--step-clients N] [--election-trials N] [--out FILE]
 #
 # --members 3 (the default) falls back, with a printed note, to 1 member for
 # both systems when a 3-member Rafter cluster does not start. Installs
@@ -34,6 +36,8 @@ clients=64
 # The stepped load offers up to 10,000 txn/s open loop: that needs enough
 # clients to keep that many transactions in flight while latency grows.
 step_clients=256
+election_trials=20
+election_timeouts_ms=100,150,200
 out=BENCHMARKS.md
 step_rates=2500,5000,10000
 heartbeat_ms=100
@@ -52,6 +56,7 @@ while [ $# -gt 0 ]; do
     --conns) conns=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --step-clients) step_clients=$2; shift 2 ;;
+    --election-trials) election_trials=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
@@ -82,10 +87,12 @@ fi
 
 note "building rafter (release)"
 cargo build --release -p rafter
-bin="$repo/target/release/rafter"
 
 # --- Processes and cleanup --------------------------------------------------
 work=$(mktemp -d -t bench-vs-etcd.XXXXXX)
+# A private copy, so a rebuild in this checkout during the run changes nothing.
+cp "$repo/target/release/rafter" "$work/rafter"
+bin="$work/rafter"
 started_pids=()
 cleanup() {
     local pid
@@ -134,7 +141,8 @@ start_cluster() {
         client_port=${ports[2 * i]}
         peer_port=${ports[2 * i + 1]}
         endpoints+="${endpoints:+,}127.0.0.1:$client_port"
-        local program=(etcd)
+        # Rafter always runs pre-vote; etcd 3.4 only when asked.
+        local program=(etcd --pre-vote=true)
         [ "$system" = rafter ] && program=("$bin" serve)
         "${program[@]}" \
             --name "m$i" --data-dir "$dir/m$i" \
@@ -247,6 +255,27 @@ start_cluster etcd "$members"
 run_workloads etcd
 stop_cluster
 
+# run_election SYSTEM: leader crashes on a fresh 3-member cluster.
+run_election() {
+    local system=$1 results="$work/results/$1"
+    local args="election --server $system --members 3 --trials $election_trials --election-timeouts $election_timeouts_ms"
+    note "$system: rafter bench $args"
+    # shellcheck disable=SC2086 # $args is a list of flags.
+    if ! timeout 3600 "$bin" bench $args --out-dir "$work/election-$system" --output both \
+        | tee "$results/election.out"; then
+        echo "rafter bench election failed against $system" >&2
+    fi
+    tail -n 1 "$results/election.out" >"$results/election.json"
+    echo "rafter bench $args --out-dir <dir>" >"$results/election.cmd"
+}
+
+if [ "$members" -eq 3 ]; then
+    run_election rafter
+    run_election etcd
+else
+    echo "NOTE: the election benchmark needs 3 members; skipped." >&2
+fi
+
 # --- The report -------------------------------------------------------------
 note "writing $out"
 machine="$work/machine.txt"
@@ -310,7 +339,7 @@ if fallback_note:
     w(f"**Note:** {fallback_note}")
     w("")
 w(f"- Cluster: {members} member(s) each, on 127.0.0.1; the load generator sends to every member.")
-w(f"- Same settings for both: fsync before acknowledging (always on in both), heartbeat "
+w(f"- Same settings for both: fsync before acknowledging (always on in both), pre-vote, heartbeat "
   f"{heartbeat_ms} ms, election timeout {election_ms} ms, snapshot count {snapshot_count}.")
 first = load("rafter", "put") or load("etcd", "put") or {"settings": {}}
 s = first.get("settings", {})
@@ -380,6 +409,36 @@ if etcd_steps and rafter_steps:
 else:
     w("The stepped run did not produce a report for both systems.")
 w("")
+w("## Leader failover (Raft paper figure 16)")
+w("")
+etcd_el, rafter_el = load("etcd", "election"), load("rafter", "election")
+if etcd_el and rafter_el:
+    w(f"`rafter bench election` on a fresh 3-member cluster of each system (heartbeat "
+      f"{rafter_el['heartbeat_interval_ms']} ms, etcd with `--pre-vote` as Rafter always has): "
+      "SIGKILL the leader at a random point of its heartbeat interval, time until a survivor "
+      "names a new leader and until the first write is acknowledged, restart the member, "
+      "repeat. Members draw election timeouts from [T, 2T), so the ranges are those; "
+      "\"terms\" counts elections that needed 1, 2, ... terms (split votes).")
+    w("")
+    w("| timeout range ms | trials etcd / Rafter | etcd new leader p50 / p99 / max ms | Rafter new leader p50 / p99 / max ms | p50 Rafter/etcd | etcd first write p50 / p99 ms | Rafter first write p50 / p99 ms | terms etcd | terms Rafter |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    for e, r in zip(etcd_el["timeouts"], rafter_el["timeouts"]):
+        spread = lambda s: f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} / {s['max_ms']:.1f}"
+        terms = lambda t: " ".join(f"{k}:{v}" for k, v in t["elections_by_terms"].items())
+        w(f"| {e['range_ms']} | {e['trials']} / {r['trials']} | {spread(e['elected'])} | "
+          f"{spread(r['elected'])} | {ratio(r['elected']['p50_ms'], e['elected']['p50_ms'])} | "
+          f"{e['first_write']['p50_ms']:.1f} / {e['first_write']['p99_ms']:.1f} | "
+          f"{r['first_write']['p50_ms']:.1f} / {r['first_write']['p99_ms']:.1f} | "
+          f"{terms(e)} | {terms(r)} |")
+    w("")
+    w("The same command writes the trials and their CDFs as CSV and the CDFs as PNG plots "
+      "(`election-*.csv`, `election-elected-cdf.png`, `election-first-write-cdf.png` in its "
+      "`--out-dir`). Not measured yet: Raft messages per election (neither system exports a "
+      "per-type message counter that the benchmark could read), and the narrow ranges of "
+      "the paper (150-151, 150-155 ms), which need a server flag for the randomization range.")
+else:
+    w("Not run (it needs 3-member clusters) or it failed for one of the systems.")
+w("")
 w("## Peak memory per member (VmHWM after all workloads)")
 w("")
 rss = {}
@@ -415,9 +474,10 @@ w("")
 w("Each workload, run against each cluster in turn (`--endpoints` lists every member):")
 w("")
 w("```sh")
-for label, _ in labels + [("step-txn-cas", "")]:
+for label, _ in labels + [("step-txn-cas", ""), ("election", "")]:
     try:
-        w(open(os.path.join(results, "rafter", label + ".cmd")).read().strip().replace(" <rafter endpoints>", " <members>"))
+        command = open(os.path.join(results, "rafter", label + ".cmd")).read().strip()
+        w(command.replace(" <rafter endpoints>", " <members>").replace("--server rafter", "--server rafter|etcd"))
     except OSError:
         pass
 w("```")
@@ -426,7 +486,7 @@ w("<details><summary>Raw JSON lines</summary>")
 w("")
 w("```json")
 for system in systems:
-    for label, _ in labels + [("step-txn-cas", "")]:
+    for label, _ in labels + [("step-txn-cas", ""), ("election", "")]:
         r = load(system, label)
         if r:
             w(json.dumps({"system": system, "workload": label, "report": r}, separators=(",", ":")))

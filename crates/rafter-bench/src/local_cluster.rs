@@ -74,6 +74,16 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("local address: {e}"))
 }
 
+/// This very program. On Linux `/proc/self/exe`, which still runs this
+/// binary after a rebuild has replaced the file on disk during a long run.
+fn own_binary() -> Result<PathBuf, String> {
+    let proc_self = PathBuf::from("/proc/self/exe");
+    if proc_self.exists() {
+        return Ok(proc_self);
+    }
+    std::env::current_exe().map_err(|e| format!("own binary: {e}"))
+}
+
 impl LocalCluster {
     /// Starts every member and waits until they agree on a leader.
     pub async fn start(spec: ClusterSpec) -> Result<Self, String> {
@@ -228,8 +238,7 @@ impl LocalCluster {
         let log_for_stderr = log.try_clone().map_err(|e| e.to_string())?;
         let mut command = match self.spec.kind {
             ServerKind::Rafter => {
-                let exe = std::env::current_exe().map_err(|e| format!("own binary: {e}"))?;
-                let mut command = Command::new(exe);
+                let mut command = Command::new(own_binary()?);
                 command.arg("serve");
                 command
             }
