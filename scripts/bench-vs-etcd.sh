@@ -13,14 +13,15 @@
 #
 # Usage: scripts/bench-vs-etcd.sh [--members 1|3] [--duration 10s]
 #            [--step-duration 5s] [--conns N] [--clients N]
-#            [--step-clients N] [--election-trials N] [--out FILE]
+#            [--step-clients N] [--election-trials N] [--election-dir DIR]
+#            [--out FILE]
 #
 # --members 3 (the default) falls back, with a printed note, to 1 member for
 # both systems when a 3-member Rafter cluster does not start. Installs
 # Debian's etcd-server (scripts/install-test-deps.sh) and python3 (which
 # writes the report) when missing. Everything runs on 127.0.0.1 with free
 # ports and temporary directories; every process started here is killed on
-# exit.
+# exit. Election CSVs and plots are kept only with --election-dir.
 set -euo pipefail
 
 usage() {
@@ -38,6 +39,7 @@ clients=64
 step_clients=256
 election_trials=20
 election_timeouts_ms=100,150,200
+election_dir=""
 out=BENCHMARKS.md
 step_rates=2500,5000,10000
 heartbeat_ms=100
@@ -57,6 +59,7 @@ while [ $# -gt 0 ]; do
     --clients) clients=$2; shift 2 ;;
     --step-clients) step_clients=$2; shift 2 ;;
     --election-trials) election_trials=$2; shift 2 ;;
+    --election-dir) election_dir=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
@@ -70,6 +73,7 @@ esac
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 case "$out" in /*) ;; *) out="$repo/$out" ;; esac
+case "$election_dir" in "" | /*) ;; *) election_dir="$repo/$election_dir" ;; esac
 
 note() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -261,7 +265,8 @@ run_election() {
     local args="election --server $system --members 3 --trials $election_trials --election-timeouts $election_timeouts_ms"
     note "$system: rafter bench $args"
     # shellcheck disable=SC2086 # $args is a list of flags.
-    if ! timeout 3600 "$bin" bench $args --out-dir "$work/election-$system" --output both \
+    local dir="${election_dir:-$work}/election-$system"
+    if ! timeout 3600 "$bin" bench $args --out-dir "$dir" --output both \
         | tee "$results/election.out"; then
         echo "rafter bench election failed against $system" >&2
     fi
@@ -433,7 +438,7 @@ if etcd_el and rafter_el:
     w("")
     w("The same command writes the trials and their CDFs as CSV and the CDFs as PNG plots "
       "(`election-*.csv`, `election-elected-cdf.png`, `election-first-write-cdf.png` in its "
-      "`--out-dir`). Not measured yet: Raft messages per election (neither system exports a "
+      "`--out-dir`; this script keeps them with `--election-dir DIR`). Not measured yet: Raft messages per election (neither system exports a "
       "per-type message counter that the benchmark could read), and the narrow ranges of "
       "the paper (150-151, 150-155 ms), which need a server flag for the randomization range.")
 else:
