@@ -32,6 +32,10 @@ use config::ServeArgs;
 use handle::NodeHandle;
 use node::{NodeStatus, RaftLoop};
 
+/// Pause between attempts to publish member attributes (short: a new
+/// cluster should list every member's URLs as soon as it has a leader).
+const PUBLISH_RETRY: Duration = Duration::from_millis(10);
+
 /// etcd's allowance for gRPC framing on top of `--max-request-bytes`.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -173,6 +177,11 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         args.max_request_bytes,
         args.max_txn_ops,
     );
+    let attributes = rafter_proto::rafterpb::MemberAttributes {
+        member_id,
+        name: args.name.clone(),
+        client_urls: urls::split(&args.advertise_client_urls),
+    };
     let members: Vec<PbMember> = cluster
         .members
         .iter()
@@ -190,6 +199,18 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         })
         .collect();
 
+    let peer_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            RaftPeerServer::new(peer_service)
+                .max_decoding_message_size(rafter_core::wire::MAX_PEER_MESSAGE_BYTES),
+        );
+    let peer_addr =
+        urls::socket_addr(&urls::split(&args.listen_peer_urls)[0]).map_err(ServerError::Config)?;
+    let peer_listener = tokio::net::TcpListener::bind(peer_addr).await?;
+    // As etcd, publish this member's attributes in the background; client
+    // traffic is served meanwhile.
+    tokio::spawn(publish_attributes(node.clone(), attributes));
     let max_msg = args.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut servers = Vec::new();
     for url in urls::split(&args.listen_client_urls) {
@@ -222,15 +243,6 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             router.serve_with_incoming_shutdown(incoming, shutdown_signal()),
         ));
     }
-    let peer_server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(
-            RaftPeerServer::new(peer_service)
-                .max_decoding_message_size(rafter_core::wire::MAX_PEER_MESSAGE_BYTES),
-        );
-    let peer_addr =
-        urls::socket_addr(&urls::split(&args.listen_peer_urls)[0]).map_err(ServerError::Config)?;
-    let peer_listener = tokio::net::TcpListener::bind(peer_addr).await?;
     tracing::info!("listening for peers on {}", args.listen_peer_urls);
     tokio::spawn(peer_server.serve_with_incoming_shutdown(
         tokio_stream::wrappers::TcpListenerStream::new(peer_listener),
@@ -263,6 +275,27 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     match raft_thread.join() {
         Ok(r) => r.map_err(ServerError::RaftLoop),
         Err(_) => Err(ServerError::RaftLoop("raft thread panicked".into())),
+    }
+}
+
+/// Publishes this member's name and client URLs through the log (retrying
+/// until a leader commits it), so `MemberList` on any member shows them.
+async fn publish_attributes(node: NodeHandle, attrs: rafter_proto::rafterpb::MemberAttributes) {
+    loop {
+        match node
+            .propose(rafter_storage::KvRequest::MemberAttributes(attrs.clone()))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(client_urls = ?attrs.client_urls, "published member attributes");
+                return;
+            }
+            Err(error::ApiError::Stopped) => return,
+            Err(e) => {
+                tracing::debug!("publishing member attributes: {e}; retrying");
+                tokio::time::sleep(PUBLISH_RETRY).await;
+            }
+        }
     }
 }
 

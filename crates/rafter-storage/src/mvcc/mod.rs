@@ -21,7 +21,7 @@ use rafter_proto::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse,
     ResponseHeader, TxnResponse,
 };
-use redb::{Database, Durability, ReadableDatabase};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 pub use read::RevisionBounds;
 use tables::*;
@@ -83,6 +83,8 @@ pub enum KvResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
+    /// A member's attributes were recorded (no KV change).
+    MemberAttributes,
 }
 
 impl KvResponse {
@@ -96,6 +98,7 @@ impl KvResponse {
             KvResponse::DeleteRange(r) => r.header = header,
             KvResponse::Txn(r) => r.header = header,
             KvResponse::Compact(r) => r.header = header,
+            KvResponse::MemberAttributes => {}
         }
         self
     }
@@ -144,6 +147,7 @@ impl MvccStore {
             txn.open_table(KV_LATEST)?;
             txn.open_table(REV_INDEX)?;
             txn.open_table(META)?;
+            txn.open_table(MEMBERS)?;
         }
         txn.commit()?;
         Ok(store)
@@ -199,6 +203,7 @@ impl MvccStore {
                 txn.open_table(KV_LATEST)?,
                 txn.open_table(KV_REVS)?,
                 txn.open_table(REV_INDEX)?,
+                txn.open_table(MEMBERS)?,
                 meta_get(&meta, META_CURRENT_REV, 1)? as i64,
                 compact_revision(&meta)?,
             );
@@ -241,6 +246,21 @@ impl MvccStore {
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Attributes members published through the log, by member id.
+    pub fn member_attributes(
+        &self,
+    ) -> Result<Vec<rafter_proto::rafterpb::MemberAttributes>, MvccError> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for item in txn.open_table(MEMBERS)?.iter()? {
+            let (_, v) = item?;
+            let attrs = prost::Message::decode(v.value())
+                .map_err(|e| MvccError::Storage(format!("corrupt member record: {e}")))?;
+            out.push(attrs);
+        }
+        Ok(out)
     }
 
     /// The whole state as one checksummed blob (a Raft snapshot's data).

@@ -13,6 +13,7 @@ const TAG_REVS: u8 = 1;
 const TAG_LATEST: u8 = 2;
 const TAG_REV_INDEX: u8 = 3;
 const TAG_META: u8 = 4;
+const TAG_MEMBERS: u8 = 5;
 
 fn push_row(out: &mut Vec<u8>, tag: u8, key: &[u8], value: &[u8]) {
     out.push(tag);
@@ -56,6 +57,10 @@ pub fn dump(db: &redb::Database) -> Result<Vec<u8>, MvccError> {
             k.value().as_bytes(),
             &v.value().to_le_bytes(),
         );
+    }
+    for item in txn.open_table(MEMBERS)?.iter()? {
+        let (k, v) = item?;
+        push_row(&mut out, TAG_MEMBERS, &k.value().to_be_bytes(), v.value());
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -120,11 +125,13 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
     clear(&txn, KV_LATEST)?;
     clear(&txn, REV_INDEX)?;
     clear(&txn, META)?;
+    clear(&txn, MEMBERS)?;
     {
         let mut revs = txn.open_table(KV_REVS)?;
         let mut latest = txn.open_table(KV_LATEST)?;
         let mut rev_index = txn.open_table(REV_INDEX)?;
         let mut meta = txn.open_table(META)?;
+        let mut members = txn.open_table(MEMBERS)?;
         let bad = || MvccError::Storage("corrupt snapshot: malformed row".into());
         for r in rows {
             match r.tag {
@@ -150,6 +157,10 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                     let name = std::str::from_utf8(r.key).map_err(|_| bad())?;
                     let v = u64::from_le_bytes(r.value.try_into().map_err(|_| bad())?);
                     meta.insert(name, v)?;
+                }
+                TAG_MEMBERS => {
+                    let id = u64::from_be_bytes(r.key.try_into().map_err(|_| bad())?);
+                    members.insert(id, r.value)?;
                 }
                 _ => return Err(bad()),
             }

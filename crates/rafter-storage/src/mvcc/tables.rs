@@ -6,6 +6,7 @@
 //!   reads at the current revision without scanning history.
 //! - `rev_index`: (revision, sub) -> key. Changes in revision order, for
 //!   compaction (and for watch replay later).
+//! - `members`:   member id -> published name and client URLs.
 //! - `meta`:      applied index, current and compacted revision. Written in
 //!   the same transaction as the data, so they can never disagree with it.
 
@@ -18,6 +19,8 @@ pub const KV_REVS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("
 pub const KV_LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_latest");
 pub const REV_INDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("rev_index");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// member id -> its published attributes (`rafterpb.MemberAttributes`).
+pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 
 pub const META_APPLIED_INDEX: &str = "applied_index";
 pub const META_CURRENT_REV: &str = "current_revision";

@@ -25,6 +25,7 @@ pub struct Writer<'t> {
     pub latest: Table<'t, &'static [u8], &'static [u8]>,
     pub revs: Table<'t, (&'static [u8], u64), &'static [u8]>,
     pub rev_index: Table<'t, (u64, u64), &'static [u8]>,
+    pub members: Table<'t, u64, &'static [u8]>,
     /// Revision of the last applied change.
     pub current_rev: i64,
     pub compact_rev: i64,
@@ -37,6 +38,7 @@ impl<'t> Writer<'t> {
         latest: Table<'t, &'static [u8], &'static [u8]>,
         revs: Table<'t, (&'static [u8], u64), &'static [u8]>,
         rev_index: Table<'t, (u64, u64), &'static [u8]>,
+        members: Table<'t, u64, &'static [u8]>,
         current_rev: i64,
         compact_rev: i64,
     ) -> Self {
@@ -44,6 +46,7 @@ impl<'t> Writer<'t> {
             latest,
             revs,
             rev_index,
+            members,
             current_rev,
             compact_rev,
             changes: 0,
@@ -61,6 +64,11 @@ impl<'t> Writer<'t> {
             KvRequest::DeleteRange(d) => KvResponse::DeleteRange(self.delete_range(d)?),
             KvRequest::Txn(t) => KvResponse::Txn(self.txn(t)?),
             KvRequest::Compaction(c) => KvResponse::Compact(self.compact(c)?),
+            KvRequest::MemberAttributes(a) => {
+                let encoded = prost::Message::encode_to_vec(a);
+                self.members.insert(a.member_id, encoded.as_slice())?;
+                KvResponse::MemberAttributes
+            }
         };
         if self.changes > 0 {
             self.current_rev += 1;
