@@ -256,7 +256,7 @@ fn validate(req: &KvRequest) -> Result<(), MvccError> {
         KvRequest::Put(p) => validate::check_put(p),
         KvRequest::DeleteRange(d) => validate::check_delete(d),
         KvRequest::Txn(t) => validate::check_txn(t, MAX_TXN_OPS),
-        KvRequest::Compaction(_) => Ok(()),
+        KvRequest::Compaction(_) | KvRequest::MemberAttributes(_) => Ok(()),
     }
 }
 
@@ -379,7 +379,9 @@ impl Model {
                 resp.header = Some(header(change.view_rev()));
                 KvResponse::Txn(resp)
             }
-            KvRequest::Compaction(_) => unreachable!("compaction changes no key"),
+            KvRequest::Compaction(_) | KvRequest::MemberAttributes(_) => {
+                unreachable!("the generator makes no compaction or membership here")
+            }
         };
         Ok(change.finish(resp))
     }
