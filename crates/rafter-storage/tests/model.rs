@@ -1119,6 +1119,7 @@ fn describe(req: &KvRequest) -> String {
         KvRequest::DeleteRange(d) => describe_delete(d),
         KvRequest::Txn(t) => describe_txn(t),
         KvRequest::Compaction(c) => format!("compact {}", c.revision),
+        KvRequest::MemberAttributes(a) => format!("member {:x} attributes", a.member_id),
     }
 }
 
