@@ -18,8 +18,10 @@ use crate::node::NodeRequest;
 const MAX_MESSAGES_PER_BATCH: usize = 4096;
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// Short enough that a restarted peer hears its leader within a few
+/// heartbeats, long enough not to spin on a dead one.
+const BACKOFF_MAX: Duration = Duration::from_millis(200);
 
 /// Sends Raft messages to peers. `send` never blocks the Raft loop.
 pub struct Transport {
