@@ -36,6 +36,21 @@ impl Bitset {
     }
 }
 
+impl Bitset {
+    /// Whether every member of `self` is in `other` (same capacity).
+    pub(crate) fn is_subset(&self, other: &Bitset) -> bool {
+        assert_eq!(
+            self.words.len(),
+            other.words.len(),
+            "sets of different capacity"
+        );
+        self.words
+            .iter()
+            .zip(&other.words)
+            .all(|(a, b)| a & !b == 0)
+    }
+}
+
 impl PartialEq for Bitset {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.words == other.words
@@ -78,6 +93,19 @@ mod tests {
         assert!(a.contains(129) && !a.contains(128));
         b.remove(129);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn subsets() {
+        let mut a = Bitset::new(100);
+        let mut b = Bitset::new(100);
+        assert!(a.is_subset(&b));
+        a.insert(70);
+        assert!(!a.is_subset(&b));
+        b.insert(70);
+        b.insert(3);
+        assert!(a.is_subset(&b) && !b.is_subset(&a));
+        assert!(Bitset::new(0).is_subset(&Bitset::new(0)));
     }
 
     #[test]

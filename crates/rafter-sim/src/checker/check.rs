@@ -6,7 +6,7 @@ use super::explain::explain;
 use super::history::{assert_well_formed, Operation};
 use super::model::{Model, Partition};
 use super::report::CheckResult;
-use super::search::{search, Outcome};
+use super::search::{search, Outcome, Track};
 use super::view::View;
 
 /// Checks that `history` is linearizable with respect to `model`.
@@ -51,15 +51,21 @@ pub fn check<M: Model>(
                 .collect(),
         };
         let view = View::new(history, &relevant);
-        match search(model, &view.search_ops(None), &view.events, &mut meter) {
+        match search(
+            model,
+            &view.search_ops(None),
+            &view.events,
+            Track::Nothing,
+            &mut meter,
+        ) {
             Outcome::Linearizable => {}
             Outcome::OutOfBudget => {
                 return CheckResult::Unknown {
                     partition: partition.label.clone(),
                 }
             }
-            Outcome::Illegal(stuck) => {
-                return CheckResult::Illegal(explain(model, &view, &partition.label, stuck, budget))
+            Outcome::Illegal(_) => {
+                return CheckResult::Illegal(explain(model, &view, &partition.label, budget))
             }
         }
     }

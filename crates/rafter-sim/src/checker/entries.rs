@@ -112,6 +112,12 @@ impl EntryList {
         Some(self.nodes[node].next).filter(|&n| n != NIL)
     }
 
+    /// Which of the events the list was built from `node` is.
+    pub(crate) fn index(&self, node: usize) -> usize {
+        assert!(node != HEAD && node < self.nodes.len(), "not an event node");
+        node - 1
+    }
+
     pub(crate) fn event(&self, node: usize) -> Event {
         self.nodes[node].event
     }

@@ -4,23 +4,24 @@
 //! the prefix grows, so a bisection over return events finds the first
 //! return after which no linearization exists: that operation is the
 //! culprit. The window shown is the culprit, the operations overlapping it,
-//! and the last operation before them that changed the state.
+//! the operation at which the search for a linearization of that prefix got
+//! furthest (usually the culprit), and the last operation before them that
+//! changed the state.
 
 use super::budget::{Budget, Meter};
 use super::model::Model;
-use super::report::{Role, Violation, WindowOp};
-use super::search::{search, Outcome, Stuck};
+use super::report::{Furthest, Role, Violation, WindowOp};
+use super::search::{search, Outcome, Stuck, Track};
 use super::view::View;
 
-/// Explains why `view` (from `partition_label`) is not linearizable, given
-/// the stuck point of the search over all of it. The narrowing-down gets
-/// its own `budget`; if that runs out, the smallest failing prefix found so
-/// far is explained instead, and the violation says it may not be minimal.
+/// Explains why `view` (from `partition_label`) is not linearizable. The
+/// narrowing-down gets its own `budget`; if that runs out, the smallest
+/// failing prefix found so far is explained instead, and the violation says
+/// it may not be minimal.
 pub(crate) fn explain<M: Model>(
     model: &M,
     view: &View<'_, M::Input, M::Output>,
     partition_label: &str,
-    whole: Stuck<M::State>,
     budget: Budget,
 ) -> Violation {
     let returns = view.returns();
@@ -29,21 +30,26 @@ pub(crate) fn explain<M: Model>(
         "a history without completed operations is linearizable"
     );
     let mut meter = Meter::start(budget);
-    // Invariant: the prefix up to returns[hi] fails (the last one is the
-    // whole history, as far as linearizability goes), and `stuck` is its
-    // stuck point; every prefix up to returns[j], j < lo, is linearizable.
-    let (mut lo, mut hi) = (0, returns.len() - 1);
-    let mut stuck = whole;
-    let mut minimal = true;
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let cut = Some(returns[mid]);
-        match search(
+    let probe = |cut: usize, meter: &mut Meter| {
+        let cut = Some(cut);
+        search(
             model,
             &view.search_ops(cut),
             view.events_until(cut),
-            &mut meter,
-        ) {
+            Track::Stuck,
+            meter,
+        )
+    };
+    // Invariant: the prefix up to returns[hi] fails (the last one is the
+    // whole history, as far as linearizability goes), and `stuck` is where
+    // its search got stuck if it has been searched; every prefix up to
+    // returns[j], j < lo, is linearizable.
+    let (mut lo, mut hi) = (0, returns.len() - 1);
+    let mut stuck = None;
+    let mut minimal = true;
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match probe(returns[mid], &mut meter) {
             Outcome::Illegal(s) => {
                 hi = mid;
                 stuck = s;
@@ -55,24 +61,35 @@ pub(crate) fn explain<M: Model>(
             }
         }
     }
-    if minimal {
-        assert_eq!(
-            view.ret_pos[stuck.op],
-            Some(returns[hi]),
-            "in the shortest failing prefix, the search gets stuck at its last return"
-        );
+    if stuck.is_none() && minimal {
+        match probe(returns[hi], &mut meter) {
+            Outcome::Illegal(s) => stuck = s,
+            Outcome::OutOfBudget => {}
+            Outcome::Linearizable => panic!("a failing prefix checked as linearizable"),
+        }
     }
-    window(model, view, partition_label, &stuck, minimal)
+    let culprit = view.events[returns[hi]].op;
+    window(
+        model,
+        view,
+        partition_label,
+        culprit,
+        stuck.as_ref(),
+        minimal,
+    )
 }
 
+/// The violation around `culprit`; without `stuck` (the budget ran out
+/// before the search could say where it got stuck) there is no context row
+/// and no states.
 fn window<M: Model>(
     model: &M,
     view: &View<'_, M::Input, M::Output>,
     partition_label: &str,
-    stuck: &Stuck<M::State>,
+    culprit: usize,
+    stuck: Option<&Stuck<M::State>>,
     minimal: bool,
 ) -> Violation {
-    let culprit = stuck.op;
     let mut rows: Vec<(usize, Role)> = vec![(culprit, Role::Culprit)];
     let cut = view.ret_pos[culprit].expect("the culprit returned");
     for other in 0..view.ops.len() {
@@ -80,14 +97,21 @@ fn window<M: Model>(
             rows.push((other, Role::Concurrent));
         }
     }
+    if let Some(stuck) = stuck {
+        match rows.iter_mut().find(|(op, _)| *op == stuck.op) {
+            Some((_, Role::Culprit)) => {}
+            Some((_, role)) => *role = Role::Stuck,
+            None => rows.push((stuck.op, Role::Stuck)),
+        }
+    }
     let init = model.init();
-    let context = stuck
-        .order
+    let order: &[(usize, M::State)] = stuck.map_or(&[], |s| &s.order);
+    let context = order
         .iter()
         .enumerate()
         .rev()
         .find(|&(i, (op, after))| {
-            let before = if i == 0 { &init } else { &stuck.order[i - 1].1 };
+            let before = if i == 0 { &init } else { &order[i - 1].1 };
             before != after && !rows.iter().any(|(r, _)| r == op)
         })
         .map(|(_, (op, _))| *op);
@@ -99,13 +123,12 @@ fn window<M: Model>(
         partition: partition_label.to_string(),
         op: view.indices[culprit],
         minimal,
-        linearized: stuck.order.len(),
-        states: stuck
-            .states
-            .iter()
-            .map(|s| model.describe_state(s))
-            .collect(),
-        more_states: stuck.more_states,
+        furthest: stuck.map(|s| Furthest {
+            op: view.indices[s.op],
+            linearized: s.order.len(),
+            states: s.states.iter().map(|s| model.describe_state(s)).collect(),
+            more_states: s.more_states,
+        }),
         window: rows
             .into_iter()
             .map(|(op, role)| {

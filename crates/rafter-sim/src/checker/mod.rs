@@ -10,8 +10,8 @@
 //! - `register`, `kv`: models of a register with compare-and-swap and of
 //!   etcd's put/range/delete/txn on one key.
 //! - `check`: the entry point; `budget`: when to give up (`Unknown`).
-//! - `view`, `entries`, `bitset`, `search`: the search and its data
-//!   structures; `explain`: narrowing a violation down; `report`: the
+//! - `view`, `entries`, `bitset`, `seen`, `search`: the search and its
+//!   data structures; `explain`: narrowing a violation down; `report`: the
 //!   verdict and its rendering.
 //! - `synth`: correct histories with real concurrency, for tests and for
 //!   measuring speed.
@@ -44,6 +44,7 @@ mod model;
 pub mod register;
 mod report;
 mod search;
+mod seen;
 pub mod synth;
 mod view;
 
@@ -54,4 +55,4 @@ pub use budget::Budget;
 pub use check::check;
 pub use history::Operation;
 pub use model::{partition_by_key, Model, Partition};
-pub use report::{CheckResult, Role, Violation, WindowOp};
+pub use report::{CheckResult, Furthest, Role, Violation, WindowOp};

@@ -11,7 +11,9 @@ use super::history::Operation;
 
 /// A sequential specification.
 pub trait Model {
-    type Input: Debug;
+    /// Equal inputs must mean the same operation (the search treats lost
+    /// operations with equal inputs as interchangeable).
+    type Input: Debug + PartialEq;
     type Output: Debug;
     /// Model states are memoised together with the set of operations already
     /// linearized, so they must be cheap to clone, compare and hash.

@@ -44,12 +44,14 @@ impl fmt::Display for CheckResult {
 /// Why an operation is in the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// The operation that cannot be linearized.
+    /// The operation whose return makes the history non-linearizable.
     Culprit,
     /// Overlaps the culprit in time, so could be ordered either side of it.
     Concurrent,
+    /// Where the search got furthest, when that is not the culprit.
+    Stuck,
     /// The last operation before the window that changed the state, in the
-    /// longest linearization found.
+    /// furthest partial linearization.
     Context,
 }
 
@@ -72,22 +74,34 @@ pub struct WindowOp {
 pub struct Violation {
     /// Which partition (for example which key) failed.
     pub partition: String,
-    /// Index in the history of the operation that cannot be linearized.
+    /// Index in the history of the culprit: the history up to its return
+    /// has no linearization.
     pub op: usize,
-    /// True when the history up to `op`'s return is proven to be the
-    /// shortest failing prefix (the history just before it is
-    /// linearizable); false if the budget ran out while narrowing down.
+    /// True when the history just before the culprit's return (the culprit
+    /// pending) is proven linearizable, so this is the first anomaly; false
+    /// if the budget ran out while narrowing down.
     pub minimal: bool,
-    /// How many other operations were linearized before `op` got stuck.
+    /// Where the search for a linearization of the history up to the
+    /// culprit's return got furthest; `None` if the budget ran out first.
+    pub furthest: Option<Furthest>,
+    /// The culprit, the operations overlapping it, where the search got
+    /// stuck and the context, in call order.
+    pub window: Vec<WindowOp>,
+}
+
+/// The furthest point of a failed search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Furthest {
+    /// Index in the history of the operation that could not be linearized
+    /// there (often the culprit itself).
+    pub op: usize,
+    /// How many other operations were linearized.
     pub linearized: usize,
-    /// Every state the object could be in once all those operations were
-    /// linearized (described by the model).
+    /// Every state the object could be in there (described by the model);
+    /// `op` can take effect in none of them.
     pub states: Vec<String>,
     /// More states were possible than are listed.
     pub more_states: bool,
-    /// The culprit, the operations overlapping it and the context, in call
-    /// order.
-    pub window: Vec<WindowOp>,
 }
 
 impl Violation {
@@ -110,28 +124,37 @@ impl fmt::Display for Violation {
             .expect("a window holds its culprit");
         writeln!(
             f,
-            "  operation #{} (client {}: {}) cannot be linearized.",
+            "  operation #{} (client {}: {}) cannot be linearized:",
             self.op, culprit.client_id, culprit.text
         )?;
         if self.minimal {
             writeln!(
                 f,
-                "  The history up to its return has no linearization; the history just before it has."
+                "  the history up to its return has no linearization; just before it (#{} pending) it has.",
+                self.op
             )?;
         } else {
             writeln!(
                 f,
-                "  (The budget ran out while narrowing down: an earlier anomaly may exist.)"
+                "  the history up to its return has no linearization (the budget ran out while narrowing down: an earlier anomaly may exist)."
             )?;
         }
-        let states = self.states.join(", ");
-        let more = if self.more_states { ", ..." } else { "" };
-        writeln!(
-            f,
-            "  With the {} other operations linearized, the state is one of: {states}{more}",
-            self.linearized
-        )?;
-        writeln!(f, "  and #{} cannot take effect in any of them.", self.op)?;
+        match &self.furthest {
+            Some(furthest) => {
+                let states = furthest.states.join(", ");
+                let more = if furthest.more_states { ", ..." } else { "" };
+                writeln!(
+                    f,
+                    "  The search got furthest with {} operations linearized, the state then one of: {states}{more};",
+                    furthest.linearized
+                )?;
+                writeln!(f, "  #{} cannot take effect in any of them.", furthest.op)?;
+            }
+            None => writeln!(
+                f,
+                "  (The budget ran out before the search could say where it gets stuck.)"
+            )?,
+        }
         write_window(f, &self.window)
     }
 }
@@ -164,6 +187,7 @@ fn write_window(f: &mut fmt::Formatter<'_>, window: &[WindowOp]) -> fmt::Result 
         let note = match w.role {
             Role::Culprit => "  <- cannot be linearized",
             Role::Concurrent => "",
+            Role::Stuck => "  <- where the search got stuck",
             Role::Context => "  (sets the state before the window)",
         };
         writeln!(

@@ -63,6 +63,16 @@ fn violation(history: &[Op]) -> Violation {
     }
 }
 
+/// The states where the search got furthest, which must be at the culprit.
+fn states(v: &Violation) -> Vec<String> {
+    let furthest = v
+        .furthest
+        .as_ref()
+        .expect("the search said where it got stuck");
+    assert_eq!(furthest.op, v.op, "stuck at the culprit");
+    furthest.states.clone()
+}
+
 fn roles(v: &Violation) -> Vec<(usize, Role)> {
     v.window.iter().map(|w| (w.index, w.role)).collect()
 }
@@ -93,7 +103,7 @@ fn a_stale_read_is_caught_and_shown_with_the_write_it_missed() {
     assert_eq!(v.partition, "key \"x\"");
     assert_eq!(v.op, 2);
     assert!(v.minimal);
-    assert_eq!(v.states, vec!["2"]);
+    assert_eq!(states(&v), vec!["2"]);
     assert_eq!(roles(&v), vec![(1, Role::Context), (2, Role::Culprit)]);
     let text = v.to_string();
     assert!(
@@ -118,9 +128,9 @@ fn a_lost_write_is_caught() {
     ];
     let v = violation(&history);
     assert_eq!(v.op, 3);
-    assert_eq!(v.states, vec!["2"]);
+    assert_eq!(states(&v), vec!["2"]);
     assert_eq!(roles(&v), vec![(2, Role::Context), (3, Role::Culprit)]);
-    assert_eq!(v.linearized, 3);
+    assert_eq!(v.furthest.as_ref().map(|f| f.linearized), Some(3));
 }
 
 #[test]
@@ -141,18 +151,16 @@ fn a_violation_not_narrowed_down_within_budget_says_so() {
     let model = Register::new();
     let partition = model.partition(&history).remove(0);
     let view = view::View::new(&history, &partition);
-    let mut meter = budget::Meter::start(Budget::unlimited());
-    let search::Outcome::Illegal(stuck) =
-        search::search(&model, &view.search_ops(None), &view.events, &mut meter)
-    else {
-        panic!("the history is not linearizable");
-    };
-    let v = explain::explain(&model, &view, &partition.label, stuck, Budget::steps(0));
+    let v = explain::explain(&model, &view, &partition.label, Budget::steps(0));
     assert!(!v.minimal);
-    assert_eq!(v.op, 2);
+    assert_eq!(v.op, 2, "the last return is known to fail");
+    assert!(v.furthest.is_none());
+    assert_eq!(roles(&v), vec![(2, Role::Culprit)]);
+    let text = v.to_string();
+    assert!(text.contains("an earlier anomaly may exist"), "{text}");
     assert!(
-        v.to_string().contains("an earlier anomaly may exist"),
-        "{v}"
+        text.contains("before the search could say where it gets stuck"),
+        "{text}"
     );
 }
 
@@ -210,7 +218,7 @@ fn an_indeterminate_write_takes_effect_at_most_once() {
     ];
     let v = violation(&history);
     assert_eq!(v.op, 4);
-    assert_eq!(v.states, vec!["3"]);
+    assert_eq!(states(&v), vec!["3"]);
     assert_eq!(
         roles(&v),
         vec![
@@ -235,7 +243,7 @@ fn a_cas_that_succeeded_twice_from_the_same_value_is_caught() {
         "the second CAS to return is the one that cannot fit"
     );
     assert!(v.minimal);
-    assert_eq!(v.states, vec!["1"]);
+    assert_eq!(states(&v), vec!["1"]);
     assert_eq!(
         roles(&v),
         vec![
@@ -383,7 +391,7 @@ fn kv_a_txn_cas_on_mod_revision_cannot_win_twice() {
     ];
     let v = kv(&history).violation().cloned().expect("a double win");
     assert_eq!(v.op, 2);
-    assert_eq!(v.states, vec!["\"b\" @7"]);
+    assert_eq!(states(&v), vec!["\"b\" @7"]);
     let mut fixed = history.clone();
     fixed[2].output = Some(KvOutput::TxnCas {
         succeeded: false,
@@ -538,7 +546,7 @@ fn a_multi_key_model_is_checked_without_partitioning() {
     let v = result.violation().expect("a torn read");
     assert_eq!(v.partition, "whole history");
     assert_eq!(v.op, 2);
-    assert_eq!(v.states, vec!["(1, 1)"]);
+    assert_eq!(states(v), vec!["(1, 1)"]);
 }
 
 #[test]
@@ -548,6 +556,155 @@ fn ten_thousand_operations_over_eight_keys_are_ok() {
     assert!(history.iter().any(|op| !op.is_determinate()));
     let result = check(&Register::new(), &history, Duration::from_secs(120));
     assert_eq!(result, CheckResult::Ok);
+}
+
+/// Lost writes that all happened long before, or never: a failing check
+/// must not try every subset of them.
+#[test]
+fn many_lost_writes_do_not_make_a_violation_exponential() {
+    let mut history: Vec<Op> = (0..40)
+        .map(|i| lost_put(i, i as u64, "x", i as u64 % 5))
+        .collect();
+    history.extend((0..40).map(|i| lost_put(50 + i, 50 + i as u64, "x", 100 + i as u64)));
+    history.push(put(99, 1000, 1010, "x", 7));
+    history.push(get(99, 1020, 1030, "x", Some(7)));
+    history.push(get(99, 1040, 1050, "x", Some(1_000)));
+    let result = check(&Register::new(), &history, Budget::steps(2_000_000));
+    assert_eq!(result.violation().map(|v| v.op), Some(82), "{result}");
+    history.pop();
+    history.push(get(99, 1040, 1050, "x", Some(139)));
+    let result = check(&Register::new(), &history, Budget::steps(2_000_000));
+    assert_eq!(result, CheckResult::Ok);
+}
+
+/// Whether `history` has a linearization, by trying every order of every
+/// subset of its indeterminate operations: slow and obviously right, to
+/// check the real search against.
+fn brute_force<M: Model>(model: &M, history: &[Operation<M::Input, M::Output>]) -> bool {
+    fn go<M: Model>(
+        model: &M,
+        history: &[Operation<M::Input, M::Output>],
+        used: &mut Vec<bool>,
+        state: &M::State,
+    ) -> bool {
+        let done =
+            |used: &[bool]| (0..history.len()).all(|i| used[i] || !history[i].is_determinate());
+        if done(used) {
+            return true;
+        }
+        for i in 0..history.len() {
+            // `j` must come first if it returned before `i` was called.
+            let ready = !used[i]
+                && (0..history.len()).all(|j| {
+                    used[j]
+                        || !history[j].is_determinate()
+                        || history[j].return_ns >= history[i].call_ns
+                });
+            if !ready {
+                continue;
+            }
+            let mut next = Vec::new();
+            model.step(
+                state,
+                &history[i].input,
+                history[i].output.as_ref(),
+                &mut next,
+            );
+            for successor in next {
+                used[i] = true;
+                let found = go(model, history, used, &successor);
+                used[i] = false;
+                if found {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    go(
+        model,
+        history,
+        &mut vec![false; history.len()],
+        &model.init(),
+    )
+}
+
+fn arbitrary_register_op(
+) -> impl Strategy<Value = Operation<RegisterInput<u8, u8>, RegisterOutput<u8>>> {
+    let value = || prop::option::of(0u8..3);
+    let input = prop_oneof![
+        Just(RegisterInput::Get { key: 0 }),
+        (0u8..3).prop_map(|value| RegisterInput::Put { key: 0, value }),
+        (value(), 0u8..3).prop_map(|(expected, new)| RegisterInput::Cas {
+            key: 0,
+            expected,
+            new
+        }),
+    ];
+    (input, value(), any::<bool>(), 0u64..20, 0u64..8, 0u8..4).prop_map(
+        |(input, read, swapped, call, length, lost)| {
+            let output = match input {
+                RegisterInput::Get { .. } => RegisterOutput::Get(read),
+                RegisterInput::Put { .. } => RegisterOutput::Put,
+                RegisterInput::Cas { .. } => RegisterOutput::Cas(swapped),
+            };
+            Operation {
+                client_id: 0,
+                input,
+                output: (lost != 0).then_some(output),
+                call_ns: call,
+                return_ns: call + length,
+            }
+        },
+    )
+}
+
+fn arbitrary_kv_op() -> impl Strategy<Value = Operation<KvInput<u8, u8>, KvOutput<u8>>> {
+    let input = prop_oneof![
+        (0u8..2).prop_map(|value| KvInput::Put { key: 0, value }),
+        Just(KvInput::Get { key: 0 }),
+        Just(KvInput::Delete { key: 0 }),
+        (0u8..2, 0u8..2).prop_map(|(v, value)| KvInput::TxnCas {
+            key: 0,
+            compare: KvCompare::Value(v),
+            value
+        }),
+        (0u64..5, 0u8..2).prop_map(|(r, value)| KvInput::TxnCas {
+            key: 0,
+            compare: KvCompare::ModRevision(r),
+            value
+        }),
+    ];
+    (
+        input,
+        prop::option::of(0u8..2),
+        0u64..6,
+        any::<bool>(),
+        0u64..20,
+        0u64..8,
+        0u8..3,
+    )
+        .prop_map(|(input, value, revision, flag, call, length, lost)| {
+            let output = match input {
+                KvInput::Put { .. } => KvOutput::Put { revision },
+                KvInput::Get { .. } => KvOutput::Get {
+                    mod_revision: if value.is_some() { revision } else { 0 },
+                    value,
+                },
+                KvInput::Delete { .. } => KvOutput::Delete { deleted: flag },
+                KvInput::TxnCas { .. } => KvOutput::TxnCas {
+                    succeeded: flag,
+                    revision,
+                },
+            };
+            Operation {
+                client_id: 0,
+                input,
+                output: (lost != 0).then_some(output),
+                call_ns: call,
+                return_ns: call + length,
+            }
+        })
 }
 
 /// A sequential history of a real register: each operation returns before
@@ -588,7 +745,7 @@ fn sequential(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn sequential_register_histories_are_ok_until_a_read_is_perturbed(
@@ -614,6 +771,43 @@ proptest! {
         let v = result.violation().expect("a sequential read of the wrong value");
         prop_assert_eq!(v.op, read);
         prop_assert!(v.minimal);
+    }
+
+    #[test]
+    fn the_search_agrees_with_brute_force_on_registers(
+        history in prop::collection::vec(arbitrary_register_op(), 0..7),
+    ) {
+        let result = check(&Register::new(), &history, Budget::unlimited());
+        prop_assert_eq!(result.is_ok(), brute_force(&Register::new(), &history), "{}", result);
+        if let CheckResult::Illegal(v) = result {
+            prop_assert!(v.minimal);
+            prop_assert!(history[v.op].is_determinate());
+            // The prefix up to the culprit's return event, and the one just
+            // before it (at equal times, returns go in history order).
+            let up_to = history[v.op].return_ns;
+            let prefix = |including: bool| -> Vec<_> {
+                history
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, op)| op.call_ns <= up_to)
+                    .map(|(i, op)| {
+                        let returned = op.return_ns < up_to
+                            || (op.return_ns == up_to && (i < v.op || (including && i == v.op)));
+                        Operation { output: op.output.clone().filter(|_| returned), ..op.clone() }
+                    })
+                    .collect()
+            };
+            prop_assert!(!brute_force(&Register::new(), &prefix(true)), "the prefix up to the culprit's return fails");
+            prop_assert!(brute_force(&Register::new(), &prefix(false)), "the prefix before the culprit's return is linearizable");
+        }
+    }
+
+    #[test]
+    fn the_search_agrees_with_brute_force_on_kv(
+        history in prop::collection::vec(arbitrary_kv_op(), 0..7),
+    ) {
+        let result = check(&Kv::new(), &history, Budget::unlimited());
+        prop_assert_eq!(result.is_ok(), brute_force(&Kv::new(), &history), "{}", result);
     }
 
     #[test]
