@@ -258,6 +258,27 @@ fn a_cas_that_succeeded_twice_from_the_same_value_is_caught() {
 }
 
 #[test]
+fn the_culprit_can_differ_from_where_the_search_got_stuck() {
+    // Had #1 been lost, it could have set 1 for #0; its "false" rules that
+    // out, and then #0 is the operation that cannot be placed.
+    let history = [
+        cas(0, 12, 13, "x", Some(1), 0, true),
+        cas(1, 6, 13, "x", None, 1, false),
+    ];
+    let v = violation(&history);
+    assert_eq!(v.op, 1);
+    assert!(v.minimal);
+    let furthest = v.furthest.clone().expect("tracked");
+    assert_eq!((furthest.op, furthest.linearized), (0, 0));
+    assert_eq!(furthest.states, vec!["absent"]);
+    assert_eq!(roles(&v), vec![(1, Role::Culprit), (0, Role::Stuck)]);
+    assert!(
+        v.to_string().contains("<- where the search got stuck"),
+        "{v}"
+    );
+}
+
+#[test]
 fn only_the_failing_key_is_reported_and_the_report_is_deterministic() {
     let history = [
         put(0, 0, 10, "a", 1),
