@@ -51,7 +51,7 @@ fn main() {
         let verdict = rafter_sim::verdict(&outcome);
         if !verdict.is_ok() {
             failed += 1;
-            println!("seed {seed}: {verdict}");
+            println!("{verdict}");
             println!("replay: cargo run -p rafter-sim -- --seed {seed}");
         }
     }

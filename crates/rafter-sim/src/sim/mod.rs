@@ -6,7 +6,6 @@
 
 pub mod history;
 pub mod invariants;
-pub mod linearize;
 pub mod member;
 pub mod net;
 pub mod rng;
