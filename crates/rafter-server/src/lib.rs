@@ -217,7 +217,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         let addr = urls::socket_addr(&url).map_err(ServerError::Config)?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!("listening for client requests on {url}");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = no_delay(listener);
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .layer(tower::util::MapResponseLayer::new(
@@ -244,10 +244,9 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         ));
     }
     tracing::info!("listening for peers on {}", args.listen_peer_urls);
-    tokio::spawn(peer_server.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(peer_listener),
-        shutdown_signal(),
-    ));
+    tokio::spawn(
+        peer_server.serve_with_incoming_shutdown(no_delay(peer_listener), shutdown_signal()),
+    );
     if let Some(metrics_urls) = &args.listen_metrics_urls {
         for url in urls::split(metrics_urls) {
             let addr = urls::socket_addr(&url).map_err(ServerError::Config)?;
@@ -297,6 +296,23 @@ async fn publish_attributes(node: NodeHandle, attrs: rafter_proto::rafterpb::Mem
             }
         }
     }
+}
+
+/// Accepted connections with Nagle's algorithm off. tonic applies its
+/// `tcp_nodelay` only to listeners it binds itself; without this, small
+/// responses wait for delayed ACKs (~40 ms).
+fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            if let Err(e) = c.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
+            }
+        }
+        conn
+    })
 }
 
 async fn shutdown_signal() {

@@ -237,7 +237,12 @@ impl RaftLoop {
         w.next_read_ctx += 1;
         w.reads_in_flight
             .insert(ctx, std::mem::take(&mut w.reads_queued));
-        self.member.read_index(ctx.to_be_bytes().to_vec());
+        // raft-rs keys pending read-index requests by context across the
+        // whole cluster (followers forward theirs to the leader, which drops
+        // a duplicate), so the context carries this member's id.
+        let mut context = self.member.id().to_be_bytes().to_vec();
+        context.extend_from_slice(&ctx.to_be_bytes());
+        self.member.read_index(context);
     }
 
     /// Processes Ready cycles until none is left. Returns whether the store
@@ -261,12 +266,12 @@ impl RaftLoop {
                     .map_err(|e| format!("raft log write failed: {e}"))?;
             }
             for rs in &cycle.read_states {
-                let ctx = u64::from_be_bytes(
-                    rs.request_ctx
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| "read state with foreign context".to_string())?,
-                );
+                let (member, ctx) = rs.request_ctx.split_at(8.min(rs.request_ctx.len()));
+                if member != self.member.id().to_be_bytes() || ctx.len() != 8 {
+                    tracing::warn!("read state with a foreign context ignored");
+                    continue;
+                }
+                let ctx = u64::from_be_bytes(ctx.try_into().expect("8 bytes"));
                 if let Some(waiters) = w.reads_in_flight.remove(&ctx) {
                     for reply in waiters {
                         let _ = reply.send(Ok(rs.index));
