@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Config, Engine, LogBatch, MessageExt, ReadableSize};
@@ -266,12 +265,6 @@ impl std::fmt::Debug for RaftLog {
             .field("path", &self.engine.path())
             .finish()
     }
-}
-
-/// Encodes a protobuf-2 message (used by tests and by the peer codec later).
-pub fn encode_entry(e: &Entry) -> Vec<u8> {
-    e.write_to_bytes()
-        .expect("encoding an in-memory entry cannot fail")
 }
 
 #[cfg(test)]

@@ -284,12 +284,10 @@ impl SimMember {
 
     /// Runs Ready cycles until none is left, persisting instantly.
     fn log_entries(&self) -> Vec<Entry> {
-        let store = self.storage.rl();
         let (first, last) = (
             raft::Storage::first_index(&self.storage).unwrap_or(1),
             raft::Storage::last_index(&self.storage).unwrap_or(0),
         );
-        drop(store);
         if last < first {
             return vec![];
         }
