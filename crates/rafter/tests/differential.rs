@@ -199,42 +199,44 @@ fn generate(g: &mut Gen) -> KvOp {
     }
 }
 
+/// A response as text, with the header fields that legitimately differ
+/// between two servers (cluster/member id, raft term) zeroed.
+fn shown<T: std::fmt::Debug>(
+    mut r: T,
+    header: fn(&mut T) -> &mut Option<ResponseHeader>,
+) -> String {
+    if let Some(h) = header(&mut r) {
+        h.cluster_id = 0;
+        h.member_id = 0;
+        h.raft_term = 0;
+    }
+    format!("{r:?}")
+}
+
 /// A response with the fields that legitimately differ between two servers
 /// removed, as text; or the error's code and message.
 async fn run(client: &mut KvClient<Channel>, op: &KvOp) -> String {
-    fn clean(h: &mut Option<ResponseHeader>) {
-        if let Some(h) = h {
-            h.cluster_id = 0;
-            h.member_id = 0;
-            h.raft_term = 0;
-        }
-    }
     let result = match op.clone() {
-        KvOp::Range(r) => client.range(r).await.map(|r| {
-            let mut r = r.into_inner();
-            clean(&mut r.header);
-            format!("{r:?}")
-        }),
-        KvOp::Put(p) => client.put(p).await.map(|r| {
-            let mut r = r.into_inner();
-            clean(&mut r.header);
-            format!("{r:?}")
-        }),
-        KvOp::Delete(d) => client.delete_range(d).await.map(|r| {
-            let mut r = r.into_inner();
-            clean(&mut r.header);
-            format!("{r:?}")
-        }),
-        KvOp::Txn(t) => client.txn(t).await.map(|r| {
-            let mut r = r.into_inner();
-            clean(&mut r.header);
-            format!("{r:?}")
-        }),
-        KvOp::Compact(c) => client.compact(c).await.map(|r| {
-            let mut r = r.into_inner();
-            clean(&mut r.header);
-            format!("{r:?}")
-        }),
+        KvOp::Range(r) => client
+            .range(r)
+            .await
+            .map(|r| shown(r.into_inner(), |r| &mut r.header)),
+        KvOp::Put(p) => client
+            .put(p)
+            .await
+            .map(|r| shown(r.into_inner(), |r| &mut r.header)),
+        KvOp::Delete(d) => client
+            .delete_range(d)
+            .await
+            .map(|r| shown(r.into_inner(), |r| &mut r.header)),
+        KvOp::Txn(t) => client
+            .txn(t)
+            .await
+            .map(|r| shown(r.into_inner(), |r| &mut r.header)),
+        KvOp::Compact(c) => client
+            .compact(c)
+            .await
+            .map(|r| shown(r.into_inner(), |r| &mut r.header)),
     };
     match result {
         Ok(text) => text,
