@@ -9,19 +9,24 @@
 # BENCHMARKS.md gets every figure for both, the ratio, the peak RSS of each
 # member (VmHWM), a description of the machine and the exact command.
 # Then `rafter bench election` crashes the leader of a fresh 3-member
-# cluster of each system over and over and reports failover times.
+# cluster of each system over and over and reports failover times and the
+# election messages each failover took, for the election timeout ranges
+# both systems can run ([T, 2T)) and, for Rafter alone, the narrow ranges of
+# the Raft paper's figure 16 (etcd cannot express them).
 #
 # Usage: scripts/bench-vs-etcd.sh [--members 1|3] [--duration 10s]
 #            [--step-duration 5s] [--conns N] [--clients N]
-#            [--step-clients N] [--election-trials N] [--election-dir DIR]
-#            [--out FILE]
+#            [--step-clients N] [--election-trials N]
+#            [--election-timeouts T,...] [--rafter-election-ranges MIN-MAX,...]
+#            [--election-dir DIR] [--out FILE]
 #
 # --members 3 (the default) falls back, with a printed note, to 1 member for
 # both systems when a 3-member Rafter cluster does not start. Installs
 # Debian's etcd-server (scripts/install-test-deps.sh) and python3 (which
 # writes the report) when missing. Everything runs on 127.0.0.1 with free
 # ports and temporary directories; every process started here is killed on
-# exit. Election CSVs and plots are kept only with --election-dir.
+# exit. Election CSVs and plots go to --election-dir (default: benchmarks/
+# beside BENCHMARKS.md, which shows the plots).
 set -euo pipefail
 
 usage() {
@@ -39,7 +44,8 @@ clients=64
 step_clients=256
 election_trials=20
 election_timeouts_ms=100,150,200
-election_dir=""
+rafter_election_ranges=150-151,150-155,150-175,150-200
+election_dir=benchmarks
 out=BENCHMARKS.md
 step_rates=2500,5000,10000
 heartbeat_ms=100
@@ -59,6 +65,8 @@ while [ $# -gt 0 ]; do
     --clients) clients=$2; shift 2 ;;
     --step-clients) step_clients=$2; shift 2 ;;
     --election-trials) election_trials=$2; shift 2 ;;
+    --election-timeouts) election_timeouts_ms=$2; shift 2 ;;
+    --rafter-election-ranges) rafter_election_ranges=$2; shift 2 ;;
     --election-dir) election_dir=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h | --help) usage 0 ;;
@@ -73,7 +81,7 @@ esac
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 case "$out" in /*) ;; *) out="$repo/$out" ;; esac
-case "$election_dir" in "" | /*) ;; *) election_dir="$repo/$election_dir" ;; esac
+case "$election_dir" in /*) ;; *) election_dir="$repo/$election_dir" ;; esac
 
 note() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -259,13 +267,13 @@ start_cluster etcd "$members"
 run_workloads etcd
 stop_cluster
 
-# run_election SYSTEM: leader crashes on a fresh 3-member cluster.
+# run_election SYSTEM RANGES: leader crashes on a fresh 3-member cluster.
 run_election() {
-    local system=$1 results="$work/results/$1"
-    local args="election --server $system --members 3 --trials $election_trials --election-timeouts $election_timeouts_ms"
+    local system=$1 ranges=$2 results="$work/results/$1"
+    local args="election --server $system --members 3 --trials $election_trials --election-timeouts $ranges"
     note "$system: rafter bench $args"
     # shellcheck disable=SC2086 # $args is a list of flags.
-    local dir="${election_dir:-$work}/election-$system"
+    local dir="$election_dir/election-$system"
     if ! timeout 3600 "$bin" bench $args --out-dir "$dir" --output both \
         | tee "$results/election.out"; then
         echo "rafter bench election failed against $system" >&2
@@ -275,8 +283,8 @@ run_election() {
 }
 
 if [ "$members" -eq 3 ]; then
-    run_election rafter
-    run_election etcd
+    run_election rafter "$election_timeouts_ms${rafter_election_ranges:+,$rafter_election_ranges}"
+    run_election etcd "$election_timeouts_ms"
 else
     echo "NOTE: the election benchmark needs 3 members; skipped." >&2
 fi
@@ -296,11 +304,11 @@ machine="$work/machine.txt"
 } >"$machine"
 
 python3 - "$work/results" "$machine" "$out" "$members" "$invocation" "$fallback_note" \
-    "$heartbeat_ms" "$election_ms" "$snapshot_count" <<'PY'
+    "$heartbeat_ms" "$election_ms" "$snapshot_count" "$election_dir" <<'PY'
 import json, os, sys
 
 results, machine_path, out, members, invocation, fallback_note = sys.argv[1:7]
-heartbeat_ms, election_ms, snapshot_count = sys.argv[7:10]
+heartbeat_ms, election_ms, snapshot_count, election_dir = sys.argv[7:11]
 machine = dict(line.rstrip("\n").split("=", 1) for line in open(machine_path) if "=" in line)
 systems = ["etcd", "rafter"]
 # Our goals (issue 5): Rafter throughput at least this many times etcd's.
@@ -418,29 +426,90 @@ w("## Leader failover (Raft paper figure 16)")
 w("")
 etcd_el, rafter_el = load("etcd", "election"), load("rafter", "election")
 if etcd_el and rafter_el:
+    etcd_ranges = {t["range_ms"]: t for t in etcd_el["timeouts"]}
+    rafter_ranges = {t["range_ms"]: t for t in rafter_el["timeouts"]}
+    common = [r for r in rafter_ranges if r in etcd_ranges]
+    rafter_only = [r for r in rafter_ranges if r not in etcd_ranges]
+    spread = lambda s: f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} / {s['max_ms']:.1f}"
+    terms = lambda t: " ".join(f"{k}:{v}" for k, v in t["elections_by_terms"].items())
+    msgs = lambda t: f"{t['messages']['min']} / {t['messages']['p50']} / {t['messages']['max']}"
     w(f"`rafter bench election` on a fresh 3-member cluster of each system (heartbeat "
       f"{rafter_el['heartbeat_interval_ms']} ms, etcd with `--pre-vote` as Rafter always has): "
       "SIGKILL the leader at a random point of its heartbeat interval, time until a survivor "
       "names a new leader and until the first write is acknowledged, restart the member, "
-      "repeat. Members draw election timeouts from [T, 2T), so the ranges are those; "
-      "\"terms\" counts elections that needed 1, 2, ... terms (split votes).")
+      "repeat. \"terms\" counts elections that needed 1, 2, ... terms (split votes); "
+      "\"messages\" counts the pre-vote and vote requests and responses the survivors sent "
+      "from the crash to the first acknowledged write (requests to the crashed member "
+      "included, as a network would carry them).")
     w("")
-    w("| timeout range ms | trials etcd / Rafter | etcd new leader p50 / p99 / max ms | Rafter new leader p50 / p99 / max ms | p50 Rafter/etcd | etcd first write p50 / p99 ms | Rafter first write p50 / p99 ms | terms etcd | terms Rafter |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
-    for e, r in zip(etcd_el["timeouts"], rafter_el["timeouts"]):
-        spread = lambda s: f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} / {s['max_ms']:.1f}"
-        terms = lambda t: " ".join(f"{k}:{v}" for k, v in t["elections_by_terms"].items())
-        w(f"| {e['range_ms']} | {e['trials']} / {r['trials']} | {spread(e['elected'])} | "
+    w("### Ranges both systems can run: [T, 2T)")
+    w("")
+    w("etcd draws its randomized election timeout from [T, 2T) for `--election-timeout T`; "
+      "so does Rafter by default.")
+    w("")
+    w("| timeout range ms | trials etcd / Rafter | etcd new leader p50 / p99 / max ms | Rafter new leader p50 / p99 / max ms | p50 Rafter/etcd | etcd first write p50 / p99 ms | Rafter first write p50 / p99 ms | terms etcd | terms Rafter | messages etcd min / p50 / max | messages Rafter min / p50 / max |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |")
+    for key in common:
+        e, r = etcd_ranges[key], rafter_ranges[key]
+        w(f"| {key} | {e['trials']} / {r['trials']} | {spread(e['elected'])} | "
           f"{spread(r['elected'])} | {ratio(r['elected']['p50_ms'], e['elected']['p50_ms'])} | "
           f"{e['first_write']['p50_ms']:.1f} / {e['first_write']['p99_ms']:.1f} | "
           f"{r['first_write']['p50_ms']:.1f} / {r['first_write']['p99_ms']:.1f} | "
-          f"{terms(e)} | {terms(r)} |")
+          f"{terms(e)} | {terms(r)} | {msgs(e)} | {msgs(r)} |")
     w("")
-    w("The same command writes the trials and their CDFs as CSV and the CDFs as PNG plots "
-      "(`election-*.csv`, `election-elected-cdf.png`, `election-first-write-cdf.png` in its "
-      "`--out-dir`; this script keeps them with `--election-dir DIR`). Not measured yet: Raft messages per election (neither system exports a "
-      "per-type message counter that the benchmark could read), and the narrow ranges of "
-      "the paper (150-151, 150-155 ms), which need a server flag for the randomization range.")
+    if rafter_only:
+        w("### Narrow ranges (Rafter only)")
+        w("")
+        w("The ranges of the Raft paper's figure 16, with Rafter's `--election-timeout-max` "
+          "(etcd has no such setting). Rafter then ticks at the greatest common divisor of "
+          "heartbeat and timeouts (1 ms for 150-151), and the tick's phase adds up to one "
+          "tick of spread, so 150-151 is the paper's nearly fixed timeout.")
+        w("")
+        w("| timeout range ms | trials | new leader p50 / p99 / max ms | first write p50 / p99 ms | terms | messages min / p50 / max |")
+        w("| --- | ---: | ---: | ---: | --- | ---: |")
+        for key in rafter_only:
+            r = rafter_ranges[key]
+            w(f"| {key} | {r['trials']} | {spread(r['elected'])} | "
+              f"{r['first_write']['p50_ms']:.1f} / {r['first_write']['p99_ms']:.1f} | "
+              f"{terms(r)} | {msgs(r)} |")
+        w("")
+    w("### Messages per election (seed 004's packets per election)")
+    w("")
+    w("Counted at the Raft layer as each survivor emits them: Rafter's "
+      "`rafter_raft_messages_sent_total{type=...}` on `/metrics`; etcd 3.4 has no message "
+      "counter, so its raft log lines are counted (`sent MsgPreVote request`, `cast MsgVote "
+      "for`, `rejected MsgVote from`, ...). With pre-vote and one survivor besides the "
+      "candidate the minimum is 6: two pre-vote requests (one to the crashed member), one "
+      "pre-vote grant, two vote requests, one vote.")
+    w("")
+    w("| system | range ms | mean | p90 | mean pre-vote req / resp | mean vote req / resp | elections by message count |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    for system, ranges in (("etcd", etcd_ranges), ("Rafter", rafter_ranges)):
+        for key, t in ranges.items():
+            m = t["messages"]
+            k = m["mean_by_kind"]
+            hist = " ".join(f"{n}:{c}" for n, c in sorted(m["histogram"].items(), key=lambda kv: int(kv[0])))
+            w(f"| {system} | {key} | {m['mean']:.2f} | {m['p90']} | "
+              f"{k['pre_vote_requests']:.2f} / {k['pre_vote_responses']:.2f} | "
+              f"{k['vote_requests']:.2f} / {k['vote_responses']:.2f} | {hist} |")
+    w("")
+    out_dir = os.path.dirname(os.path.abspath(out))
+    rel = lambda p: os.path.relpath(p, out_dir)
+    inside = not rel(election_dir).startswith("..")
+    w("`rafter bench election` writes the trials (`election-trials.csv`), their CDFs "
+      "(`election-cdf.csv`) and the CDFs as PNG plots in its `--out-dir`"
+      + (f"; this run's are in `{rel(election_dir)}/election-etcd/` and "
+         f"`{rel(election_dir)}/election-rafter/`:" if inside else "."))
+    w("")
+    if inside:
+        for system in ("rafter", "etcd"):
+            for plot, title in (("elected", "time to a new leader"),
+                                ("first-write", "time to the first acknowledged write"),
+                                ("messages", "election messages")):
+                path = os.path.join(election_dir, f"election-{system}", f"election-{plot}-cdf.png")
+                if os.path.exists(path):
+                    w(f"![{system}: CDF of {title}]({rel(path)})")
+                    w("")
 else:
     w("Not run (it needs 3-member clusters) or it failed for one of the systems.")
 w("")
@@ -479,10 +548,15 @@ w("")
 w("Each workload, run against each cluster in turn (`--endpoints` lists every member):")
 w("")
 w("```sh")
-for label, _ in labels + [("step-txn-cas", ""), ("election", "")]:
+for label, _ in labels + [("step-txn-cas", "")]:
     try:
         command = open(os.path.join(results, "rafter", label + ".cmd")).read().strip()
-        w(command.replace(" <rafter endpoints>", " <members>").replace("--server rafter", "--server rafter|etcd"))
+        w(command.replace(" <rafter endpoints>", " <members>"))
+    except OSError:
+        pass
+for system in ("rafter", "etcd"):
+    try:
+        w(open(os.path.join(results, system, "election.cmd")).read().strip())
     except OSError:
         pass
 w("```")

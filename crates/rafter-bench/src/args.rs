@@ -104,19 +104,20 @@ pub struct ElectionArgs {
     /// Members of the cluster (at least 3).
     #[arg(long, default_value_t = 3)]
     pub members: usize,
-    /// Raft heartbeat interval (also the tick, the granularity of timeouts).
+    /// Raft heartbeat interval.
     #[arg(long = "heartbeat-interval", value_name = "MS", default_value_t = 10)]
     pub heartbeat_interval_ms: u64,
-    /// Election timeouts T to measure, comma separated; members draw their
-    /// randomized timeout from [T, 2T) as both etcd and Rafter do.
+    /// Election timeout ranges to measure, comma separated: `T` for etcd's
+    /// and Rafter's default range [T, 2T), or `MIN-MAX` for [MIN, MAX)
+    /// (Rafter only, via its --election-timeout-max; the paper's 150-155).
     #[arg(
         long = "election-timeouts",
-        value_name = "MS,...",
+        value_name = "T|MIN-MAX,...",
         value_delimiter = ',',
         default_value = "100,150,200"
     )]
-    pub election_timeouts_ms: Vec<u64>,
-    /// Leader crashes per election timeout.
+    pub election_ranges: Vec<ElectionRange>,
+    /// Leader crashes per election timeout range.
     #[arg(long, default_value_t = 100)]
     pub trials: usize,
     /// Where the CSV files and PNG plots go.
@@ -125,6 +126,53 @@ pub struct ElectionArgs {
     /// What to print: the table, the JSON line, or both (table first).
     #[arg(long, value_enum, default_value_t = OutputFormat::Both)]
     pub output: OutputFormat,
+}
+
+/// A randomized election timeout range [min, max) in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElectionRange {
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+impl ElectionRange {
+    /// etcd's range for `--election-timeout T`, the only one etcd has.
+    pub fn is_default(&self) -> bool {
+        self.max_ms == 2 * self.min_ms
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}-{}", self.min_ms, self.max_ms)
+    }
+}
+
+impl std::str::FromStr for ElectionRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let number = |part: &str| {
+            part.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{text:?} is not T or MIN-MAX in milliseconds"))
+        };
+        let range = match text.split_once('-') {
+            None => {
+                let min_ms = number(text)?;
+                ElectionRange {
+                    min_ms,
+                    max_ms: 2 * min_ms,
+                }
+            }
+            Some((min, max)) => ElectionRange {
+                min_ms: number(min)?,
+                max_ms: number(max)?,
+            },
+        };
+        if range.min_ms == 0 || range.max_ms <= range.min_ms {
+            return Err(format!("election timeout range {text:?} is empty"));
+        }
+        Ok(range)
+    }
 }
 
 /// Where to send load and through how many connections and clients.
@@ -258,4 +306,29 @@ pub enum OutputFormat {
     Both,
     Table,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn election_ranges_parse() {
+        let parse = |text: &str| text.parse::<ElectionRange>();
+        assert_eq!(
+            parse("150"),
+            Ok(ElectionRange {
+                min_ms: 150,
+                max_ms: 300
+            })
+        );
+        assert!(parse("150").unwrap().is_default());
+        let narrow = parse("150-155").unwrap();
+        assert_eq!((narrow.min_ms, narrow.max_ms), (150, 155));
+        assert!(!narrow.is_default());
+        assert_eq!(narrow.label(), "150-155");
+        for bad in ["", "x", "150-150", "150-100", "0", "-5"] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
 }

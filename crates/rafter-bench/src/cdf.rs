@@ -7,33 +7,33 @@ use std::fmt::Write as _;
 use crate::png::{Canvas, Rgb};
 
 /// One curve: a label (the timeout range, e.g. `150-300`) and its samples
-/// in milliseconds.
+/// (milliseconds, or messages, as the plot's unit says).
 pub struct Series {
     pub label: String,
-    pub samples_ms: Vec<f64>,
+    pub samples: Vec<f64>,
 }
 
 impl Series {
     /// The samples in ascending order with the fraction of samples at or
     /// below each.
     pub fn points(&self) -> Vec<(f64, f64)> {
-        let mut sorted = self.samples_ms.clone();
+        let mut sorted = self.samples.clone();
         sorted.sort_by(f64::total_cmp);
         let count = sorted.len() as f64;
         sorted
             .into_iter()
             .enumerate()
-            .map(|(index, ms)| (ms, (index + 1) as f64 / count))
+            .map(|(index, value)| (value, (index + 1) as f64 / count))
             .collect()
     }
 }
 
-/// CSV rows `metric,range_ms,ms,cumulative_fraction` for every series.
+/// CSV rows `metric,range_ms,value,cumulative_fraction` for every series.
 pub fn csv(metric: &str, series: &[Series]) -> String {
     let mut text = String::new();
     for curve in series {
-        for (ms, fraction) in curve.points() {
-            let _ = writeln!(text, "{metric},{},{ms:.3},{fraction:.4}", curve.label);
+        for (value, fraction) in curve.points() {
+            let _ = writeln!(text, "{metric},{},{value:.3},{fraction:.4}", curve.label);
         }
     }
     text
@@ -69,20 +69,20 @@ fn tick_step(max: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
-/// The CDF plot: milliseconds on the x axis (labelled `ms`), cumulative
+/// The CDF plot: the samples on the x axis (labelled `x_unit`), cumulative
 /// percent on the y axis, one coloured staircase per series with a legend
 /// of the ranges in the lower right.
-pub fn plot_png(series: &[Series]) -> Vec<u8> {
+pub fn plot_png(series: &[Series], x_unit: &str) -> Vec<u8> {
     let mut canvas = Canvas::new(WIDTH_PX as usize, HEIGHT_PX as usize, [255, 255, 255]);
     let plot_width = WIDTH_PX - LEFT_PX - RIGHT_PX;
     let plot_height = HEIGHT_PX - TOP_PX - BOTTOM_PX;
-    let max_ms = series
+    let max_value = series
         .iter()
-        .flat_map(|s| s.samples_ms.iter().copied())
+        .flat_map(|s| s.samples.iter().copied())
         .fold(1.0, f64::max);
-    let step = tick_step(max_ms);
-    let x_max = (max_ms / step).ceil() * step;
-    let x_px = |ms: f64| LEFT_PX + (ms / x_max * plot_width as f64).round() as i64;
+    let step = tick_step(max_value);
+    let x_max = (max_value / step).ceil() * step;
+    let x_px = |value: f64| LEFT_PX + (value / x_max * plot_width as f64).round() as i64;
     let y_px =
         |fraction: f64| TOP_PX + plot_height - (fraction * plot_height as f64).round() as i64;
     let bottom = TOP_PX + plot_height;
@@ -96,8 +96,8 @@ pub fn plot_png(series: &[Series]) -> Vec<u8> {
         canvas.text(x - half, bottom + 8, &label, FONT_SCALE, BLACK);
         tick += step;
     }
-    let unit_x = WIDTH_PX - RIGHT_PX - Canvas::text_width_px("ms", FONT_SCALE);
-    canvas.text(unit_x, bottom + 30, "ms", FONT_SCALE, BLACK);
+    let unit_x = WIDTH_PX - RIGHT_PX - Canvas::text_width_px(x_unit, FONT_SCALE);
+    canvas.text(unit_x, bottom + 30, x_unit, FONT_SCALE, BLACK);
     for percent in [0, 25, 50, 75, 100] {
         let y = y_px(f64::from(percent) / 100.0);
         canvas.line((LEFT_PX, y), (LEFT_PX + plot_width, y), 1, GRID);
@@ -111,8 +111,8 @@ pub fn plot_png(series: &[Series]) -> Vec<u8> {
     for (index, curve) in series.iter().enumerate() {
         let color = COLORS[index % COLORS.len()];
         let mut previous = (x_px(0.0), y_px(0.0));
-        for (ms, fraction) in curve.points() {
-            let x = x_px(ms);
+        for (value, fraction) in curve.points() {
+            let x = x_px(value);
             canvas.line(previous, (x, previous.1), 2, color);
             canvas.line((x, previous.1), (x, y_px(fraction)), 2, color);
             previous = (x, y_px(fraction));
@@ -133,7 +133,7 @@ mod tests {
     fn points_are_sorted_with_cumulative_fractions() {
         let series = Series {
             label: "150-300".to_string(),
-            samples_ms: vec![30.0, 10.0, 20.0, 40.0],
+            samples: vec![30.0, 10.0, 20.0, 40.0],
         };
         assert_eq!(
             series.points(),
@@ -153,8 +153,8 @@ mod tests {
     fn plots_to_a_png() {
         let series = [Series {
             label: "150-300".to_string(),
-            samples_ms: vec![180.0, 210.0, 260.0],
+            samples: vec![180.0, 210.0, 260.0],
         }];
-        assert_eq!(&plot_png(&series)[1..4], b"PNG");
+        assert_eq!(&plot_png(&series, "ms")[1..4], b"PNG");
     }
 }

@@ -2,8 +2,10 @@
 //! leader of a local cluster with SIGKILL at a random point of its heartbeat
 //! interval, and measure the time until a surviving member reports a new
 //! leader and until the first write is acknowledged; restart the crashed
-//! member and repeat, for each election timeout. Writes the trials and their
-//! CDFs as CSV and the CDFs as PNG plots.
+//! member and repeat, for each election timeout range. Also counts the
+//! election messages (pre-vote and vote requests and responses) the
+//! survivors sent, as seed 004's packets-per-election distribution. Writes
+//! the trials and their CDFs as CSV and the CDFs as PNG plots.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,8 +18,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::args::ElectionArgs;
+use crate::args::{ElectionArgs, ElectionRange};
 use crate::cdf::{csv, plot_png, Series};
+use crate::election_messages::{MessageFigures, MessageTally};
 use crate::local_cluster::{ClusterSpec, Leadership, LocalCluster};
 use crate::rng::Rng;
 
@@ -39,6 +42,8 @@ struct Trial {
     first_write_ms: f64,
     /// Raft terms the election took (1 unless votes split).
     terms: u64,
+    /// Election messages the survivors sent from the crash to the write.
+    messages: MessageTally,
 }
 
 /// Percentiles of a set of durations, in milliseconds.
@@ -70,11 +75,12 @@ impl Spread {
     }
 }
 
-/// The figures of one election timeout.
+/// The figures of one election timeout range.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimeoutFigures {
     pub election_timeout_ms: u64,
-    /// The range members draw their randomized timeout from: [T, 2T).
+    pub election_timeout_max_ms: u64,
+    /// The range members draw their randomized timeout from: [min, max).
     pub range_ms: String,
     pub trials: usize,
     pub failed_trials: usize,
@@ -82,6 +88,8 @@ pub struct TimeoutFigures {
     pub first_write: Spread,
     /// How many elections took 1, 2, ... terms.
     pub elections_by_terms: BTreeMap<u64, usize>,
+    /// Election messages per trial.
+    pub messages: MessageFigures,
 }
 
 /// The report of the whole run.
@@ -99,23 +107,25 @@ pub async fn run(args: &ElectionArgs) -> Result<(), String> {
     if args.members < 3 {
         return Err("--members must be at least 3 to survive a leader crash".to_string());
     }
-    if args.election_timeouts_ms.is_empty() || args.trials == 0 {
-        return Err("give at least one --election-timeouts value and one trial".to_string());
+    if args.election_ranges.is_empty() || args.trials == 0 {
+        return Err("give at least one --election-timeouts range and one trial".to_string());
     }
     let mut rng = Rng::new(0xE1EC_7104);
     let mut figures = Vec::new();
-    let mut elected_series = Vec::new();
-    let mut write_series = Vec::new();
-    let mut trials_csv = String::from("range_ms,trial,elected_ms,first_write_ms,terms\n");
-    for &election_timeout_ms in &args.election_timeouts_ms {
+    let mut curves = Curves::default();
+    let mut trials_csv = String::from(
+        "range_ms,trial,elected_ms,first_write_ms,terms,election_messages,\
+         pre_vote_requests,pre_vote_responses,vote_requests,vote_responses\n",
+    );
+    for &range in &args.election_ranges {
         let spec = ClusterSpec {
             kind: args.server,
             etcd_binary: args.etcd_binary.clone(),
             members: args.members,
             heartbeat_interval_ms: args.heartbeat_interval_ms,
-            election_timeout_ms,
+            election_range: range,
         };
-        let range_ms = format!("{}-{}", election_timeout_ms, 2 * election_timeout_ms);
+        let range_ms = range.label();
         eprintln!(
             "election timeout {range_ms} ms: starting {} {:?} members",
             args.members, args.server
@@ -126,14 +136,22 @@ pub async fn run(args: &ElectionArgs) -> Result<(), String> {
         for trial_index in 0..args.trials {
             let timing = Timing {
                 heartbeat_interval_ms: args.heartbeat_interval_ms,
-                election_timeout_ms,
+                range,
             };
             match crash_leader(&mut cluster, timing, &mut rng).await {
                 Ok(trial) => {
+                    let m = &trial.messages;
                     let _ = writeln!(
                         trials_csv,
-                        "{range_ms},{trial_index},{:.3},{:.3},{}",
-                        trial.elected_ms, trial.first_write_ms, trial.terms
+                        "{range_ms},{trial_index},{:.3},{:.3},{},{},{},{},{},{}",
+                        trial.elected_ms,
+                        trial.first_write_ms,
+                        trial.terms,
+                        m.total(),
+                        m.pre_vote_requests,
+                        m.pre_vote_responses,
+                        m.vote_requests,
+                        m.vote_responses
                     );
                     trials.push(trial);
                 }
@@ -146,29 +164,25 @@ pub async fn run(args: &ElectionArgs) -> Result<(), String> {
         }
         let elected_ms: Vec<f64> = trials.iter().map(|t| t.elected_ms).collect();
         let first_write_ms: Vec<f64> = trials.iter().map(|t| t.first_write_ms).collect();
+        let tallies: Vec<MessageTally> = trials.iter().map(|t| t.messages).collect();
         let mut elections_by_terms = BTreeMap::new();
         for trial in &trials {
             *elections_by_terms.entry(trial.terms).or_insert(0) += 1;
         }
         figures.push(TimeoutFigures {
-            election_timeout_ms,
+            election_timeout_ms: range.min_ms,
+            election_timeout_max_ms: range.max_ms,
             range_ms: range_ms.clone(),
             trials: trials.len(),
             failed_trials,
             elected: Spread::of(&elected_ms),
             first_write: Spread::of(&first_write_ms),
             elections_by_terms,
+            messages: MessageFigures::of(&tallies),
         });
-        elected_series.push(Series {
-            label: range_ms.clone(),
-            samples_ms: elected_ms,
-        });
-        write_series.push(Series {
-            label: range_ms,
-            samples_ms: first_write_ms,
-        });
+        curves.push(&range_ms, elected_ms, first_write_ms, &tallies);
     }
-    let files = write_files(&args.out_dir, &trials_csv, &elected_series, &write_series)?;
+    let files = write_files(&args.out_dir, &trials_csv, &curves)?;
     let report = ElectionReport {
         server: format!("{:?}", args.server).to_lowercase(),
         members: args.members,
@@ -180,29 +194,59 @@ pub async fn run(args: &ElectionArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes the trials, the CDFs and the two plots; returns their paths.
-fn write_files(
-    out_dir: &Path,
-    trials_csv: &str,
-    elected: &[Series],
-    first_write: &[Series],
-) -> Result<Vec<String>, String> {
+/// One CDF curve per range for each measurement.
+#[derive(Default)]
+struct Curves {
+    elected_ms: Vec<Series>,
+    first_write_ms: Vec<Series>,
+    messages: Vec<Series>,
+}
+
+impl Curves {
+    fn push(
+        &mut self,
+        label: &str,
+        elected_ms: Vec<f64>,
+        first_write_ms: Vec<f64>,
+        tallies: &[MessageTally],
+    ) {
+        let series = |samples| Series {
+            label: label.to_string(),
+            samples,
+        };
+        self.elected_ms.push(series(elected_ms));
+        self.first_write_ms.push(series(first_write_ms));
+        self.messages
+            .push(series(tallies.iter().map(|t| t.total() as f64).collect()));
+    }
+}
+
+/// Writes the trials, the CDFs and the plots; returns their paths.
+fn write_files(out_dir: &Path, trials_csv: &str, curves: &Curves) -> Result<Vec<String>, String> {
     std::fs::create_dir_all(out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
     let cdf_csv = format!(
-        "metric,range_ms,ms,cumulative_fraction\n{}{}",
-        csv("elected", elected),
-        csv("first_write", first_write)
+        "metric,range_ms,value,cumulative_fraction\n{}{}{}",
+        csv("elected_ms", &curves.elected_ms),
+        csv("first_write_ms", &curves.first_write_ms),
+        csv("election_messages", &curves.messages)
     );
-    let files: [(PathBuf, Vec<u8>); 4] = [
+    let files: [(PathBuf, Vec<u8>); 5] = [
         (
             out_dir.join("election-trials.csv"),
             trials_csv.as_bytes().to_vec(),
         ),
         (out_dir.join("election-cdf.csv"), cdf_csv.into_bytes()),
-        (out_dir.join("election-elected-cdf.png"), plot_png(elected)),
+        (
+            out_dir.join("election-elected-cdf.png"),
+            plot_png(&curves.elected_ms, "ms"),
+        ),
         (
             out_dir.join("election-first-write-cdf.png"),
-            plot_png(first_write),
+            plot_png(&curves.first_write_ms, "ms"),
+        ),
+        (
+            out_dir.join("election-messages-cdf.png"),
+            plot_png(&curves.messages, "msgs"),
         ),
     ];
     let mut written = Vec::with_capacity(files.len());
@@ -217,14 +261,14 @@ fn write_files(
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     heartbeat_interval_ms: u64,
-    election_timeout_ms: u64,
+    range: ElectionRange,
 }
 
 /// Waits until the cluster has kept the same leader and term for two
 /// maximal election timeouts, so a restarted member has rejoined and no
 /// election is under way when the next crash comes.
 async fn settled(cluster: &mut LocalCluster, timing: Timing) -> Result<Leadership, String> {
-    let settle = Duration::from_millis(2 * 2 * timing.election_timeout_ms);
+    let settle = Duration::from_millis(2 * timing.range.max_ms);
     let deadline = Instant::now() + FAILOVER_LIMIT;
     let mut leadership = cluster.wait_stable(FAILOVER_LIMIT).await?;
     loop {
@@ -248,14 +292,15 @@ async fn crash_leader(
     rng: &mut Rng,
 ) -> Result<Trial, String> {
     let before = settled(cluster, timing).await?;
+    let survivors: Vec<usize> = (0..cluster.size())
+        .filter(|index| *index != before.leader_index)
+        .collect();
+    let messages_before = survivors_messages(cluster, &survivors).await?;
     // Crash at a uniformly random point of the leader's heartbeat interval.
     let offset_us = rng.below(timing.heartbeat_interval_ms.max(1) * 1000);
     tokio::time::sleep(Duration::from_micros(offset_us)).await;
     cluster.kill(before.leader_index).await;
     let crashed_at = Instant::now();
-    let survivors: Vec<usize> = (0..cluster.size())
-        .filter(|index| *index != before.leader_index)
-        .collect();
     let measured = tokio::time::timeout(FAILOVER_LIMIT, async {
         tokio::join!(
             new_leader(cluster, &survivors, before.leader_id, crashed_at),
@@ -272,6 +317,7 @@ async fn crash_leader(
             term = term.max(status.raft_term);
         }
     }
+    let messages_after = survivors_messages(cluster, &survivors).await;
     cluster.restart(before.leader_index)?;
     let (elected, written) =
         measured.map_err(|_| format!("no failover within {FAILOVER_LIMIT:?}"))?;
@@ -279,7 +325,20 @@ async fn crash_leader(
         elected_ms: elected.as_secs_f64() * 1000.0,
         first_write_ms: written.as_secs_f64() * 1000.0,
         terms: term.saturating_sub(before.term),
+        messages: messages_after?.since(&messages_before),
     })
+}
+
+/// The election messages the survivors sent so far, summed.
+async fn survivors_messages(
+    cluster: &LocalCluster,
+    survivors: &[usize],
+) -> Result<MessageTally, String> {
+    let mut sum = MessageTally::default();
+    for &index in survivors {
+        sum.add(&cluster.election_messages(index).await?);
+    }
+    Ok(sum)
 }
 
 /// Polls the survivors until one names a leader other than the crashed
@@ -339,12 +398,13 @@ fn table(report: &ElectionReport) -> String {
     );
     let _ = writeln!(
         text,
-        "{:>10} {:>7} {:>7}  {:>31}  {:>31}  elections by terms",
+        "{:>10} {:>7} {:>7}  {:>31}  {:>31}  {:>20}  elections by terms",
         "range ms",
         "trials",
         "failed",
         "new leader p50/p90/p99/max ms",
-        "first write p50/p90/p99/max ms"
+        "first write p50/p90/p99/max ms",
+        "msgs min/p50/p90/max"
     );
     let spread = |s: &Spread| {
         format!(
@@ -360,12 +420,19 @@ fn table(report: &ElectionReport) -> String {
             .collect();
         let _ = writeln!(
             text,
-            "{:>10} {:>7} {:>7}  {:>31}  {:>31}  {}",
+            "{:>10} {:>7} {:>7}  {:>31}  {:>31}  {:>20}  {}",
             figures.range_ms,
             figures.trials,
             figures.failed_trials,
             spread(&figures.elected),
             spread(&figures.first_write),
+            format!(
+                "{}/{}/{}/{}",
+                figures.messages.min,
+                figures.messages.p50,
+                figures.messages.p90,
+                figures.messages.max
+            ),
             terms.join(" ")
         );
     }

@@ -10,6 +10,7 @@ mod cdf;
 mod conn;
 mod duration;
 mod election;
+mod election_messages;
 mod keys;
 mod local_cluster;
 mod png;

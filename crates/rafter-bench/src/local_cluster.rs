@@ -15,10 +15,15 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::args::ElectionRange;
+use crate::election_messages::{fetch_metrics, MessageTally};
+
 /// How long a status probe may take to connect.
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 /// Pause between two rounds of probes while waiting for a stable cluster.
 const STABLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long reading a member's metrics may take.
+const METRICS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Log lines shown when a member fails.
 const LOG_TAIL_LINES: usize = 10;
 
@@ -38,13 +43,16 @@ pub struct ClusterSpec {
     pub etcd_binary: PathBuf,
     pub members: usize,
     pub heartbeat_interval_ms: u64,
-    pub election_timeout_ms: u64,
+    /// The randomized election timeout range; etcd has only [T, 2T).
+    pub election_range: ElectionRange,
 }
 
 /// One member: its ports and, while it runs, its process.
 struct Member {
     client_port: u16,
     peer_port: u16,
+    /// `--listen-metrics-urls` port (Rafter members).
+    metrics_port: u16,
     child: Option<Child>,
     starts: usize,
     channel: Channel,
@@ -87,6 +95,12 @@ fn own_binary() -> Result<PathBuf, String> {
 impl LocalCluster {
     /// Starts every member and waits until they agree on a leader.
     pub async fn start(spec: ClusterSpec) -> Result<Self, String> {
+        if spec.kind == ServerKind::Etcd && !spec.election_range.is_default() {
+            return Err(format!(
+                "etcd draws election timeouts from [T, 2T) only, so it cannot run {} ms",
+                spec.election_range.label()
+            ));
+        }
         let dir = tempfile::Builder::new()
             .prefix("rafter-bench-election-")
             .tempdir()
@@ -103,6 +117,7 @@ impl LocalCluster {
             members.push(Member {
                 client_port,
                 peer_port: free_port()?,
+                metrics_port: free_port()?,
                 child: None,
                 starts: 0,
                 channel,
@@ -146,6 +161,23 @@ impl LocalCluster {
         match tokio::time::timeout(timeout, client.status(StatusRequest {})).await {
             Ok(Ok(response)) => Some(response.into_inner()),
             _ => None,
+        }
+    }
+
+    /// The election messages member `index` sent since it last started:
+    /// Rafter's `/metrics` counters, or the vote lines of etcd's log.
+    pub async fn election_messages(&self, index: usize) -> Result<MessageTally, String> {
+        match self.spec.kind {
+            ServerKind::Rafter => {
+                let text = fetch_metrics(self.members[index].metrics_port, METRICS_TIMEOUT).await?;
+                Ok(MessageTally::from_rafter_metrics(&text))
+            }
+            ServerKind::Etcd => {
+                let path = self.log_path(index);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("read {}: {e}", path.display()))?;
+                Ok(MessageTally::from_etcd_log(&text))
+            }
         }
     }
 
@@ -270,7 +302,7 @@ impl LocalCluster {
         let member = &self.members[index];
         let client_url = format!("http://127.0.0.1:{}", member.client_port);
         let data_dir = self.dir.path().join(format!("m{index}"));
-        [
+        let mut args: Vec<String> = [
             ("--name", format!("m{index}")),
             ("--data-dir", data_dir.display().to_string()),
             ("--listen-client-urls", client_url.clone()),
@@ -289,17 +321,26 @@ impl LocalCluster {
             ),
             (
                 "--election-timeout",
-                self.spec.election_timeout_ms.to_string(),
+                self.spec.election_range.min_ms.to_string(),
             ),
         ]
         .into_iter()
         .flat_map(|(flag, value)| [flag.to_string(), value])
-        .chain(
+        .collect();
+        match self.spec.kind {
+            ServerKind::Rafter => {
+                args.push("--listen-metrics-urls".to_string());
+                args.push(format!("http://127.0.0.1:{}", member.metrics_port));
+                if !self.spec.election_range.is_default() {
+                    args.push("--election-timeout-max".to_string());
+                    args.push(self.spec.election_range.max_ms.to_string());
+                }
+            }
             // Rafter always runs pre-vote (and check-quorum); etcd 3.4 only
             // when asked, and without it a restarted member disrupts the
             // cluster with a needless election.
-            (self.spec.kind == ServerKind::Etcd).then(|| "--pre-vote=true".to_string()),
-        )
-        .collect()
+            ServerKind::Etcd => args.push("--pre-vote=true".to_string()),
+        }
+        args
     }
 }

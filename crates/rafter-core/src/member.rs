@@ -9,9 +9,12 @@ use raft::{RawNode, ReadState, StateRole, Storage};
 #[derive(Debug, Clone)]
 pub struct MemberConfig {
     pub id: u64,
-    /// Ticks without a heartbeat before a follower campaigns (minimum of the
-    /// randomized range; the range is [election_tick, 2 * election_tick)).
+    /// Ticks without a heartbeat before a follower campaigns: the minimum of
+    /// the randomized range, and the leader's check-quorum period.
     pub election_tick: usize,
+    /// End (exclusive) of the randomized election timeout range in ticks;
+    /// 0 means `2 * election_tick`, etcd's and raft-rs's range.
+    pub max_election_tick: usize,
     pub heartbeat_tick: usize,
     /// Index already reflected in the state machine (entries up to it are
     /// not handed out again).
@@ -59,13 +62,24 @@ pub struct Member<S: Storage> {
     pending: Option<raft::Ready>,
     rng: SplitMix64,
     last_term_role: (u64, StateRole),
+    /// The randomized election timeout is drawn from [min, max) ticks.
+    election_tick_range: (usize, usize),
 }
 
 impl<S: Storage> Member<S> {
     pub fn new(cfg: &MemberConfig, storage: S, logger: &slog::Logger) -> raft::Result<Self> {
+        let election_tick_range = (
+            cfg.election_tick,
+            match cfg.max_election_tick {
+                0 => 2 * cfg.election_tick,
+                max => max,
+            },
+        );
         let raft_cfg = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_tick,
+            min_election_tick: election_tick_range.0,
+            max_election_tick: election_tick_range.1,
             heartbeat_tick: cfg.heartbeat_tick,
             applied: cfg.applied_index,
             max_size_per_msg: cfg.max_size_per_msg_bytes,
@@ -82,6 +96,7 @@ impl<S: Storage> Member<S> {
             node,
             pending: None,
             rng: SplitMix64(cfg.rng_seed ^ cfg.id),
+            election_tick_range,
         };
         member.reseed_election_timeout();
         Ok(member)
@@ -239,9 +254,8 @@ impl<S: Storage> Member<S> {
     }
 
     fn reseed_election_timeout(&mut self) {
-        // raft-rs's default range when min/max are not configured.
-        let min = self.node.raft.election_timeout();
-        let max = 2 * min;
+        let (min, max) = self.election_tick_range;
+        debug_assert!(min < max, "raft-rs validated the election range");
         let t = min + (self.rng.next() % (max - min) as u64) as usize;
         self.node.raft.set_randomized_election_timeout(t);
     }
@@ -265,5 +279,64 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::eraftpb::ConfState;
+    use raft::storage::MemStorage;
+
+    use super::*;
+
+    fn member(election_tick: usize, max_election_tick: usize) -> raft::Result<Member<MemStorage>> {
+        let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        let cfg = MemberConfig {
+            id: 1,
+            election_tick,
+            max_election_tick,
+            heartbeat_tick: 1,
+            applied_index: 0,
+            max_size_per_msg_bytes: 1024 * 1024,
+            max_inflight_msgs: 256,
+            rng_seed: 7,
+        };
+        Member::new(
+            &cfg,
+            storage,
+            &slog::Logger::root(slog::Discard, slog::o!()),
+        )
+    }
+
+    /// Draws the randomized timeout of many terms and returns its extremes.
+    fn drawn_range(m: &mut Member<MemStorage>) -> (usize, usize) {
+        let mut seen = (usize::MAX, 0);
+        for term in 1..500 {
+            m.node.raft.term = term;
+            m.after_input();
+            let t = m.node.raft.randomized_election_timeout();
+            seen = (seen.0.min(t), seen.1.max(t));
+        }
+        seen
+    }
+
+    #[test]
+    fn default_election_range_is_t_to_2t() {
+        let mut m = member(10, 0).unwrap();
+        assert_eq!(drawn_range(&mut m), (10, 19));
+    }
+
+    #[test]
+    fn explicit_election_range_is_honoured() {
+        let mut m = member(150, 155).unwrap();
+        assert_eq!(drawn_range(&mut m), (150, 154));
+        let mut narrow = member(150, 151).unwrap();
+        assert_eq!(drawn_range(&mut narrow), (150, 150));
+    }
+
+    #[test]
+    fn empty_election_range_is_refused() {
+        assert!(member(10, 10).is_err());
+        assert!(member(10, 5).is_err());
     }
 }

@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// Election timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
+    /// Upper end (exclusive) of the randomized election timeout in
+    /// milliseconds (not in etcd; default: twice --election-timeout, as
+    /// etcd). Narrow ranges make the Raft loop tick more often.
+    #[arg(long)]
+    pub election_timeout_max: Option<u64>,
     /// Applied entries between Raft log compactions (etcd's default).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,

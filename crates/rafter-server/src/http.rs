@@ -129,5 +129,12 @@ pub fn metrics_text(node: &NodeHandle) -> String {
             ));
         }
     }
+    let name = "rafter_raft_messages_sent_total";
+    out.push_str(&format!(
+        "# HELP {name} Raft messages sent to peers, by type.\n# TYPE {name} counter\n"
+    ));
+    for (kind, count) in s.messages_sent.snapshot() {
+        out.push_str(&format!("{name}{{type=\"{kind}\"}} {count}\n"));
+    }
     out
 }

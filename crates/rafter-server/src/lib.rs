@@ -8,7 +8,9 @@ mod grpc_limits;
 mod handle;
 mod http;
 pub mod ids;
+mod message_counts;
 mod node;
+mod raft_timing;
 mod services;
 mod transport;
 mod urls;
@@ -69,6 +71,12 @@ pub fn run(args: ServeArgs) -> Result<(), ServerError> {
 
 async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let cluster = urls::ClusterSpec::from_args(&args).map_err(ServerError::Config)?;
+    let timing = raft_timing::RaftTiming::from_ms(
+        args.heartbeat_interval,
+        args.election_timeout,
+        args.election_timeout_max,
+    )
+    .map_err(ServerError::Config)?;
     let me = cluster.me();
     let member_ids: Vec<u64> = cluster
         .members
@@ -101,13 +109,12 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         log.persist(&[], Some(&hs), true)?;
     }
 
-    let heartbeat_ms = args.heartbeat_interval.max(1);
-    let election_tick = (args.election_timeout / heartbeat_ms).max(2) as usize;
     let member = Member::new(
         &MemberConfig {
             id: member_id,
-            election_tick,
-            heartbeat_tick: 1,
+            election_tick: timing.election_tick,
+            max_election_tick: timing.max_election_tick,
+            heartbeat_tick: timing.heartbeat_tick,
             applied_index: applied,
             max_size_per_msg_bytes: 1024 * 1024,
             max_inflight_msgs: 256,
@@ -155,7 +162,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         store: store.clone(),
         status: status.clone(),
         applied_tx,
-        tick_interval: Duration::from_millis(heartbeat_ms),
+        tick_interval: Duration::from_millis(timing.tick_ms),
         next_command_id: ((member_id & 0xffff) << 48) | ((unix_ms & 0xff_ffff_ffff) << 8),
     };
     let peer_service = services::peer::PeerService::new(cluster_id, tx.clone());

@@ -19,6 +19,7 @@ use rafter_storage::{KvRequest, MemberStorage, MvccStore, RaftLog};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::ApiError;
+use crate::message_counts::MessageCounts;
 use crate::transport::Transport;
 
 /// How long applied state may stay only in the Raft log before the store
@@ -65,6 +66,7 @@ pub struct NodeStatus {
     pub entries_applied: AtomicU64,
     pub proposals: AtomicU64,
     pub ready_cycles: AtomicU64,
+    pub messages_sent: MessageCounts,
 }
 
 /// Everything the loop owns.
@@ -400,6 +402,7 @@ impl RaftLoop {
         if messages.is_empty() {
             return;
         }
+        self.status.messages_sent.record(&messages);
         match &self.transport {
             Some(t) => t.send(messages),
             None => tracing::warn!(

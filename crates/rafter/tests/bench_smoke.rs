@@ -78,3 +78,117 @@ async fn txn_cas_run_swaps_every_time_without_other_writers() {
     assert_eq!(report["errors"], 0, "report: {report}");
     assert_eq!(report["cas_swapped"], 100, "report: {report}");
 }
+
+/// Checks one range of an election report: every trial succeeded and each
+/// election took at least the six messages a 3-member election with
+/// pre-vote needs (two pre-vote requests, one grant, two vote requests,
+/// one vote), counted per kind.
+fn assert_elections(report: &serde_json::Value, range: &str, trials: u64) {
+    let figures = report["timeouts"]
+        .as_array()
+        .and_then(|ranges| ranges.iter().find(|r| r["range_ms"] == range))
+        .unwrap_or_else(|| panic!("no range {range} in {report}"));
+    assert_eq!(figures["trials"], trials, "report: {report}");
+    assert_eq!(figures["failed_trials"], 0, "report: {report}");
+    let messages = &figures["messages"];
+    assert!(messages["min"].as_u64().unwrap() >= 6, "report: {report}");
+    let kinds = &messages["mean_by_kind"];
+    assert!(
+        kinds["pre_vote_requests"].as_f64().unwrap() >= 2.0,
+        "{report}"
+    );
+    assert!(
+        kinds["pre_vote_responses"].as_f64().unwrap() >= 1.0,
+        "{report}"
+    );
+    assert!(kinds["vote_requests"].as_f64().unwrap() >= 2.0, "{report}");
+    assert!(kinds["vote_responses"].as_f64().unwrap() >= 1.0, "{report}");
+    assert!(figures["elected"]["p50_ms"].as_f64().unwrap() > 0.0);
+}
+
+/// Two leader crashes each of a default and a narrow election range on a
+/// local 3-member Rafter cluster: the narrow one runs Rafter's
+/// `--election-timeout-max`, and every election's messages are counted from
+/// the members' `/metrics`. The files are written.
+#[tokio::test]
+async fn election_run_counts_failovers_and_messages() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().display().to_string();
+    let report = tokio::task::spawn_blocking(move || {
+        bench_json(&[
+            "election",
+            "--server",
+            "rafter",
+            "--trials",
+            "2",
+            "--election-timeouts",
+            "50,60-70",
+            "--out-dir",
+            &dir,
+            "--output",
+            "json",
+        ])
+    })
+    .await
+    .expect("the bench thread panicked");
+    assert_elections(&report, "50-100", 2);
+    assert_elections(&report, "60-70", 2);
+    for file in [
+        "election-trials.csv",
+        "election-cdf.csv",
+        "election-elected-cdf.png",
+        "election-first-write-cdf.png",
+        "election-messages-cdf.png",
+    ] {
+        let bytes = std::fs::read(out_dir.path().join(file)).unwrap();
+        assert!(!bytes.is_empty(), "{file} is empty");
+    }
+    let trials = std::fs::read_to_string(out_dir.path().join("election-trials.csv")).unwrap();
+    assert_eq!(trials.lines().count(), 1 + 4, "{trials}");
+}
+
+/// The same against etcd, whose election messages come from its log; etcd
+/// cannot run a narrow range and the benchmark says so.
+#[tokio::test]
+async fn election_run_against_etcd_counts_messages_from_its_log() {
+    let etcd = common::find_on_path("etcd").display().to_string();
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().display().to_string();
+    let etcd_for_run = etcd.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        bench_json(&[
+            "election",
+            "--server",
+            "etcd",
+            "--etcd-binary",
+            &etcd_for_run,
+            "--trials",
+            "2",
+            "--election-timeouts",
+            "50",
+            "--out-dir",
+            &dir,
+            "--output",
+            "json",
+        ])
+    })
+    .await
+    .expect("the bench thread panicked");
+    assert_elections(&report, "50-100", 2);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_rafter"))
+        .args([
+            "bench",
+            "election",
+            "--server",
+            "etcd",
+            "--etcd-binary",
+            &etcd,
+        ])
+        .args(["--trials", "1", "--election-timeouts", "60-70"])
+        .output()
+        .expect("run rafter bench");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("[T, 2T) only"), "stderr: {stderr}");
+}

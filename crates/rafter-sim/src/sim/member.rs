@@ -147,6 +147,7 @@ impl SimMember {
         let cfg = MemberConfig {
             id: self.id,
             election_tick: self.election_tick,
+            max_election_tick: 0,
             heartbeat_tick: 1,
             applied_index: 0,
             max_size_per_msg_bytes: 1024 * 1024,
