@@ -237,8 +237,14 @@ impl<S: Storage> Member<S> {
         }
     }
 
-    /// Reports that every entry up to `index` is applied to the state machine.
+    /// Reports that every entry up to `index` is applied to the state
+    /// machine. Reports may arrive late (an apply thread's progress after a
+    /// snapshot moved past it), so one that goes backwards is ignored.
     pub fn on_applied(&mut self, index: u64) {
+        if index <= self.node.raft.raft_log.applied {
+            return;
+        }
+        debug_assert!(index <= self.commit_index(), "applied past commit");
         self.node.advance_apply_to(index);
     }
 

@@ -94,6 +94,16 @@ pub fn metrics_text(node: &NodeHandle) -> String {
             s.entries_applied.load(Ordering::Relaxed),
         ),
         (
+            "rafter_store_syncs_total",
+            "Durable commits of the state machine store.",
+            s.store_syncs.load(Ordering::Relaxed),
+        ),
+        (
+            "rafter_store_sync_microseconds_total",
+            "Time spent in durable commits of the state machine store.",
+            s.store_sync_us.load(Ordering::Relaxed),
+        ),
+        (
             "rafter_ready_cycles_total",
             "Raft Ready cycles processed.",
             s.ready_cycles.load(Ordering::Relaxed),
@@ -122,7 +132,7 @@ pub fn metrics_text(node: &NodeHandle) -> String {
         ),
     ];
     let mut out = String::new();
-    for (kind, list) in [("counter", &counters), ("gauge", &gauges)] {
+    for (kind, list) in [("counter", &counters[..]), ("gauge", &gauges[..])] {
         for (name, help, value) in list.iter() {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"

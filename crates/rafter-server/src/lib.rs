@@ -2,6 +2,7 @@
 //! directory, starts the Raft loop thread, and serves the etcd v3 gRPC API
 //! (and the metrics/health HTTP endpoint) until stopped.
 
+mod applier;
 pub mod config;
 mod error;
 mod grpc_limits;
@@ -153,23 +154,39 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         tx.clone(),
     );
     let compacted_index = raft::Storage::first_index(&log)? - 1;
-    let raft_loop = RaftLoop {
-        snapshot_count: args.snapshot_count.max(1),
-        compacted_index,
-        transport: Some(transport),
-        member,
-        log,
+    let (apply_tx, apply_thread) = applier::Applier {
         store: store.clone(),
         status: status.clone(),
         applied_tx,
-        tick_interval: Duration::from_millis(timing.tick_ms),
+        raft_tx: tx.clone(),
+        snapshot_count: args.snapshot_count.max(1),
+        compacted_index,
+    }
+    .spawn()?;
+    let raft_loop = RaftLoop {
+        transport: Some(transport),
+        member,
+        log,
+        status: status.clone(),
+        tick_interval: Duration::from_micros(timing.tick_us),
         next_command_id: ((member_id & 0xffff) << 48) | ((unix_ms & 0xff_ffff_ffff) << 8),
+        apply_tx,
+        apply_thread,
     };
     let peer_service = services::peer::PeerService::new(cluster_id, tx.clone());
     let shutdown_tx = tx.clone();
     let raft_thread = std::thread::Builder::new()
         .name("rafter-raft".into())
-        .spawn(move || raft_loop.run(rx))?;
+        .spawn(move || {
+            let result = raft_loop.run(rx);
+            if let Err(e) = &result {
+                // A member that cannot persist or apply must not go on
+                // answering clients (as etcd, which exits on such errors).
+                tracing::error!("raft loop stopped: {e}");
+                std::process::exit(1);
+            }
+            result
+        })?;
 
     // etcd's default request timeout: 5 s plus two election timeouts.
     let request_timeout = Duration::from_millis(5000 + 2 * args.election_timeout);

@@ -1,30 +1,29 @@
-//! The Raft loop: one thread that owns the member core, the Raft log and the
-//! write side of the MVCC store. Each turn it drains every queued request,
-//! proposes them all, persists the resulting Ready with one fsync (group
-//! commit), applies every committed entry in one store transaction, and
-//! answers the waiting clients. Reads never come here except for the
-//! read-index handshake, which is coalesced: one round per turn.
+//! The Raft loop: one thread that owns the member core and the Raft log.
+//! Each turn it drains every queued request, proposes them all, persists the
+//! resulting Ready with one fsync (group commit) and hands every committed
+//! entry to the apply thread (`applier.rs`), which owns the write side of
+//! the MVCC store and answers the waiting clients. Reads never come here
+//! except for the read-index handshake, which is coalesced: one round per
+//! turn.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::Entry;
-use rafter_core::{decode_command, encode_command, Member, ProposeError};
+use rafter_core::{encode_command, Member, ProposeError};
 use rafter_proto::rafterpb::RaftCommand;
-use rafter_storage::mvcc::{ApplyEntry, KvResponse};
-use rafter_storage::{KvRequest, MemberStorage, MvccStore, RaftLog};
-use tokio::sync::{oneshot, watch};
+use rafter_storage::mvcc::KvResponse;
+use rafter_storage::{KvRequest, MemberStorage, RaftLog};
+use tokio::sync::oneshot;
 
+use crate::applier::{ApplyTask, ApplyThread};
 use crate::error::ApiError;
 use crate::message_counts::MessageCounts;
 use crate::transport::Transport;
 
-/// How long applied state may stay only in the Raft log before the store
-/// commits durably (the log always holds what the store has not synced).
-const STORE_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 /// Upper bound on requests taken into one turn, so one turn stays short.
 const MAX_REQUESTS_PER_TURN: usize = 8192;
 
@@ -51,6 +50,12 @@ pub enum NodeRequest {
         target: u64,
         reply: oneshot::Sender<Result<(), ApiError>>,
     },
+    /// The apply thread applied everything up to this index.
+    Applied(u64),
+    /// The store is durable past this index: drop the log before it.
+    CompactLog(u64),
+    /// The apply thread stopped on a store failure: the member must stop.
+    ApplyFailed(String),
     /// Stop after making applied state durable.
     Shutdown,
 }
@@ -66,6 +71,8 @@ pub struct NodeStatus {
     pub entries_applied: AtomicU64,
     pub proposals: AtomicU64,
     pub ready_cycles: AtomicU64,
+    pub store_syncs: AtomicU64,
+    pub store_sync_us: AtomicU64,
     pub messages_sent: MessageCounts,
 }
 
@@ -73,28 +80,17 @@ pub struct NodeStatus {
 pub struct RaftLoop {
     pub member: Member<MemberStorage>,
     pub log: RaftLog,
-    pub store: Arc<MvccStore>,
     pub status: Arc<NodeStatus>,
-    pub applied_tx: watch::Sender<u64>,
     pub tick_interval: Duration,
     pub next_command_id: u64,
     /// Sends Raft messages to peers (`None` until the peer transport starts).
     pub transport: Option<Transport>,
-    /// Compact the log once this many entries were applied since the last
-    /// compaction (etcd's `--snapshot-count`).
-    pub snapshot_count: u64,
-    /// Index the log was last compacted at.
-    pub compacted_index: u64,
-}
-
-/// Entries kept behind the compaction point so slightly slow followers catch
-/// up from the log rather than a snapshot (etcd keeps 5000).
-fn catch_up_entries(snapshot_count: u64) -> u64 {
-    (snapshot_count / 2).min(5000)
+    /// The apply thread's queue and handle.
+    pub apply_tx: Sender<ApplyTask>,
+    pub apply_thread: ApplyThread,
 }
 
 struct Waiters {
-    proposals: HashMap<u64, oneshot::Sender<Result<KvResponse, ApiError>>>,
     /// Read-index requests not yet sent to Raft.
     reads_queued: Vec<oneshot::Sender<Result<u64, ApiError>>>,
     /// Read-index rounds in flight, by context.
@@ -108,7 +104,6 @@ impl Waiters {
     /// Forgets waiters whose client gave up (timed out), so requests lost in
     /// a leader change do not accumulate; and answers finished transfers.
     fn prune(&mut self, leader: Option<u64>) {
-        self.proposals.retain(|_, r| !r.is_closed());
         self.reads_in_flight.retain(|_, rs| {
             rs.retain(|r| !r.is_closed());
             !rs.is_empty()
@@ -129,7 +124,6 @@ impl RaftLoop {
     /// may not have persisted.
     pub fn run(mut self, rx: Receiver<NodeRequest>) -> Result<(), String> {
         let mut w = Waiters {
-            proposals: HashMap::new(),
             reads_queued: Vec::new(),
             reads_in_flight: HashMap::new(),
             next_read_ctx: 1,
@@ -139,23 +133,22 @@ impl RaftLoop {
             self.member.campaign().map_err(|e| e.to_string())?;
         }
         let mut next_tick = Instant::now() + self.tick_interval;
-        let mut last_store_sync = Instant::now();
-        let mut store_dirty = false;
-        loop {
+        'turns: loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(NodeRequest::Shutdown) => break,
-                Ok(req) => {
-                    self.accept(req, &mut w);
-                    for req in rx.try_iter().take(MAX_REQUESTS_PER_TURN) {
-                        if matches!(req, NodeRequest::Shutdown) {
-                            return self.store.sync().map_err(|e| e.to_string());
-                        }
-                        self.accept(req, &mut w);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            let first = match rx.recv_timeout(wait) {
+                Ok(req) => Some(req),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
+            };
+            for req in first
+                .into_iter()
+                .chain(rx.try_iter().take(MAX_REQUESTS_PER_TURN))
+            {
+                match req {
+                    NodeRequest::Shutdown => break 'turns,
+                    NodeRequest::ApplyFailed(why) => return Err(why),
+                    req => self.accept(req, &mut w)?,
+                }
             }
             if Instant::now() >= next_tick {
                 w.prune(self.member.leader_id());
@@ -166,21 +159,31 @@ impl RaftLoop {
                 }
             }
             self.start_read_round(&mut w);
-            store_dirty |= self.run_cycles(&mut w)?;
-            if store_dirty && last_store_sync.elapsed() >= STORE_SYNC_INTERVAL {
-                self.store
-                    .sync()
-                    .map_err(|e| format!("state machine sync failed: {e}"))?;
-                store_dirty = false;
-                last_store_sync = Instant::now();
-            }
+            self.run_cycles(&mut w)?;
             self.publish_status();
         }
-        self.store.sync().map_err(|e| e.to_string())?;
-        Ok(())
+        // Dropping the queue stops the apply thread, which makes the store
+        // durable before it exits.
+        let RaftLoop {
+            apply_tx,
+            apply_thread,
+            ..
+        } = self;
+        drop(apply_tx);
+        apply_thread
+            .join()
+            .map_err(|_| "the apply thread panicked".to_string())?
     }
 
-    fn accept(&mut self, req: NodeRequest, w: &mut Waiters) {
+    /// Hands work to the apply thread; it is gone only after a store
+    /// failure, which it reports itself.
+    fn to_applier(&self, task: ApplyTask) -> Result<(), String> {
+        self.apply_tx
+            .send(task)
+            .map_err(|_| "the apply thread stopped".to_string())
+    }
+
+    fn accept(&mut self, req: NodeRequest, w: &mut Waiters) -> Result<(), String> {
         match req {
             NodeRequest::Propose { request, reply } => {
                 let id = self.next_command_id;
@@ -192,7 +195,7 @@ impl RaftLoop {
                 match self.member.propose(encode_command(&cmd)) {
                     Ok(()) => {
                         self.status.proposals.fetch_add(1, Ordering::Relaxed);
-                        w.proposals.insert(id, reply);
+                        self.to_applier(ApplyTask::Await { id, reply })?;
                     }
                     Err(ProposeError::NoLeader) => {
                         let _ = reply.send(Err(ApiError::NoLeader));
@@ -226,8 +229,13 @@ impl RaftLoop {
                     let _ = reply.send(Err(ApiError::NotLeader));
                 }
             }
-            NodeRequest::Shutdown => unreachable!("handled by the loop"),
+            NodeRequest::Applied(index) => self.member.on_applied(index),
+            NodeRequest::CompactLog(compact_to) => self.compact_log(compact_to)?,
+            NodeRequest::Shutdown | NodeRequest::ApplyFailed(_) => {
+                unreachable!("handled by the loop")
+            }
         }
+        Ok(())
     }
 
     /// One read-index round serves every read queued during this turn.
@@ -247,11 +255,9 @@ impl RaftLoop {
         self.member.read_index(context);
     }
 
-    /// Processes Ready cycles until none is left. Returns whether the store
-    /// applied anything (not yet synced: the store syncs on an interval, and
-    /// until it does the Raft log holds those entries for replay).
-    fn run_cycles(&mut self, w: &mut Waiters) -> Result<bool, String> {
-        let mut applied_any = false;
+    /// Processes Ready cycles until none is left, handing committed entries
+    /// to the apply thread.
+    fn run_cycles(&mut self, w: &mut Waiters) -> Result<(), String> {
         while let Some(cycle) = self.member.take_cycle() {
             self.status.ready_cycles.fetch_add(1, Ordering::Relaxed);
             // A leader's appends may go out before its own fsync (Raft
@@ -259,7 +265,6 @@ impl RaftLoop {
             self.send(cycle.messages);
             if let Some(snapshot) = &cycle.snapshot {
                 self.install_snapshot(snapshot)?;
-                applied_any = true;
             }
             let started = Instant::now();
             if !cycle.entries.is_empty() || cycle.hard_state.is_some() {
@@ -282,119 +287,60 @@ impl RaftLoop {
             }
             let persisted_at = Instant::now();
             self.send(cycle.persisted_messages);
-            applied_any |= self.apply(&cycle.committed_entries, w)?;
+            self.apply(cycle.committed_entries)?;
             let persisted = self.member.on_persisted();
             self.send(persisted.messages);
-            applied_any |= self.apply(&persisted.committed_entries, w)?;
+            self.apply(persisted.committed_entries)?;
             if let Some(snapshot) = &cycle.snapshot {
                 self.member.on_applied(snapshot.get_metadata().index);
             }
             tracing::trace!(
                 entries = cycle.entries.len(),
                 persist_us = (persisted_at - started).as_micros() as u64,
-                apply_us = persisted_at.elapsed().as_micros() as u64,
                 "ready cycle"
             );
         }
-        Ok(applied_any)
-    }
-
-    /// Applies committed entries in one store transaction and answers their
-    /// proposers.
-    fn apply(&mut self, entries: &[Entry], w: &mut Waiters) -> Result<bool, String> {
-        let Some(last) = entries.last() else {
-            return Ok(false);
-        };
-        let mut decoded = Vec::with_capacity(entries.len());
-        for e in entries {
-            let cmd = decode_command(e.index, &e.data).map_err(|e| e.to_string())?;
-            decoded.push((e.index, cmd));
-        }
-        let apply_entries: Vec<ApplyEntry<'_>> = decoded
-            .iter()
-            .map(|(index, cmd)| ApplyEntry {
-                index: *index,
-                request: cmd.as_ref().and_then(|c| c.request.as_ref()),
-            })
-            .collect();
-        let (state, results) = self
-            .store
-            .apply(&apply_entries, false)
-            .map_err(|e| format!("state machine write failed: {e}"))?;
-        assert_eq!(
-            state.applied_index, last.index,
-            "applied index must follow the log"
-        );
-        for ((_, cmd), result) in decoded.iter().zip(results) {
-            let (Some(cmd), Some(result)) = (cmd, result) else {
-                continue;
-            };
-            if let Some(reply) = w.proposals.remove(&cmd.id) {
-                let _ = reply.send(result.map_err(ApiError::from));
-            }
-        }
-        self.member.on_applied(last.index);
-        self.status
-            .entries_applied
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        self.status
-            .applied_index
-            .store(last.index, Ordering::Release);
-        self.applied_tx.send_replace(last.index);
-        self.maybe_compact_log(last.index)?;
-        Ok(true)
-    }
-
-    /// Replaces the state machine and log with a snapshot from the leader.
-    fn install_snapshot(&mut self, snapshot: &raft::eraftpb::Snapshot) -> Result<(), String> {
-        let meta = snapshot.get_metadata();
-        tracing::info!(
-            index = meta.index,
-            term = meta.term,
-            size_bytes = snapshot.data.len(),
-            "installing snapshot"
-        );
-        let state = self
-            .store
-            .restore(&snapshot.data)
-            .map_err(|e| format!("snapshot restore failed: {e}"))?;
-        assert_eq!(
-            state.applied_index, meta.index,
-            "snapshot data and metadata disagree"
-        );
-        self.log
-            .apply_snapshot(meta)
-            .map_err(|e| format!("raft log snapshot install failed: {e}"))?;
-        self.compacted_index = meta.index;
-        self.status
-            .applied_index
-            .store(meta.index, Ordering::Release);
-        self.applied_tx.send_replace(meta.index);
         Ok(())
     }
 
-    /// Drops log entries the state machine durably holds, keeping a tail for
-    /// followers that are only a little behind.
-    fn maybe_compact_log(&mut self, applied: u64) -> Result<(), String> {
-        if applied < self.compacted_index + self.snapshot_count {
+    /// Queues committed entries for the apply thread.
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+        if entries.is_empty() {
             return Ok(());
         }
-        let keep = catch_up_entries(self.snapshot_count);
-        let compact_to = applied.saturating_sub(keep);
-        if compact_to <= self.compacted_index + 1 {
+        self.to_applier(ApplyTask::Entries(entries))
+    }
+
+    /// Replaces the state machine (on the apply thread, after everything
+    /// queued before) and the log with a snapshot from the leader.
+    fn install_snapshot(&mut self, snapshot: &raft::eraftpb::Snapshot) -> Result<(), String> {
+        let (done, outcome) = std::sync::mpsc::sync_channel(1);
+        self.to_applier(ApplyTask::Snapshot {
+            snapshot: Box::new(snapshot.clone()),
+            done,
+        })?;
+        outcome
+            .recv()
+            .map_err(|_| "the apply thread stopped during a snapshot".to_string())??;
+        self.log
+            .apply_snapshot(snapshot.get_metadata())
+            .map_err(|e| format!("raft log snapshot install failed: {e}"))
+    }
+
+    /// Drops log entries before `compact_to`, which the store durably holds.
+    fn compact_log(&mut self, compact_to: u64) -> Result<(), String> {
+        let first_index =
+            raft::Storage::first_index(&self.log).map_err(|e| format!("first log index: {e}"))?;
+        if compact_to <= first_index {
+            // A snapshot install already moved the log past it.
             return Ok(());
         }
-        // Entries may leave the log only once the store is durable past them.
-        self.store
-            .sync()
-            .map_err(|e| format!("state machine sync failed: {e}"))?;
         let term = raft::Storage::term(&self.log, compact_to - 1)
             .map_err(|e| format!("term of compaction point: {e}"))?;
         self.log
             .compact_to(compact_to, term)
             .map_err(|e| format!("raft log compaction failed: {e}"))?;
-        tracing::info!(compact_to, applied, "compacted raft log");
-        self.compacted_index = compact_to - 1;
+        tracing::info!(compact_to, "compacted raft log");
         Ok(())
     }
 

@@ -48,8 +48,7 @@ impl Storage for MemberStorage {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let data = self.store.snapshot_data().map_err(other)?;
-        let applied = self.store.state().map_err(other)?.applied_index;
+        let (data, applied) = self.store.snapshot_data().map_err(other)?;
         if applied < request_index {
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,

@@ -104,7 +104,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let store = self.node.store.clone();
-        let data = tokio::task::spawn_blocking(move || store.snapshot_data())
+        let (data, _) = tokio::task::spawn_blocking(move || store.snapshot_data())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(ApiError::from)?;

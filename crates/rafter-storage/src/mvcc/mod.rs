@@ -264,7 +264,7 @@ impl MvccStore {
     }
 
     /// The whole state as one checksummed blob (a Raft snapshot's data).
-    pub fn snapshot_data(&self) -> Result<Vec<u8>, MvccError> {
+    pub fn snapshot_data(&self) -> Result<(Vec<u8>, u64), MvccError> {
         snapshot::dump(&self.db)
     }
 

@@ -29,9 +29,12 @@ fn rev_key(key: &[u8], rev: u64) -> Vec<u8> {
     k
 }
 
-/// Serializes the whole store as of one read transaction.
-pub fn dump(db: &redb::Database) -> Result<Vec<u8>, MvccError> {
+/// Serializes the whole store as of one read transaction; returns it with
+/// the applied index of that same transaction (the snapshot's index, which
+/// a concurrent apply must not skew).
+pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
     let txn = db.begin_read()?;
+    let applied_index = meta_get(&txn.open_table(META)?, META_APPLIED_INDEX, 0)?;
     let mut out = Vec::new();
     for item in txn.open_table(KV_REVS)?.iter()? {
         let (k, v) = item?;
@@ -64,7 +67,7 @@ pub fn dump(db: &redb::Database) -> Result<Vec<u8>, MvccError> {
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    Ok((out, applied_index))
 }
 
 /// One decoded row.
