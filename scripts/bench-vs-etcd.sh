@@ -26,7 +26,8 @@
 # writes the report) when missing. Everything runs on 127.0.0.1 with free
 # ports and temporary directories; every process started here is killed on
 # exit. Election CSVs and plots go to --election-dir (default: benchmarks/
-# beside BENCHMARKS.md, which shows the plots).
+# beside BENCHMARKS.md, which shows the plots). benchmarks/NOTES.md, when
+# present, is copied into BENCHMARKS.md before the machine description.
 set -euo pipefail
 
 usage() {
@@ -528,6 +529,11 @@ for member in sorted(set(rss["etcd"]) | set(rss["rafter"])):
     r = int(rss["rafter"].get(member, 0)) / 1024
     w(f"| {member} | {e:.1f} | {r:.1f} | {ratio(r, e)} |")
 w("")
+notes_path = os.path.join(os.path.dirname(os.path.abspath(out)), "benchmarks", "NOTES.md")
+if os.path.exists(notes_path):
+    # Hand-written analysis (profiles, known causes) kept across runs.
+    w(open(notes_path).read().rstrip("\n"))
+    w("")
 w("## Machine")
 w("")
 memory_gib = int(machine.get("memory_kib", "0")) / 1024 / 1024
