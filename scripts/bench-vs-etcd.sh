@@ -462,9 +462,9 @@ if etcd_el and rafter_el:
         w("### Narrow ranges (Rafter only)")
         w("")
         w("The ranges of the Raft paper's figure 16, with Rafter's `--election-timeout-max` "
-          "(etcd has no such setting). Rafter then ticks at the greatest common divisor of "
-          "heartbeat and timeouts (1 ms for 150-151), and the tick's phase adds up to one "
-          "tick of spread, so 150-151 is the paper's nearly fixed timeout.")
+          "(etcd has no such setting). Rafter then ticks at a divisor of the timers fine "
+          "enough for ten distinct timeouts in the range (100 us for 150-151, 500 us for "
+          "150-155), and takes every overdue tick, so its timers follow the wall clock.")
         w("")
         w("| timeout range ms | trials | new leader p50 / p99 / max ms | first write p50 / p99 ms | terms | messages min / p50 / max |")
         w("| --- | ---: | ---: | ---: | --- | ---: |")

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::Server;
@@ -106,6 +107,23 @@ fn assert_elections(report: &serde_json::Value, range: &str, trials: u64) {
     assert!(figures["elected"]["p50_ms"].as_f64().unwrap() > 0.0);
 }
 
+/// Runs two leader crashes per range of `rafter bench election` with
+/// `server_args` (which implementation) into `out_dir`; returns the report.
+async fn election_report(server_args: &[&str], ranges: &str, out_dir: &Path) -> serde_json::Value {
+    let mut args: Vec<String> = ["election", "--trials", "2", "--election-timeouts", ranges]
+        .iter()
+        .chain(server_args)
+        .map(|arg| arg.to_string())
+        .collect();
+    args.extend(["--out-dir".to_string(), out_dir.display().to_string()]);
+    args.extend(["--output".to_string(), "json".to_string()]);
+    tokio::task::spawn_blocking(move || {
+        bench_json(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("the bench thread panicked")
+}
+
 /// Two leader crashes each of a default and a narrow election range on a
 /// local 3-member Rafter cluster: the narrow one runs Rafter's
 /// `--election-timeout-max`, and every election's messages are counted from
@@ -113,24 +131,7 @@ fn assert_elections(report: &serde_json::Value, range: &str, trials: u64) {
 #[tokio::test]
 async fn election_run_counts_failovers_and_messages() {
     let out_dir = tempfile::tempdir().unwrap();
-    let dir = out_dir.path().display().to_string();
-    let report = tokio::task::spawn_blocking(move || {
-        bench_json(&[
-            "election",
-            "--server",
-            "rafter",
-            "--trials",
-            "2",
-            "--election-timeouts",
-            "50,60-70",
-            "--out-dir",
-            &dir,
-            "--output",
-            "json",
-        ])
-    })
-    .await
-    .expect("the bench thread panicked");
+    let report = election_report(&["--server", "rafter"], "50,60-70", out_dir.path()).await;
     assert_elections(&report, "50-100", 2);
     assert_elections(&report, "60-70", 2);
     for file in [
@@ -153,27 +154,8 @@ async fn election_run_counts_failovers_and_messages() {
 async fn election_run_against_etcd_counts_messages_from_its_log() {
     let etcd = common::find_on_path("etcd").display().to_string();
     let out_dir = tempfile::tempdir().unwrap();
-    let dir = out_dir.path().display().to_string();
-    let etcd_for_run = etcd.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        bench_json(&[
-            "election",
-            "--server",
-            "etcd",
-            "--etcd-binary",
-            &etcd_for_run,
-            "--trials",
-            "2",
-            "--election-timeouts",
-            "50",
-            "--out-dir",
-            &dir,
-            "--output",
-            "json",
-        ])
-    })
-    .await
-    .expect("the bench thread panicked");
+    let server = ["--server", "etcd", "--etcd-binary", etcd.as_str()];
+    let report = election_report(&server, "50", out_dir.path()).await;
     assert_elections(&report, "50-100", 2);
 
     let refused = Command::new(env!("CARGO_BIN_EXE_rafter"))
