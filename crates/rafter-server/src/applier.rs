@@ -203,10 +203,15 @@ impl Applier {
         Ok(true)
     }
 
-    /// Makes `index` visible to readers and tells the Raft loop.
-    fn publish_applied(&self, index: u64) {
+    /// Makes `index` visible to readers (read barriers, Status).
+    fn make_visible(&self, index: u64) {
         self.status.applied_index.store(index, Ordering::Release);
         self.applied_tx.send_replace(index);
+    }
+
+    /// Makes `index` visible and tells the Raft loop.
+    fn publish_applied(&self, index: u64) {
+        self.make_visible(index);
         let _ = self.raft_tx.send(NodeRequest::Applied(index));
     }
 
@@ -228,10 +233,8 @@ impl Applier {
             "snapshot data and metadata disagree"
         );
         self.compacted_index = meta.index;
-        self.status
-            .applied_index
-            .store(meta.index, Ordering::Release);
-        self.applied_tx.send_replace(meta.index);
+        // The Raft loop records the snapshot as applied itself.
+        self.make_visible(meta.index);
         Ok(())
     }
 

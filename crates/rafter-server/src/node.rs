@@ -297,10 +297,10 @@ impl RaftLoop {
             }
             let persisted_at = Instant::now();
             self.send(cycle.persisted_messages);
-            self.apply(cycle.committed_entries)?;
+            self.queue_apply(cycle.committed_entries)?;
             let persisted = self.member.on_persisted();
             self.send(persisted.messages);
-            self.apply(persisted.committed_entries)?;
+            self.queue_apply(persisted.committed_entries)?;
             if let Some(snapshot) = &cycle.snapshot {
                 self.member.on_applied(snapshot.get_metadata().index);
             }
@@ -314,7 +314,7 @@ impl RaftLoop {
     }
 
     /// Queues committed entries for the apply thread.
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+    fn queue_apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
         if entries.is_empty() {
             return Ok(());
         }
