@@ -28,3 +28,42 @@ pub fn decode_command(index: u64, data: &[u8]) -> Result<Option<RaftCommand>, Co
         .map(Some)
         .map_err(|source| CommandError { index, source })
 }
+
+/// The command id of an entry's payload without decoding its request
+/// (`rafterpb.RaftCommand` field 1, a varint, comes first in prost's
+/// encoding); `None` for an empty payload or one without an id.
+pub fn peek_command_id(data: &[u8]) -> Option<u64> {
+    const ID_TAG: u8 = 0x08; // field 1, wire type varint
+    if data.first() != Some(&ID_TAG) {
+        return RaftCommand::decode(data)
+            .ok()
+            .map(|c| c.id)
+            .filter(|id| *id != 0);
+    }
+    let mut id = 0u64;
+    for (i, byte) in data[1..].iter().take(10).enumerate() {
+        id |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(id);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeked_id_matches_the_decoded_one() {
+        for id in [1, 127, 128, 300, u64::MAX >> 1, u64::MAX] {
+            let data = encode_command(&RaftCommand { id, request: None });
+            assert_eq!(peek_command_id(&data), Some(id), "id {id}");
+        }
+        assert_eq!(peek_command_id(&[]), None);
+        assert_eq!(
+            peek_command_id(&encode_command(&RaftCommand::default())),
+            None
+        );
+    }
+}

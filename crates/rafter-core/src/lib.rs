@@ -1,12 +1,24 @@
-//! The sans-I/O member. [`Member`] wraps raft-rs's `RawNode` and turns each
-//! Ready into a [`Cycle`]: what the shell must persist (one fsync), send, and
-//! apply. It reads no clock, opens no socket or file and spawns nothing, so a
-//! simulator can drive whole clusters of it from one seed.
+//! The sans-I/O member. [`Node`] is the deterministic member that owns a
+//! request's whole life (proposals, reads, apply order, snapshots,
+//! compaction, abandoned waiters); [`Member`] beneath it wraps raft-rs's
+//! `RawNode`. Neither reads a clock, opens a socket or file, or spawns
+//! anything, so the server and the simulator drive the same code.
 
 pub mod command;
+pub mod compaction;
 pub mod logger;
 pub mod member;
+pub mod node;
+pub mod proposals;
+pub mod raft_storage;
+pub mod reads;
+pub mod state_machine;
 pub mod wire;
 
-pub use command::{decode_command, encode_command, CommandError};
+pub use command::{decode_command, encode_command, peek_command_id, CommandError};
 pub use member::{Cycle, Member, MemberConfig, Persisted, ProposeError};
+pub use node::{Action, Granted, LogWrite, Node, NodeConfig, RequestError};
+pub use raft_storage::RaftStorage;
+pub use state_machine::{
+    apply_batch, Applied, ApplyBatch, ApplyError, Command, RequestId, StateMachine,
+};

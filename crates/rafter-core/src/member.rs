@@ -130,6 +130,15 @@ impl<S: Storage> Member<S> {
         self.node.raft.raft_log.last_index()
     }
 
+    /// Every entry in the log after `index` (stable or not).
+    pub fn entries_after(&self, index: u64) -> Vec<Entry> {
+        self.node
+            .raft
+            .raft_log
+            .entries(index + 1, None, raft::GetEntriesContext::empty(false))
+            .unwrap_or_default()
+    }
+
     /// True when the only voter is this member (it may elect itself at once).
     pub fn is_sole_voter(&self) -> bool {
         let voters: Vec<u64> = self.node.raft.prs().conf().voters().ids().iter().collect();

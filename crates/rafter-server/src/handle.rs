@@ -10,7 +10,7 @@ use std::time::Duration;
 use rafter_proto::etcdserverpb::ResponseHeader;
 use rafter_storage::mvcc::KvResponse;
 use rafter_storage::{KvRequest, MvccStore};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 use crate::node::{NodeRequest, NodeStatus};
@@ -21,7 +21,6 @@ pub struct NodeHandle {
     tx: Sender<NodeRequest>,
     pub store: Arc<MvccStore>,
     pub status: Arc<NodeStatus>,
-    applied_rx: watch::Receiver<u64>,
     pub member_id: u64,
     pub cluster_id: u64,
     pub request_timeout: Duration,
@@ -35,7 +34,6 @@ impl NodeHandle {
         tx: Sender<NodeRequest>,
         store: Arc<MvccStore>,
         status: Arc<NodeStatus>,
-        applied_rx: watch::Receiver<u64>,
         member_id: u64,
         cluster_id: u64,
         request_timeout: Duration,
@@ -46,7 +44,6 @@ impl NodeHandle {
             tx,
             store,
             status,
-            applied_rx,
             member_id,
             cluster_id,
             request_timeout,
@@ -65,23 +62,14 @@ impl NodeHandle {
     }
 
     /// Returns once this member has applied everything that was committed
-    /// when the call began, so a read that follows is linearizable.
+    /// when the call began, so a read that follows is linearizable (the
+    /// member core grants it: read index known and applied).
     pub async fn read_barrier(&self) -> Result<(), ApiError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(NodeRequest::ReadIndex { reply })
             .map_err(|_| ApiError::Stopped)?;
-        let index = self.await_reply(rx).await?;
-        let mut applied = self.applied_rx.clone();
-        let waited = tokio::time::timeout(self.request_timeout, async {
-            applied.wait_for(|a| *a >= index).await.map(|_| ())
-        })
-        .await;
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(ApiError::Stopped),
-            Err(_) => Err(ApiError::Timeout),
-        }
+        self.await_reply(rx).await
     }
 
     /// Asks the leader to hand leadership to `target`, and waits until it has.

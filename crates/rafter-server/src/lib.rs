@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use raft::eraftpb::ConfState;
 use raft::Storage as _;
-use rafter_core::{logger::raft_logger, Member, MemberConfig};
+use rafter_core::{logger::raft_logger, MemberConfig, Node, NodeConfig};
 use rafter_proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
@@ -29,7 +29,6 @@ use rafter_proto::etcdserverpb::{
 };
 use rafter_proto::rafterpb::raft_peer_server::RaftPeerServer;
 use rafter_storage::{MvccStore, RaftLog};
-use tokio::sync::watch;
 
 use config::ServeArgs;
 use handle::NodeHandle;
@@ -104,41 +103,52 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     // The store may have applied entries whose commit index the log's hard
     // state had not recorded yet (it is written lazily); they were committed,
     // so raise the recorded commit to match before raft-rs checks it.
-    let mut hs = log.initial_state()?.hard_state;
-    if hs.commit < applied {
-        hs.commit = applied;
+    if let Some(hs) =
+        rafter_core::node::restart_hard_state(&log.initial_state()?.hard_state, applied)
+    {
         log.persist(&[], Some(&hs), true)?;
     }
 
-    let member = Member::new(
-        &MemberConfig {
-            id: member_id,
-            election_tick: timing.election_tick,
-            max_election_tick: timing.max_election_tick,
-            heartbeat_tick: timing.heartbeat_tick,
-            applied_index: applied,
-            max_size_per_msg_bytes: 1024 * 1024,
-            max_inflight_msgs: 256,
-            rng_seed: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
+    let compacted_index = raft::Storage::first_index(&log)? - 1;
+    let request_timeout = Duration::from_millis(5000 + 2 * args.election_timeout);
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let node = Node::new(
+        &NodeConfig {
+            member: MemberConfig {
+                id: member_id,
+                election_tick: timing.election_tick,
+                max_election_tick: timing.max_election_tick,
+                heartbeat_tick: timing.heartbeat_tick,
+                applied_index: applied,
+                max_size_per_msg_bytes: 1024 * 1024,
+                max_inflight_msgs: 256,
+                rng_seed: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+            },
+            snapshot_count: args.snapshot_count.max(1),
+            // The handler gives up at `request_timeout`; the core forgets
+            // the waiter a little later.
+            request_timeout_ticks: (request_timeout.as_micros() as u64 / timing.tick_us.max(1))
+                .max(1)
+                * 2,
+            first_command_id: ((member_id & 0xffff) << 48) | ((unix_ms & 0xff_ffff_ffff) << 8),
+            compacted_index,
         },
         rafter_storage::MemberStorage {
             log: log.clone(),
-            store: store.clone(),
+            sm: store.clone(),
         },
         &raft_logger(),
     )?;
 
     let status = Arc::new(NodeStatus::default());
-    let (applied_tx, applied_rx) = watch::channel(applied);
     status
         .applied_index
         .store(applied, std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = std::sync::mpsc::channel();
-    let unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let peers: Vec<(u64, String)> = cluster
         .members
         .iter()
@@ -153,23 +163,19 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         &peers,
         tx.clone(),
     );
-    let compacted_index = raft::Storage::first_index(&log)? - 1;
     let (apply_tx, apply_thread) = applier::Applier {
         store: store.clone(),
         status: status.clone(),
-        applied_tx,
         raft_tx: tx.clone(),
-        snapshot_count: args.snapshot_count.max(1),
-        compacted_index,
+        applied_index: applied,
     }
     .spawn()?;
     let raft_loop = RaftLoop {
         transport: Some(transport),
-        member,
+        node,
         log,
         status: status.clone(),
         tick_interval: Duration::from_micros(timing.tick_us),
-        next_command_id: ((member_id & 0xffff) << 48) | ((unix_ms & 0xff_ffff_ffff) << 8),
         apply_tx,
         apply_thread,
     };
@@ -189,12 +195,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         })?;
 
     // etcd's default request timeout: 5 s plus two election timeouts.
-    let request_timeout = Duration::from_millis(5000 + 2 * args.election_timeout);
     let node = NodeHandle::new(
         tx,
         store,
         status,
-        applied_rx,
         member_id,
         cluster_id,
         request_timeout,

@@ -1,10 +1,10 @@
-//! The Raft loop: one thread that owns the member core and the Raft log.
-//! Each turn it drains every queued request, proposes them all, persists the
-//! resulting Ready with one fsync (group commit) and hands every committed
-//! entry to the apply thread (`applier.rs`), which owns the write side of
-//! the MVCC store and answers the waiting clients. Reads never come here
-//! except for the read-index handshake, which is coalesced: one round per
-//! turn.
+//! The Raft loop: one thread that drives the member core
+//! (`rafter_core::Node`) and does its I/O. Each turn it feeds the core every
+//! queued request, message and due tick, then carries out the core's
+//! actions in order: sends messages, writes the log (one fsync per Ready:
+//! group commit), hands apply batches and snapshots to the apply thread
+//! (`applier.rs`), answers requests, compacts the log. It decides nothing
+//! about a request's life: the core does.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,14 +12,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::Entry;
-use rafter_core::{encode_command, Member, ProposeError};
-use rafter_proto::rafterpb::RaftCommand;
-use rafter_storage::mvcc::KvResponse;
+use rafter_core::{Action, Granted, LogWrite, Node, RequestError, RequestId};
 use rafter_storage::{KvRequest, MemberStorage, RaftLog};
 use tokio::sync::oneshot;
 
-use crate::applier::{ApplyTask, ApplyThread};
+use crate::applier::{ApplyTask, ApplyThread, ProposalReply};
 use crate::error::ApiError;
 use crate::message_counts::MessageCounts;
 use crate::transport::Transport;
@@ -34,12 +31,11 @@ pub enum NodeRequest {
     /// Replicate and apply a mutation; the reply carries its result.
     Propose {
         request: KvRequest,
-        reply: oneshot::Sender<Result<KvResponse, ApiError>>,
+        reply: ProposalReply,
     },
-    /// Learn an index such that every write acknowledged before the call is
-    /// at or below it (ReadIndex).
+    /// Answered once a linearizable read may read the local store.
     ReadIndex {
-        reply: oneshot::Sender<Result<u64, ApiError>>,
+        reply: oneshot::Sender<Result<(), ApiError>>,
     },
     /// A Raft message from a peer.
     Step(Box<raft::eraftpb::Message>),
@@ -52,10 +48,11 @@ pub enum NodeRequest {
         target: u64,
         reply: oneshot::Sender<Result<(), ApiError>>,
     },
-    /// The apply thread applied everything up to this index.
-    Applied(u64),
-    /// The store is durable past this index: drop the log before it.
-    CompactLog(u64),
+    /// The apply thread applied everything up to `applied`; the store is
+    /// durable up to `durable`.
+    Applied { applied: u64, durable: u64 },
+    /// The apply thread installed the snapshot at this index.
+    SnapshotInstalled(u64),
     /// The apply thread stopped on a store failure: the member must stop.
     ApplyFailed(String),
     /// Stop after making applied state durable.
@@ -78,13 +75,42 @@ pub struct NodeStatus {
     pub messages_sent: MessageCounts,
 }
 
+/// Where the answer to a request in the core goes.
+enum Reply {
+    Proposal(ProposalReply),
+    Read(oneshot::Sender<Result<(), ApiError>>),
+    Transfer(oneshot::Sender<Result<(), ApiError>>),
+}
+
+impl Reply {
+    fn fail(self, e: ApiError) {
+        match self {
+            Reply::Proposal(r) => {
+                let _ = r.send(Err(e));
+            }
+            Reply::Read(r) | Reply::Transfer(r) => {
+                let _ = r.send(Err(e));
+            }
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NoLeader => ApiError::NoLeader,
+            RequestError::NotLeader => ApiError::NotLeader,
+            RequestError::Timeout => ApiError::Timeout,
+        }
+    }
+}
+
 /// Everything the loop owns.
 pub struct RaftLoop {
-    pub member: Member<MemberStorage>,
+    pub node: Node<MemberStorage>,
     pub log: RaftLog,
     pub status: Arc<NodeStatus>,
     pub tick_interval: Duration,
-    pub next_command_id: u64,
     /// Sends Raft messages to peers (`None` until the peer transport starts).
     pub transport: Option<Transport>,
     /// The apply thread's queue and handle.
@@ -92,48 +118,16 @@ pub struct RaftLoop {
     pub apply_thread: ApplyThread,
 }
 
-struct Waiters {
-    /// Read-index requests not yet sent to Raft.
-    reads_queued: Vec<oneshot::Sender<Result<u64, ApiError>>>,
-    /// Read-index rounds in flight, by context.
-    reads_in_flight: HashMap<u64, Vec<oneshot::Sender<Result<u64, ApiError>>>>,
-    next_read_ctx: u64,
-    /// Leadership transfers waiting for the target to win.
-    transfers: Vec<(u64, oneshot::Sender<Result<(), ApiError>>)>,
-}
-
-impl Waiters {
-    /// Forgets waiters whose client gave up (timed out), so requests lost in
-    /// a leader change do not accumulate; and answers finished transfers.
-    fn prune(&mut self, leader: Option<u64>) {
-        self.reads_in_flight.retain(|_, rs| {
-            rs.retain(|r| !r.is_closed());
-            !rs.is_empty()
-        });
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transfers)
-            .into_iter()
-            .partition(|(target, reply)| Some(*target) == leader || reply.is_closed());
-        self.transfers = waiting;
-        for (_, reply) in done {
-            let _ = reply.send(Ok(()));
-        }
-    }
-}
-
 impl RaftLoop {
-    /// Runs until asked to shut down (or every sender is gone). Returns an error when the
-    /// disk fails: the member must stop rather than acknowledge anything it
-    /// may not have persisted.
+    /// Runs until asked to shut down (or every sender is gone). Returns an
+    /// error when the disk fails: the member must stop rather than
+    /// acknowledge anything it may not have persisted.
     pub fn run(mut self, rx: Receiver<NodeRequest>) -> Result<(), String> {
-        let mut w = Waiters {
-            reads_queued: Vec::new(),
-            reads_in_flight: HashMap::new(),
-            next_read_ctx: 1,
-            transfers: Vec::new(),
-        };
-        if self.member.is_sole_voter() && !self.member.is_leader() {
-            self.member.campaign().map_err(|e| e.to_string())?;
-        }
+        let mut replies: HashMap<RequestId, Reply> = HashMap::new();
+        let mut next_request: RequestId = 1;
+        self.node
+            .campaign_if_sole_voter()
+            .map_err(|e| e.to_string())?;
         let mut next_tick = Instant::now() + self.tick_interval;
         'turns: loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -146,31 +140,59 @@ impl RaftLoop {
                 .into_iter()
                 .chain(rx.try_iter().take(MAX_REQUESTS_PER_TURN))
             {
+                let id = next_request;
+                next_request += 1;
                 match req {
                     NodeRequest::Shutdown => break 'turns,
                     NodeRequest::ApplyFailed(why) => return Err(why),
-                    req => self.accept(req, &mut w)?,
+                    NodeRequest::Propose { request, reply } => {
+                        self.status.proposals.fetch_add(1, Ordering::Relaxed);
+                        replies.insert(id, Reply::Proposal(reply));
+                        self.node.propose(id, request);
+                    }
+                    NodeRequest::ReadIndex { reply } => {
+                        replies.insert(id, Reply::Read(reply));
+                        self.node.read(id);
+                    }
+                    NodeRequest::TransferLeader { target, reply } => {
+                        replies.insert(id, Reply::Transfer(reply));
+                        self.node.transfer_leader(id, target);
+                    }
+                    NodeRequest::Step(msg) => {
+                        if let Err(e) = self.node.step(*msg) {
+                            tracing::debug!("raft rejected a peer message: {e}");
+                        }
+                    }
+                    NodeRequest::Unreachable(peer) => self.node.report_unreachable(peer),
+                    NodeRequest::SnapshotStatus(peer, delivered) => {
+                        self.node.report_snapshot(peer, delivered)
+                    }
+                    NodeRequest::Applied { applied, durable } => {
+                        self.node.on_applied(applied, durable)
+                    }
+                    NodeRequest::SnapshotInstalled(index) => self.node.on_snapshot_installed(index),
                 }
             }
             // Every tick that fell due since the last turn is taken, so Raft's
             // timers follow the wall clock even when the loop woke late (at a
             // 100 us tick a busy machine would otherwise stretch timeouts).
             let now = Instant::now();
-            if now >= next_tick {
-                w.prune(self.member.leader_id());
-                let mut ticks = 0;
-                while now >= next_tick && ticks < MAX_CATCH_UP_TICKS {
-                    self.member.tick();
-                    next_tick += self.tick_interval;
-                    ticks += 1;
-                }
-                if next_tick <= now {
-                    next_tick = now + self.tick_interval;
-                }
+            let mut ticks = 0;
+            while now >= next_tick && ticks < MAX_CATCH_UP_TICKS {
+                self.node.tick();
+                next_tick += self.tick_interval;
+                ticks += 1;
             }
-            self.start_read_round(&mut w);
-            self.run_cycles(&mut w)?;
+            if next_tick <= now {
+                next_tick = now + self.tick_interval;
+            }
+            self.carry_out(&mut replies)?;
             self.publish_status();
+        }
+        for id in self.node.abandon_all() {
+            if let Some(reply) = replies.remove(&id) {
+                reply.fail(ApiError::Stopped);
+            }
         }
         // Dropping the queue stops the apply thread, which makes the store
         // durable before it exits.
@@ -185,6 +207,57 @@ impl RaftLoop {
             .map_err(|_| "the apply thread panicked".to_string())?
     }
 
+    /// Carries out the core's actions until it has none left.
+    fn carry_out(&mut self, replies: &mut HashMap<RequestId, Reply>) -> Result<(), String> {
+        loop {
+            let actions = self.node.take_actions();
+            if actions.is_empty() {
+                return Ok(());
+            }
+            for action in actions {
+                match action {
+                    Action::Send(messages) => self.send(messages),
+                    Action::Persist(write) => {
+                        self.persist(&write)?;
+                        self.node.on_persisted();
+                    }
+                    Action::Apply(batch) => {
+                        let waiting = batch
+                            .reply_to
+                            .iter()
+                            .flatten()
+                            .filter_map(|id| match replies.remove(id) {
+                                Some(Reply::Proposal(r)) => Some((*id, r)),
+                                _ => None,
+                            })
+                            .collect();
+                        self.to_applier(ApplyTask::Apply { batch, waiting })?;
+                    }
+                    Action::InstallSnapshot(snapshot) => {
+                        self.to_applier(ApplyTask::Snapshot(snapshot))?
+                    }
+                    Action::Respond(id, outcome) => {
+                        let Some(reply) = replies.remove(&id) else {
+                            continue;
+                        };
+                        match (reply, outcome) {
+                            (reply, Err(e)) => reply.fail(e.into()),
+                            (Reply::Read(r), Ok(Granted::Read { .. }))
+                            | (Reply::Transfer(r), Ok(Granted::LeaderTransferred)) => {
+                                let _ = r.send(Ok(()));
+                            }
+                            (reply, Ok(granted)) => {
+                                tracing::error!(?granted, "grant of the wrong kind");
+                                reply.fail(ApiError::Stopped);
+                            }
+                        }
+                    }
+                    Action::CompactLog { compact_to } => self.compact_log(compact_to)?,
+                }
+            }
+        }
+    }
+
     /// Hands work to the apply thread; it is gone only after a store
     /// failure, which it reports itself.
     fn to_applier(&self, task: ApplyTask) -> Result<(), String> {
@@ -193,148 +266,20 @@ impl RaftLoop {
             .map_err(|_| "the apply thread stopped".to_string())
     }
 
-    fn accept(&mut self, req: NodeRequest, w: &mut Waiters) -> Result<(), String> {
-        match req {
-            NodeRequest::Propose { request, reply } => {
-                let id = self.next_command_id;
-                self.next_command_id += 1;
-                let cmd = RaftCommand {
-                    id,
-                    request: Some(request),
-                };
-                match self.member.propose(encode_command(&cmd)) {
-                    Ok(()) => {
-                        self.status.proposals.fetch_add(1, Ordering::Relaxed);
-                        self.to_applier(ApplyTask::Await { id, reply })?;
-                    }
-                    Err(ProposeError::NoLeader) => {
-                        let _ = reply.send(Err(ApiError::NoLeader));
-                    }
-                    Err(ProposeError::Dropped) => {
-                        let _ = reply.send(Err(ApiError::NoLeader));
-                    }
-                }
-            }
-            NodeRequest::ReadIndex { reply } => {
-                if self.member.leader_id().is_none() {
-                    let _ = reply.send(Err(ApiError::NoLeader));
-                } else {
-                    w.reads_queued.push(reply);
-                }
-            }
-            NodeRequest::Step(msg) => {
-                if let Err(e) = self.member.step(*msg) {
-                    tracing::debug!("raft rejected a peer message: {e}");
-                }
-            }
-            NodeRequest::Unreachable(peer) => self.member.report_unreachable(peer),
-            NodeRequest::SnapshotStatus(peer, delivered) => {
-                self.member.report_snapshot(peer, delivered)
-            }
-            NodeRequest::TransferLeader { target, reply } => {
-                if self.member.is_leader() {
-                    self.member.transfer_leader(target);
-                    w.transfers.push((target, reply));
-                } else {
-                    let _ = reply.send(Err(ApiError::NotLeader));
-                }
-            }
-            NodeRequest::Applied(index) => self.member.on_applied(index),
-            NodeRequest::CompactLog(compact_to) => self.compact_log(compact_to)?,
-            NodeRequest::Shutdown | NodeRequest::ApplyFailed(_) => {
-                unreachable!("handled by the loop")
-            }
+    /// One log write (one fsync when Raft needs it).
+    fn persist(&self, write: &LogWrite) -> Result<(), String> {
+        self.status.ready_cycles.fetch_add(1, Ordering::Relaxed);
+        if let Some(meta) = &write.snapshot {
+            self.log
+                .apply_snapshot(meta)
+                .map_err(|e| format!("raft log snapshot install failed: {e}"))?;
+        }
+        if !write.entries.is_empty() || write.hard_state.is_some() {
+            self.log
+                .persist(&write.entries, write.hard_state.as_ref(), write.must_sync)
+                .map_err(|e| format!("raft log write failed: {e}"))?;
         }
         Ok(())
-    }
-
-    /// One read-index round serves every read queued during this turn.
-    fn start_read_round(&mut self, w: &mut Waiters) {
-        if w.reads_queued.is_empty() {
-            return;
-        }
-        let ctx = w.next_read_ctx;
-        w.next_read_ctx += 1;
-        w.reads_in_flight
-            .insert(ctx, std::mem::take(&mut w.reads_queued));
-        // raft-rs keys pending read-index requests by context across the
-        // whole cluster (followers forward theirs to the leader, which drops
-        // a duplicate), so the context carries this member's id.
-        let mut context = self.member.id().to_be_bytes().to_vec();
-        context.extend_from_slice(&ctx.to_be_bytes());
-        self.member.read_index(context);
-    }
-
-    /// Processes Ready cycles until none is left, handing committed entries
-    /// to the apply thread.
-    fn run_cycles(&mut self, w: &mut Waiters) -> Result<(), String> {
-        while let Some(cycle) = self.member.take_cycle() {
-            self.status.ready_cycles.fetch_add(1, Ordering::Relaxed);
-            // A leader's appends may go out before its own fsync (Raft
-            // thesis 10.2.1); everything else waits for persistence.
-            self.send(cycle.messages);
-            if let Some(snapshot) = &cycle.snapshot {
-                self.install_snapshot(snapshot)?;
-            }
-            let started = Instant::now();
-            if !cycle.entries.is_empty() || cycle.hard_state.is_some() {
-                self.log
-                    .persist(&cycle.entries, cycle.hard_state.as_ref(), cycle.must_sync)
-                    .map_err(|e| format!("raft log write failed: {e}"))?;
-            }
-            for rs in &cycle.read_states {
-                let (member, ctx) = rs.request_ctx.split_at(8.min(rs.request_ctx.len()));
-                if member != self.member.id().to_be_bytes() || ctx.len() != 8 {
-                    tracing::warn!("read state with a foreign context ignored");
-                    continue;
-                }
-                let ctx = u64::from_be_bytes(ctx.try_into().expect("8 bytes"));
-                if let Some(waiters) = w.reads_in_flight.remove(&ctx) {
-                    for reply in waiters {
-                        let _ = reply.send(Ok(rs.index));
-                    }
-                }
-            }
-            let persisted_at = Instant::now();
-            self.send(cycle.persisted_messages);
-            self.queue_apply(cycle.committed_entries)?;
-            let persisted = self.member.on_persisted();
-            self.send(persisted.messages);
-            self.queue_apply(persisted.committed_entries)?;
-            if let Some(snapshot) = &cycle.snapshot {
-                self.member.on_applied(snapshot.get_metadata().index);
-            }
-            tracing::trace!(
-                entries = cycle.entries.len(),
-                persist_us = (persisted_at - started).as_micros() as u64,
-                "ready cycle"
-            );
-        }
-        Ok(())
-    }
-
-    /// Queues committed entries for the apply thread.
-    fn queue_apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        self.to_applier(ApplyTask::Entries(entries))
-    }
-
-    /// Replaces the state machine (on the apply thread, after everything
-    /// queued before) and the log with a snapshot from the leader.
-    fn install_snapshot(&mut self, snapshot: &raft::eraftpb::Snapshot) -> Result<(), String> {
-        let (done, outcome) = std::sync::mpsc::sync_channel(1);
-        self.to_applier(ApplyTask::Snapshot {
-            snapshot: Box::new(snapshot.clone()),
-            done,
-        })?;
-        outcome
-            .recv()
-            .map_err(|_| "the apply thread stopped during a snapshot".to_string())??;
-        self.log
-            .apply_snapshot(snapshot.get_metadata())
-            .map_err(|e| format!("raft log snapshot install failed: {e}"))
     }
 
     /// Drops log entries before `compact_to`, which the store durably holds.
@@ -355,9 +300,6 @@ impl RaftLoop {
     }
 
     fn send(&self, messages: Vec<raft::eraftpb::Message>) {
-        if messages.is_empty() {
-            return;
-        }
         self.status.messages_sent.record(&messages);
         match &self.transport {
             Some(t) => t.send(messages),
@@ -370,11 +312,11 @@ impl RaftLoop {
 
     fn publish_status(&self) {
         let s = &self.status;
-        s.term.store(self.member.term(), Ordering::Relaxed);
+        s.term.store(self.node.term(), Ordering::Relaxed);
         s.leader_id
-            .store(self.member.leader_id().unwrap_or(0), Ordering::Relaxed);
+            .store(self.node.leader_id().unwrap_or(0), Ordering::Relaxed);
         s.commit_index
-            .store(self.member.commit_index(), Ordering::Relaxed);
+            .store(self.node.commit_index(), Ordering::Relaxed);
         s.wal_fsyncs
             .store(self.log.fsync_count(), Ordering::Relaxed);
     }

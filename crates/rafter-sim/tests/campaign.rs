@@ -28,7 +28,10 @@ fn replay_is_byte_for_byte() {
 #[cfg(not(any(
     feature = "fault-local-reads",
     feature = "fault-ack-uncommitted",
-    feature = "fault-ack-before-fsync"
+    feature = "fault-ack-before-fsync",
+    feature = "fault-read-before-applied",
+    feature = "fault-snapshot-late",
+    feature = "fault-slot-by-index"
 )))]
 #[test]
 fn ci_seed_budget_passes() {
@@ -45,7 +48,10 @@ fn ci_seed_budget_passes() {
 #[cfg(any(
     feature = "fault-local-reads",
     feature = "fault-ack-uncommitted",
-    feature = "fault-ack-before-fsync"
+    feature = "fault-ack-before-fsync",
+    feature = "fault-read-before-applied",
+    feature = "fault-snapshot-late",
+    feature = "fault-slot-by-index"
 ))]
 #[test]
 fn ci_seed_budget_catches_the_injected_bug() {

@@ -3,10 +3,13 @@
 //! multi-version key-value state machine whose applied index is committed in
 //! the same transaction as the data it describes).
 
-pub mod member_storage;
 pub mod mvcc;
 pub mod raft_log;
+pub mod state_machine;
 
-pub use member_storage::MemberStorage;
 pub use mvcc::{KvRequest, MvccError, MvccStore};
 pub use raft_log::{RaftLog, RaftLogError};
+
+/// What raft-rs reads in the server: the raft-engine log, with snapshots
+/// made from the MVCC store.
+pub type MemberStorage = rafter_core::RaftStorage<RaftLog, MvccStore>;

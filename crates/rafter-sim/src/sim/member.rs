@@ -1,30 +1,34 @@
-//! One simulated member: the real sans-I/O core (`rafter_core::Member`) and
-//! the real MVCC store (in memory), driven exactly as the server's Raft loop
-//! drives them, with a durable Raft log (raft-rs `MemStorage`) that survives
-//! crashes. After a crash the store is rebuilt by replaying the log.
+//! One simulated member: the real member core (`rafter_core::Node`) and the
+//! real MVCC store (in memory), driven as the server's Raft loop and apply
+//! thread drive them. This file only does the I/O the core asks for, on
+//! simulated devices: a log whose writes become durable at a simulated
+//! fsync (a crash keeps only what was fsynced, maybe plus a torn prefix of
+//! the rest), an apply queue worked off after a simulated delay (the apply
+//! thread), and a store made durable by periodic syncs (a crash reverts it
+//! to the last one). Every decision about a request is the core's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
-use raft::eraftpb::{ConfState, Entry, Message};
-use raft::storage::MemStorage;
-use rafter_core::{decode_command, encode_command, Member, MemberConfig, ProposeError};
-use rafter_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use rafter_proto::etcdserverpb::request_op::Request as Op;
-use rafter_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
-use rafter_proto::rafterpb::RaftCommand;
-use rafter_storage::mvcc::{ApplyEntry, KvResponse};
-use rafter_storage::{KvRequest, MvccStore};
+use raft::eraftpb::{Entry, Message, Snapshot};
+use rafter_core::{
+    apply_batch, Action, ApplyBatch, Granted, Node, NodeConfig, RaftStorage, RequestError,
+    RequestId, StateMachine,
+};
+use rafter_storage::MvccStore;
 
 use super::history::{OpKind, OpResult};
+use super::log::{LogState, SimLog};
+use super::ops;
 
-/// Test-only bugs the simulator must catch (selected by cargo features).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Bugs {
-    /// Serve linearizable reads from local state without ReadIndex.
-    pub local_reads: bool,
-    /// Acknowledge a write as soon as the leader appends it, before commit.
-    pub ack_uncommitted: bool,
-    /// Tell Raft the log is persisted before the fsync completes.
+/// Static settings of a simulated member.
+#[derive(Debug, Clone)]
+pub struct MemberSettings {
+    pub election_tick: usize,
+    pub snapshot_count: u64,
+    pub request_timeout_ticks: u64,
+    /// Test-only shell bug: tell the core the log is durable before the
+    /// fsync completes.
     pub ack_before_fsync: bool,
 }
 
@@ -33,8 +37,10 @@ pub enum Output {
     Send(Message),
     /// Operation `op` finished with a result.
     Done(usize, OpResult),
-    /// Operation `op` was not accepted (definitely had no effect).
+    /// Operation `op` was refused before it could take effect.
     Rejected(usize),
+    /// The core gave up on operation `op`: its outcome is unknown.
+    TimedOut(usize),
     /// Entry `index` of `term` with payload checksum was applied.
     Applied {
         index: u64,
@@ -44,13 +50,12 @@ pub enum Output {
     },
     /// The member wrote to its log and waits for the fsync of `epoch`.
     Fsync(u64),
-}
-
-/// What survives a crash: the log as of the last completed fsync.
-#[derive(Clone, Default)]
-struct DurableLog {
-    entries: Vec<Entry>,
-    hard_state: raft::eraftpb::HardState,
+    /// The apply queue has work: run [`SimMember::apply_queued`] later.
+    ApplyLater(u64),
+    /// Something worth a line in the trace (snapshots, compactions).
+    Note(String),
+    /// A leadership transfer this member was asked for finished.
+    Transferred(Result<(), RequestError>),
 }
 
 /// An input that arrived while the member was blocked on an fsync.
@@ -58,66 +63,69 @@ enum Input {
     Tick,
     Step(Box<Message>),
     Submit(usize, OpKind),
+    Transfer(u64),
+    SnapshotStatus(u64, bool),
 }
 
-/// A cycle whose log writes wait for their fsync.
-struct PendingFsync {
-    epoch: u64,
-    persisted_messages: Vec<Message>,
-    raft_told: bool,
+/// Work queued for the simulated apply thread, in the core's order.
+enum ApplyWork {
+    Batch(ApplyBatch),
+    Snapshot(Box<Snapshot>),
 }
+
+/// Who waits for a request the core holds.
+enum Waiter {
+    Op(usize, OpKind),
+    Transfer,
+}
+
+type Core = Node<RaftStorage<SimLog, MvccStore>>;
 
 pub struct SimMember {
     pub id: u64,
-    voters: Vec<u64>,
+    settings: MemberSettings,
     /// The log as the member sees it (written, maybe not yet fsynced).
-    storage: MemStorage,
-    durable: DurableLog,
-    fsync: Option<PendingFsync>,
+    log: SimLog,
+    /// The log as of the last completed fsync: what a crash keeps.
+    durable_log: LogState,
+    /// The fsync the member is blocked on, if any.
+    fsync: Option<u64>,
     fsync_epoch: u64,
     inbox: Vec<Input>,
-    node: Option<Member<MemStorage>>,
-    store: MvccStore,
-    proposals: HashMap<u64, usize>,
-    read_rounds: HashMap<u64, Vec<usize>>,
-    reads_waiting: Vec<(u64, usize)>,
-    /// Key of each read in flight.
-    read_keys: HashMap<usize, u8>,
-    next_ctx: u64,
-    next_cmd: u64,
-    applied: u64,
-    election_tick: usize,
+    node: Option<Core>,
+    store: Arc<MvccStore>,
+    /// The store as of its last durable sync: blob and applied index.
+    durable_store: Option<(Vec<u8>, u64)>,
+    apply_queue: VecDeque<ApplyWork>,
+    /// Bumped by a crash, so a late apply event of a past life does nothing.
+    pub incarnation: u64,
+    waiters: HashMap<RequestId, Waiter>,
+    next_request: RequestId,
     rng_seed: u64,
-    bugs: Bugs,
 }
 
-fn fresh_store() -> MvccStore {
-    MvccStore::open_in_memory().expect("in-memory store")
+fn fresh_store() -> Arc<MvccStore> {
+    Arc::new(MvccStore::open_in_memory().expect("in-memory store"))
 }
 
 impl SimMember {
-    pub fn new(id: u64, voters: &[u64], election_tick: usize, rng_seed: u64, bugs: Bugs) -> Self {
-        let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
+    pub fn new(id: u64, voters: &[u64], settings: MemberSettings, rng_seed: u64) -> Self {
         let mut m = SimMember {
             id,
-            voters: voters.to_vec(),
-            storage,
-            durable: DurableLog::default(),
+            settings,
+            log: SimLog::new(LogState::new(voters)),
+            durable_log: LogState::new(voters),
             fsync: None,
             fsync_epoch: 0,
             inbox: Vec::new(),
             node: None,
             store: fresh_store(),
-            proposals: HashMap::new(),
-            read_rounds: HashMap::new(),
-            reads_waiting: Vec::new(),
-            read_keys: HashMap::new(),
-            next_ctx: 1,
-            next_cmd: id << 40,
-            applied: 0,
-            election_tick,
+            durable_store: None,
+            apply_queue: VecDeque::new(),
+            incarnation: 0,
+            waiters: HashMap::new(),
+            next_request: 1,
             rng_seed,
-            bugs,
         };
         m.start();
         m
@@ -136,69 +144,108 @@ impl SimMember {
     }
 
     pub fn applied(&self) -> u64 {
-        self.applied
+        self.store.state().map_or(0, |s| s.applied_index)
+    }
+
+    pub fn store(&self) -> &MvccStore {
+        &self.store
     }
 
     pub fn hash(&self) -> u32 {
         self.store.hash_kv(0).map_or(0, |(h, _, _)| h)
     }
 
+    /// Index of the log's first entry (past it: compacted away).
+    pub fn first_log_index(&self) -> u64 {
+        self.log.state().first_index()
+    }
+
     fn start(&mut self) {
-        let cfg = MemberConfig {
-            id: self.id,
-            election_tick: self.election_tick,
-            max_election_tick: 0,
-            heartbeat_tick: 1,
-            applied_index: 0,
-            max_size_per_msg_bytes: 1024 * 1024,
-            max_inflight_msgs: 256,
-            rng_seed: self.rng_seed,
+        let applied = self.applied();
+        let log_state = self.log.state();
+        {
+            // The store may be ahead of the log's recorded commit (raft-rs
+            // need not persist the commit of a light ready).
+            let mut w = self.log.write();
+            if let Some(hs) = rafter_core::node::restart_hard_state(&w.hard_state, applied) {
+                w.hard_state = hs;
+            }
+        }
+        let cfg = NodeConfig {
+            member: rafter_core::MemberConfig {
+                id: self.id,
+                election_tick: self.settings.election_tick,
+                max_election_tick: 0,
+                heartbeat_tick: 1,
+                applied_index: applied,
+                max_size_per_msg_bytes: 1024 * 1024,
+                max_inflight_msgs: 256,
+                rng_seed: self.rng_seed,
+            },
+            snapshot_count: self.settings.snapshot_count,
+            request_timeout_ticks: self.settings.request_timeout_ticks,
+            first_command_id: (self.id << 48) | (self.incarnation << 32),
+            compacted_index: log_state.first_index() - 1,
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        self.node = Some(Member::new(&cfg, self.storage.clone(), &logger).expect("member starts"));
+        let storage = RaftStorage {
+            log: self.log.clone(),
+            sm: self.store.clone(),
+        };
+        let mut node = Node::new(&cfg, storage, &logger).expect("member starts");
+        node.campaign_if_sole_voter().expect("campaign");
+        self.node = Some(node);
         self.rng_seed = self.rng_seed.wrapping_add(1);
     }
 
-    /// Crash: everything not in the durable log is gone. Returns the ops
-    /// that were waiting here (now indeterminate).
+    /// Crash: the log reverts to its last fsync (plus maybe a torn prefix
+    /// of what was being written), the store to its last durable sync.
+    /// Returns the ops that were waiting here (now indeterminate).
     pub fn crash(&mut self, torn_keep: usize) -> Vec<usize> {
         self.node = None;
-        // Writes not yet fsynced are lost, except that a torn write may have
-        // put a prefix of the pending records on disk.
-        let mut survived = self.durable.clone();
+        self.incarnation += 1;
+        let mut survived = self.durable_log.clone();
         if self.fsync.take().is_some() {
-            let written = self.log_entries();
+            let written = self.log.state();
             let extra: Vec<Entry> = written
-                .into_iter()
-                .filter(|e| e.index > survived.entries.last().map_or(0, |l| l.index))
+                .entries()
+                .iter()
+                .filter(|e| e.index > survived.last_index())
                 .take(torn_keep)
+                .cloned()
                 .collect();
-            let consistent = extra
+            if extra
                 .first()
-                .is_none_or(|e| e.index == survived.entries.last().map_or(1, |l| l.index + 1));
-            if consistent {
-                survived.entries.extend(extra);
+                .is_some_and(|e| e.index == survived.last_index() + 1)
+            {
+                survived.append(&extra);
             }
         }
-        self.durable = survived.clone();
-        let lost_inbox = std::mem::take(&mut self.inbox);
-        self.storage =
-            MemStorage::new_with_conf_state(ConfState::from((self.voters.clone(), vec![])));
-        {
-            let mut w = self.storage.wl();
-            w.append(&survived.entries).expect("replay durable log");
-            w.set_hardstate(survived.hard_state);
-        }
+        self.durable_log = survived.clone();
+        self.log = SimLog::new(survived);
         self.store = fresh_store();
-        self.applied = 0;
-        let mut lost: Vec<usize> = self.proposals.drain().map(|(_, op)| op).collect();
-        lost.extend(lost_inbox.into_iter().filter_map(|i| match i {
-            Input::Submit(op, _) => Some(op),
-            _ => None,
-        }));
-        lost.extend(self.read_rounds.drain().flat_map(|(_, ops)| ops));
-        lost.extend(self.reads_waiting.drain(..).map(|(_, op)| op));
-        self.read_keys.clear();
+        if let Some((blob, index)) = &self.durable_store {
+            let restored =
+                StateMachine::restore(self.store.as_ref(), blob).expect("restore durable store");
+            assert_eq!(restored, *index, "durable store image and its index");
+        }
+        self.apply_queue.clear();
+        let mut lost: Vec<usize> = self
+            .waiters
+            .drain()
+            .filter_map(|(_, w)| match w {
+                Waiter::Op(op, _) => Some(op),
+                Waiter::Transfer => None,
+            })
+            .collect();
+        lost.extend(
+            std::mem::take(&mut self.inbox)
+                .into_iter()
+                .filter_map(|i| match i {
+                    Input::Submit(op, _) => Some(op),
+                    _ => None,
+                }),
+        );
         lost.sort_unstable();
         lost
     }
@@ -211,7 +258,7 @@ impl SimMember {
     /// Like the server's Raft loop, a member blocked on an fsync handles
     /// nothing else until it completes: inputs wait in its inbox.
     fn blocked(&self) -> bool {
-        self.fsync.as_ref().is_some_and(|p| !p.raft_told)
+        self.fsync.is_some() && !self.settings.ack_before_fsync
     }
 
     pub fn tick(&mut self, out: &mut Vec<Output>) {
@@ -236,6 +283,35 @@ impl SimMember {
         self.drive(out);
     }
 
+    /// Whether a snapshot this member sent reached `peer` (the server's
+    /// transport reports the same).
+    pub fn report_snapshot(&mut self, peer: u64, delivered: bool, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::SnapshotStatus(peer, delivered));
+            return;
+        }
+        if let Some(n) = self.node.as_mut() {
+            n.report_snapshot(peer, delivered);
+        }
+        self.drive(out);
+    }
+
+    /// Asks this member to hand leadership to `target`.
+    pub fn transfer_leader(&mut self, target: u64, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::Transfer(target));
+            return;
+        }
+        let req = self.next_request;
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        self.next_request += 1;
+        self.waiters.insert(req, Waiter::Transfer);
+        node.transfer_leader(req, target);
+        self.drive(out);
+    }
+
     /// A client operation arrives at this member.
     pub fn submit(&mut self, op: usize, kind: &OpKind, out: &mut Vec<Output>) {
         if self.blocked() {
@@ -246,75 +322,33 @@ impl SimMember {
             out.push(Output::Rejected(op));
             return;
         };
-        match kind {
-            OpKind::Get { key } => {
-                if self.bugs.local_reads {
-                    let v = read(&self.store, *key);
-                    out.push(Output::Done(op, OpResult::Get(v)));
-                    return;
-                }
-                if node.leader_id().is_none() {
-                    out.push(Output::Rejected(op));
-                    return;
-                }
-                let ctx = self.next_ctx;
-                self.next_ctx += 1;
-                self.read_rounds.insert(ctx, vec![op]);
-                self.read_keys.insert(op, *key);
-                node.read_index(ctx.to_be_bytes().to_vec());
-            }
-            OpKind::Put { .. } | OpKind::Cas { .. } => {
-                let id = self.next_cmd;
-                self.next_cmd += 1;
-                let cmd = RaftCommand {
-                    id,
-                    request: Some(request_for(kind)),
-                };
-                match node.propose(encode_command(&cmd)) {
-                    Ok(()) => {
-                        self.proposals.insert(id, op);
-                    }
-                    Err(ProposeError::NoLeader | ProposeError::Dropped) => {
-                        out.push(Output::Rejected(op));
-                    }
-                }
-            }
+        if kind.is_serializable() {
+            out.push(Output::Done(op, ops::read(&self.store, kind)));
+            return;
+        }
+        let req = self.next_request;
+        self.next_request += 1;
+        self.waiters.insert(req, Waiter::Op(op, kind.clone()));
+        if kind.is_read() {
+            node.read(req);
+        } else {
+            node.propose(req, ops::request_for(kind));
         }
         self.drive(out);
-    }
-
-    /// Runs Ready cycles until none is left, persisting instantly.
-    fn log_entries(&self) -> Vec<Entry> {
-        let (first, last) = (
-            raft::Storage::first_index(&self.storage).unwrap_or(1),
-            raft::Storage::last_index(&self.storage).unwrap_or(0),
-        );
-        if last < first {
-            return vec![];
-        }
-        raft::Storage::entries(
-            &self.storage,
-            first,
-            last + 1,
-            None,
-            raft::GetEntriesContext::empty(false),
-        )
-        .expect("entries of the in-memory log")
     }
 
     /// The fsync of `epoch` completed: the written log becomes durable and
     /// the cycle that waited for it continues.
     pub fn fsync_done(&mut self, epoch: u64, out: &mut Vec<Output>) {
-        let Some(pending) = self.fsync.take_if(|p| p.epoch == epoch) else {
+        if self.fsync != Some(epoch) {
             return;
-        };
-        self.durable = DurableLog {
-            entries: self.log_entries(),
-            hard_state: self.storage.rl().hard_state().clone(),
-        };
-        if !pending.raft_told {
-            out.extend(pending.persisted_messages.into_iter().map(Output::Send));
-            self.after_persist(out);
+        }
+        self.fsync = None;
+        self.durable_log = self.log.state();
+        if !self.settings.ack_before_fsync {
+            if let Some(n) = self.node.as_mut() {
+                n.on_persisted();
+            }
         }
         self.drive(out);
         for input in std::mem::take(&mut self.inbox) {
@@ -322,200 +356,170 @@ impl SimMember {
                 Input::Tick => self.tick(out),
                 Input::Step(m) => self.step(*m, out),
                 Input::Submit(op, kind) => self.submit(op, &kind, out),
-            }
-        }
-    }
-
-    fn after_persist(&mut self, out: &mut Vec<Output>) {
-        let node = self.node.as_mut().expect("member is up");
-        let persisted = node.on_persisted();
-        out.extend(persisted.messages.into_iter().map(Output::Send));
-        self.apply(&persisted.committed_entries, out);
-        let node = self.node.as_mut().expect("still up");
-        node.on_applied(self.applied);
-    }
-
-    fn drive(&mut self, out: &mut Vec<Output>) {
-        loop {
-            if self.fsync.is_some() && !self.bugs.ack_before_fsync {
-                break;
-            }
-            let Some(node) = self.node.as_mut() else {
-                return;
-            };
-            let Some(cycle) = node.take_cycle() else {
-                break;
-            };
-            out.extend(cycle.messages.into_iter().map(Output::Send));
-            assert!(
-                cycle.snapshot.is_none(),
-                "the simulator never compacts its logs"
-            );
-            {
-                let mut w = self.storage.wl();
-                w.append(&cycle.entries).expect("append");
-                if let Some(hs) = cycle.hard_state {
-                    w.set_hardstate(hs);
-                }
-            }
-            if self.bugs.ack_uncommitted && node.is_leader() {
-                for e in &cycle.entries {
-                    if let Ok(Some(cmd)) = decode_command(e.index, &e.data) {
-                        if let Some(op) = self.proposals.remove(&cmd.id) {
-                            out.push(Output::Done(op, predicted(&cmd)));
-                        }
-                    }
-                }
-            }
-            for rs in &cycle.read_states {
-                let ctx =
-                    u64::from_be_bytes(rs.request_ctx.as_slice().try_into().expect("8-byte ctx"));
-                if let Some(ops) = self.read_rounds.remove(&ctx) {
-                    self.reads_waiting
-                        .extend(ops.into_iter().map(|op| (rs.index, op)));
-                }
-            }
-            self.apply(&cycle.committed_entries, out);
-            let needs_fsync = !cycle.entries.is_empty() || cycle.must_sync;
-            if !needs_fsync {
-                out.extend(cycle.persisted_messages.into_iter().map(Output::Send));
-                self.after_persist(out);
-                continue;
-            }
-            self.fsync_epoch += 1;
-            out.push(Output::Fsync(self.fsync_epoch));
-            let raft_told = self.bugs.ack_before_fsync;
-            let waiting_messages = if raft_told {
-                out.extend(cycle.persisted_messages.into_iter().map(Output::Send));
-                self.after_persist(out);
-                vec![]
-            } else {
-                cycle.persisted_messages
-            };
-            match self.fsync.as_mut() {
-                Some(p) => p.epoch = self.fsync_epoch,
-                None => {
-                    self.fsync = Some(PendingFsync {
-                        epoch: self.fsync_epoch,
-                        persisted_messages: waiting_messages,
-                        raft_told,
-                    })
+                Input::Transfer(target) => self.transfer_leader(target, out),
+                Input::SnapshotStatus(peer, delivered) => {
+                    self.report_snapshot(peer, delivered, out)
                 }
             }
         }
-        self.finish_reads(out);
     }
 
-    fn apply(&mut self, entries: &[Entry], out: &mut Vec<Output>) {
-        for e in entries {
-            let cmd = decode_command(e.index, &e.data).expect("decodable command");
-            let request = cmd.as_ref().and_then(|c| c.request.as_ref());
-            let (state, mut results) = self
-                .store
-                .apply(
-                    &[ApplyEntry {
-                        index: e.index,
-                        request,
-                    }],
-                    false,
-                )
-                .expect("in-memory apply");
-            self.applied = state.applied_index;
+    /// The simulated apply thread: applies everything queued, in order,
+    /// and reports progress to the core.
+    pub fn apply_queued(&mut self, incarnation: u64, out: &mut Vec<Output>) {
+        if incarnation != self.incarnation || self.node.is_none() {
+            return;
+        }
+        while let Some(work) = self.apply_queue.pop_front() {
+            match work {
+                ApplyWork::Batch(batch) => self.apply(batch, out),
+                ApplyWork::Snapshot(snapshot) => {
+                    let index = StateMachine::restore(self.store.as_ref(), &snapshot.data)
+                        .expect("restore a snapshot");
+                    assert_eq!(index, snapshot.get_metadata().index);
+                    // A restore is durable, as on the server.
+                    self.durable_store = Some((snapshot.data.to_vec(), index));
+                    let node = self.node.as_mut().expect("up");
+                    node.on_snapshot_installed(index);
+                }
+            }
+        }
+        self.drive(out);
+    }
+
+    /// Applies one batch with the core's apply code, one entry at a time so
+    /// every entry's revision is checked.
+    fn apply(&mut self, batch: ApplyBatch, out: &mut Vec<Output>) {
+        for (entry, reply_to) in batch.entries.into_iter().zip(batch.reply_to) {
+            let one = ApplyBatch {
+                entries: vec![entry],
+                reply_to: vec![reply_to],
+            };
+            let applied = apply_batch(self.store.as_ref(), &one).expect("in-memory apply");
+            let e = &one.entries[0];
+            let revision = self.store.state().expect("state").current_revision;
             out.push(Output::Applied {
                 index: e.index,
                 term: e.term,
                 data_crc: crc32fast::hash(&e.data),
-                revision: state.current_revision,
+                revision,
             });
-            let (Some(cmd), Some(Some(result))) = (cmd, results.pop()) else {
-                continue;
+            // Only a broken core names a proposal for an entry that does
+            // not carry it; its client hears success, as a buggy server
+            // would tell it.
+            for req in applied.unanswered {
+                if let Some(Waiter::Op(op, kind)) = self.waiters.remove(&req) {
+                    out.push(Output::Done(op, ops::predicted(&kind)));
+                }
+            }
+            for (req, result) in applied.replies {
+                if let Some(Waiter::Op(op, kind)) = self.waiters.remove(&req) {
+                    out.push(Output::Done(op, ops::result_of(&kind, result)));
+                }
+            }
+        }
+        let durable = self.durable_store.as_ref().map_or(0, |(_, i)| *i);
+        let applied = self.applied();
+        let node = self.node.as_mut().expect("up");
+        node.on_applied(applied, durable.min(applied));
+    }
+
+    /// The store's periodic durable commit.
+    pub fn sync_store(&mut self, out: &mut Vec<Output>) {
+        if self.blocked() || self.node.is_none() {
+            return;
+        }
+        let (blob, index) = self.store.snapshot().expect("store image");
+        self.durable_store = Some((blob, index));
+        let node = self.node.as_mut().expect("up");
+        node.on_applied(index, index);
+        self.drive(out);
+    }
+
+    /// Carries out the core's actions until it has none left.
+    fn drive(&mut self, out: &mut Vec<Output>) {
+        loop {
+            let Some(node) = self.node.as_mut() else {
+                return;
             };
-            if let Some(op) = self.proposals.remove(&cmd.id) {
-                let r = match result {
-                    Ok(KvResponse::Txn(t)) => OpResult::Cas(t.succeeded),
-                    Ok(_) => OpResult::Put,
-                    Err(e) => panic!("simulated request failed to apply: {e}"),
-                };
-                out.push(Output::Done(op, r));
+            if self.fsync.is_some() && !self.settings.ack_before_fsync {
+                return;
+            }
+            let actions = node.take_actions();
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                self.carry_out(action, out);
             }
         }
     }
 
-    fn finish_reads(&mut self, out: &mut Vec<Output>) {
-        let applied = self.applied;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting)
-            .into_iter()
-            .partition(|(i, _)| *i <= applied);
-        self.reads_waiting = waiting;
-        for (_, op) in ready {
-            let key = self.read_keys.remove(&op).expect("every read has a key");
-            out.push(Output::Done(op, OpResult::Get(read(&self.store, key))));
+    fn carry_out(&mut self, action: Action, out: &mut Vec<Output>) {
+        match action {
+            Action::Send(msgs) => out.extend(msgs.into_iter().map(Output::Send)),
+            Action::Persist(write) => {
+                {
+                    let mut log = self.log.write();
+                    if let Some(meta) = &write.snapshot {
+                        // The server writes a snapshot's truncation point
+                        // durably at once.
+                        log.apply_snapshot(meta);
+                        self.durable_log.apply_snapshot(meta);
+                    }
+                    log.append(&write.entries);
+                    if let Some(hs) = &write.hard_state {
+                        log.hard_state = hs.clone();
+                    }
+                }
+                let node = self.node.as_mut().expect("up");
+                if !write.needs_fsync() {
+                    node.on_persisted();
+                    return;
+                }
+                self.fsync_epoch += 1;
+                self.fsync = Some(self.fsync_epoch);
+                out.push(Output::Fsync(self.fsync_epoch));
+                if self.settings.ack_before_fsync {
+                    node.on_persisted();
+                }
+            }
+            Action::Apply(batch) => {
+                self.apply_queue.push_back(ApplyWork::Batch(batch));
+                out.push(Output::ApplyLater(self.incarnation));
+            }
+            Action::InstallSnapshot(snapshot) => {
+                let meta = snapshot.get_metadata();
+                out.push(Output::Note(format!(
+                    "installs snapshot at index {} term {}",
+                    meta.index, meta.term
+                )));
+                self.apply_queue.push_back(ApplyWork::Snapshot(snapshot));
+                out.push(Output::ApplyLater(self.incarnation));
+            }
+            Action::Respond(req, outcome) => match (self.waiters.remove(&req), outcome) {
+                (None, _) => {}
+                (Some(Waiter::Transfer), outcome) => {
+                    out.push(Output::Transferred(outcome.map(|_| ())));
+                }
+                (Some(Waiter::Op(op, kind)), Ok(Granted::Read { .. })) => {
+                    out.push(Output::Done(op, ops::read(&self.store, &kind)));
+                }
+                (Some(Waiter::Op(op, _)), Err(RequestError::Timeout)) => {
+                    out.push(Output::TimedOut(op));
+                }
+                (Some(Waiter::Op(op, _)), Err(_)) => out.push(Output::Rejected(op)),
+                (Some(Waiter::Op(op, kind)), Ok(other)) => {
+                    panic!("op {op} ({kind:?}) got a grant of the wrong kind: {other:?}")
+                }
+            },
+            Action::CompactLog { compact_to } => {
+                out.push(Output::Note(format!(
+                    "compacts its log before {compact_to}"
+                )));
+                self.log.write().compact_to(compact_to);
+                self.durable_log.compact_to(compact_to);
+            }
         }
-    }
-}
-
-fn key_bytes(key: u8) -> Vec<u8> {
-    vec![b'k', b'0' + key]
-}
-
-fn value_of(bytes: &[u8]) -> u64 {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .expect("values are numbers")
-}
-
-fn read(store: &MvccStore, key: u8) -> Option<u64> {
-    let resp = store
-        .range(&RangeRequest {
-            key: key_bytes(key),
-            ..Default::default()
-        })
-        .expect("in-memory range");
-    resp.kvs.first().map(|kv| value_of(&kv.value))
-}
-
-fn request_for(kind: &OpKind) -> KvRequest {
-    let put = |key: u8, value: u64| PutRequest {
-        key: key_bytes(key),
-        value: value.to_string().into_bytes(),
-        ..Default::default()
-    };
-    match kind {
-        OpKind::Put { key, value } => KvRequest::Put(put(*key, *value)),
-        OpKind::Cas { key, expected, new } => {
-            let compare = match expected {
-                Some(v) => Compare {
-                    key: key_bytes(*key),
-                    target: CompareTarget::Value as i32,
-                    result: CompareResult::Equal as i32,
-                    target_union: Some(TargetUnion::Value(v.to_string().into_bytes())),
-                    range_end: vec![],
-                },
-                None => Compare {
-                    key: key_bytes(*key),
-                    target: CompareTarget::Version as i32,
-                    result: CompareResult::Equal as i32,
-                    target_union: Some(TargetUnion::Version(0)),
-                    range_end: vec![],
-                },
-            };
-            KvRequest::Txn(TxnRequest {
-                compare: vec![compare],
-                success: vec![RequestOp {
-                    request: Some(Op::RequestPut(put(*key, *new))),
-                }],
-                failure: vec![],
-            })
-        }
-        OpKind::Get { .. } => unreachable!("reads are not proposed"),
-    }
-}
-
-/// The answer a buggy leader gives before knowing the outcome.
-fn predicted(cmd: &RaftCommand) -> OpResult {
-    match &cmd.request {
-        Some(KvRequest::Txn(_)) => OpResult::Cas(true),
-        _ => OpResult::Put,
     }
 }

@@ -6,18 +6,20 @@
 
 pub mod history;
 pub mod invariants;
+pub mod log;
 pub mod member;
 pub mod net;
+pub mod ops;
 pub mod rng;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 
 use history::{HistoryOp, OpKind, OpResult};
 use invariants::Invariants;
-use member::{Bugs, Output, SimMember};
+use member::{MemberSettings, Output, SimMember};
 use net::{NetConfig, Network};
 use rng::Rng;
 
@@ -37,9 +39,17 @@ pub struct SimConfig {
     pub client_timeout_ms: u64,
     pub net: NetConfig,
     pub faults: bool,
-    pub bugs: Bugs,
     pub min_fsync_ms: u64,
     pub max_fsync_ms: u64,
+    /// Delay before the apply thread works off its queue.
+    pub max_apply_delay_ms: u64,
+    /// Period of each member's durable store commit.
+    pub store_sync_ms: u64,
+    /// Log compaction threshold (small, so compaction and snapshot installs
+    /// happen in every run).
+    pub snapshot_count: u64,
+    /// Test-only shell bug (`fault-ack-before-fsync`).
+    pub ack_before_fsync: bool,
 }
 
 impl SimConfig {
@@ -63,11 +73,10 @@ impl SimConfig {
             faults: true,
             min_fsync_ms: 1,
             max_fsync_ms: 20,
-            bugs: Bugs {
-                local_reads: cfg!(feature = "fault-local-reads"),
-                ack_uncommitted: cfg!(feature = "fault-ack-uncommitted"),
-                ack_before_fsync: cfg!(feature = "fault-ack-before-fsync"),
-            },
+            max_apply_delay_ms: 3,
+            store_sync_ms: 50,
+            snapshot_count: 16,
+            ack_before_fsync: cfg!(feature = "fault-ack-before-fsync"),
         }
     }
 }
@@ -90,6 +99,21 @@ enum Event {
     Crash(usize),
     Restart(usize),
     FsyncDone(usize, u64),
+    /// The member's apply thread works off its queue (in that incarnation).
+    ApplyDone(usize, u64),
+    StoreSync(usize),
+    /// Tell the sender of a snapshot whether it arrived.
+    SnapshotStatus {
+        from: u64,
+        to: u64,
+        delivered: bool,
+    },
+    /// Ask the leader (if any) to hand leadership to this member.
+    Transfer(usize),
+    /// Cut every link of the current leader (if any) for this long: it
+    /// keeps taking proposals it cannot commit while the others elect a
+    /// new leader that overwrites them.
+    IsolateLeader(u64),
     Cut(u64, u64),
     Heal(u64, u64),
 }
@@ -119,9 +143,15 @@ struct Sim {
 pub fn run(cfg: SimConfig) -> Outcome {
     let mut rng = Rng::new(cfg.seed);
     let ids: Vec<u64> = (1..=cfg.members as u64).collect();
+    let settings = MemberSettings {
+        election_tick: cfg.election_tick,
+        snapshot_count: cfg.snapshot_count,
+        request_timeout_ticks: 2 * cfg.client_timeout_ms / cfg.tick_ms,
+        ack_before_fsync: cfg.ack_before_fsync,
+    };
     let members = ids
         .iter()
-        .map(|id| SimMember::new(*id, &ids, cfg.election_tick, rng.next_u64(), cfg.bugs))
+        .map(|id| SimMember::new(*id, &ids, settings.clone(), rng.next_u64()))
         .collect();
     let tick_period_ms = (0..cfg.members)
         .map(|_| rng.between(cfg.tick_ms * 9 / 10, cfg.tick_ms * 11 / 10))
@@ -176,6 +206,8 @@ impl Sim {
         for m in 0..self.members.len() {
             let first = self.rng.between(1, self.tick_period_ms[m]);
             self.schedule(first, Event::Tick(m));
+            let sync = self.rng.between(1, self.cfg.store_sync_ms);
+            self.schedule(sync, Event::StoreSync(m));
         }
         for c in 0..self.cfg.clients {
             let at = self.rng.between(50, 300);
@@ -208,7 +240,15 @@ impl Sim {
         let mut t = 200;
         while t < self.cfg.run_ms {
             t += self.rng.between(100, 600);
-            match self.rng.below(3) {
+            match self.rng.below(5) {
+                4 => {
+                    let for_ms = self.rng.between(150, 700);
+                    self.schedule(t, Event::IsolateLeader(for_ms));
+                }
+                3 => {
+                    let to = self.rng.below(n as u64) as usize;
+                    self.schedule(t, Event::Transfer(to));
+                }
                 0 => {
                     let m = self.rng.below(n as u64) as usize;
                     let back = t + self.rng.between(50, 800);
@@ -270,8 +310,15 @@ impl Sim {
             }
             Event::Deliver(msg) => {
                 let to = (msg.to - 1) as usize;
+                let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
                 if self.net.is_cut(msg.from, msg.to) {
+                    if is_snapshot {
+                        self.snapshot_status(msg.from, msg.to, false);
+                    }
                     return;
+                }
+                if is_snapshot {
+                    self.snapshot_status(msg.from, msg.to, true);
                 }
                 self.members[to].step(msg, &mut out);
                 self.process(to, out);
@@ -287,6 +334,64 @@ impl Sim {
             Event::FsyncDone(m, epoch) => {
                 self.members[m].fsync_done(epoch, &mut out);
                 self.process(m, out);
+            }
+            Event::ApplyDone(m, incarnation) => {
+                self.members[m].apply_queued(incarnation, &mut out);
+                self.process(m, out);
+            }
+            Event::SnapshotStatus {
+                from,
+                to,
+                delivered,
+            } => {
+                let m = (from - 1) as usize;
+                self.members[m].report_snapshot(to, delivered, &mut out);
+                self.process(m, out);
+            }
+            Event::StoreSync(m) => {
+                self.members[m].sync_store(&mut out);
+                self.schedule(self.now_ms + self.cfg.store_sync_ms, Event::StoreSync(m));
+                self.process(m, out);
+            }
+            Event::IsolateLeader(for_ms) => {
+                let Some(leader) = self.members.iter().position(|m| m.is_leader()) else {
+                    return;
+                };
+                if !self.load_on {
+                    return;
+                }
+                let l = leader as u64 + 1;
+                let _ = writeln!(
+                    self.trace,
+                    "{} isolate leader m{l} for {for_ms} ms",
+                    self.now_ms
+                );
+                for b in 1..=self.members.len() as u64 {
+                    if b != l {
+                        for (from, to) in [(l, b), (b, l)] {
+                            self.net.cut(from, to);
+                            let at = self.now_ms + for_ms + self.rng.below(20);
+                            self.schedule(at, Event::Heal(from, to));
+                        }
+                    }
+                }
+            }
+            Event::Transfer(to) => {
+                let Some(leader) = self.members.iter().position(|m| m.is_leader()) else {
+                    return;
+                };
+                if leader == to || !self.load_on {
+                    return;
+                }
+                let _ = writeln!(
+                    self.trace,
+                    "{} transfer leadership m{} -> m{}",
+                    self.now_ms,
+                    leader + 1,
+                    to + 1
+                );
+                self.members[leader].transfer_leader(to as u64 + 1, &mut out);
+                self.process(leader, out);
             }
             Event::Crash(m) => {
                 if self.members[m].is_up() && self.load_on {
@@ -326,15 +431,39 @@ impl Sim {
         for o in out {
             match o {
                 Output::Send(msg) => {
-                    for at in self
-                        .net
-                        .deliveries(&self.cfg.net, &mut self.rng, &msg, self.now_ms)
-                    {
+                    let deliveries =
+                        self.net
+                            .deliveries(&self.cfg.net, &mut self.rng, &msg, self.now_ms);
+                    if deliveries.is_empty() && msg.get_msg_type() == MessageType::MsgSnapshot {
+                        self.snapshot_status(msg.from, msg.to, false);
+                    }
+                    for at in deliveries {
                         self.schedule(at, Event::Deliver(msg.clone()));
                     }
                 }
                 Output::Done(op, result) => self.complete(op, Some(result)),
                 Output::Rejected(op) => self.reject(op),
+                Output::TimedOut(op) => {
+                    let client = self.history[op].client;
+                    if self.in_flight[client] == Some(op) {
+                        self.give_up(op);
+                    }
+                }
+                Output::ApplyLater(incarnation) => {
+                    let at = self.now_ms + self.rng.below(self.cfg.max_apply_delay_ms + 1);
+                    self.schedule(at, Event::ApplyDone(m, incarnation));
+                }
+                Output::Note(note) => {
+                    let _ = writeln!(self.trace, "{} m{} {note}", self.now_ms, m + 1);
+                }
+                Output::Transferred(result) => {
+                    let _ = writeln!(
+                        self.trace,
+                        "{} transfer at m{} finished: {result:?}",
+                        self.now_ms,
+                        m + 1
+                    );
+                }
                 Output::Fsync(epoch) => {
                     let at = self.now_ms
                         + self
@@ -352,6 +481,19 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// The sender of a snapshot learns its fate a moment later.
+    fn snapshot_status(&mut self, from: u64, to: u64, delivered: bool) {
+        let at = self.now_ms + 1;
+        self.schedule(
+            at,
+            Event::SnapshotStatus {
+                from,
+                to,
+                delivered,
+            },
+        );
     }
 
     fn issue(&mut self, client: usize) {

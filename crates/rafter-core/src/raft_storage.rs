@@ -1,26 +1,37 @@
-//! What raft-rs reads as its `Storage`: the log for entries and hard state,
-//! and the state machine for snapshots. A snapshot is made on demand from the
-//! store's current applied state, so a follower that fell behind the
-//! compacted log gets everything up to the leader's applied index.
+//! What raft-rs reads as its `Storage`: a log (the server's raft-engine log,
+//! the simulator's in-memory one) for entries and hard state, and the state
+//! machine for snapshots. A snapshot is made on demand from the state
+//! machine's current applied state, so a follower behind the compacted log
+//! gets everything up to the leader's applied index. One implementation for
+//! the server and the simulator.
 
 use std::sync::Arc;
 
 use raft::eraftpb::{Entry, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
-use crate::{MvccStore, RaftLog};
+use crate::state_machine::StateMachine;
 
-#[derive(Clone, Debug)]
-pub struct MemberStorage {
-    pub log: RaftLog,
-    pub store: Arc<MvccStore>,
+/// A log plus the state machine that snapshots come from.
+pub struct RaftStorage<L, SM> {
+    pub log: L,
+    pub sm: Arc<SM>,
 }
 
-fn other(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error {
-    raft::Error::Store(StorageError::Other(Box::new(e)))
+impl<L: Clone, SM> Clone for RaftStorage<L, SM> {
+    fn clone(&self) -> Self {
+        RaftStorage {
+            log: self.log.clone(),
+            sm: self.sm.clone(),
+        }
+    }
 }
 
-impl Storage for MemberStorage {
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot of the state machine failed: {0}")]
+struct SnapshotError(String);
+
+impl<L: Storage, SM: StateMachine> Storage for RaftStorage<L, SM> {
     fn initial_state(&self) -> raft::Result<RaftState> {
         self.log.initial_state()
     }
@@ -48,7 +59,9 @@ impl Storage for MemberStorage {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let (data, applied) = self.store.snapshot_data().map_err(other)?;
+        let (data, applied) = self.sm.snapshot().map_err(|e| {
+            raft::Error::Store(StorageError::Other(Box::new(SnapshotError(e.to_string()))))
+        })?;
         if applied < request_index {
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
@@ -58,10 +71,11 @@ impl Storage for MemberStorage {
             data: data.into(),
             ..Default::default()
         };
+        let conf_state = self.log.initial_state()?.conf_state;
         let meta = snap.mut_metadata();
         meta.index = applied;
         meta.term = self.log.term(applied)?;
-        meta.set_conf_state(self.log.conf_state().map_err(other)?);
+        meta.set_conf_state(conf_state);
         Ok(snap)
     }
 }

@@ -1,0 +1,627 @@
+//! The deterministic member: it owns a request's whole life.
+//!
+//! Inputs are client requests (each with a [`RequestId`]), peer messages,
+//! ticks, "the log write is durable", "applied up to here" and "snapshot
+//! installed". Outputs are [`Action`]s in the order the shell must carry
+//! them out: messages to send, log writes, batches to apply (each entry
+//! tagged with the request its result answers), snapshots to install,
+//! responses, log compactions. Every decision of a request's life is made
+//! here — what to propose, which entry answers which proposal, when a read
+//! may be answered, in what order snapshots and entries reach the state
+//! machine, when a waiter is abandoned, when to compact — and no file,
+//! socket, thread, clock or ambient randomness is touched, so the server's
+//! Raft loop and the simulator drive this same code.
+//!
+//! The shell's contract: feed inputs, then call [`Node::take_actions`] and
+//! carry the actions out in order. `Persist` must be durable before
+//! [`Node::on_persisted`]; `Apply` and `InstallSnapshot` go to the state
+//! machine in order (possibly on another thread), each reported back with
+//! [`Node::on_applied`] / [`Node::on_snapshot_installed`].
+
+use raft::eraftpb::{Entry, HardState, Message, Snapshot, SnapshotMetadata};
+use raft::Storage;
+use rafter_proto::rafterpb::{raft_command::Request as KvRequest, RaftCommand};
+
+use crate::command::{encode_command, peek_command_id};
+use crate::compaction::Compaction;
+use crate::member::{Member, MemberConfig};
+use crate::proposals::Proposals;
+use crate::reads::{ReadWaiter, Reads};
+use crate::state_machine::{ApplyBatch, RequestId};
+
+/// Static configuration of the deterministic member.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub member: MemberConfig,
+    /// Compact the log once this many entries are durable in the state
+    /// machine beyond the last compaction (etcd's `--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Ticks after which a waiting request is abandoned with a timeout.
+    pub request_timeout_ticks: u64,
+    /// First command id this member uses; the shell makes ids unique across
+    /// members and restarts (member id and start time in the high bits).
+    pub first_command_id: u64,
+    /// Every log entry at or below this index is compacted away.
+    pub compacted_index: u64,
+}
+
+/// What a request that is not a proposal was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granted {
+    /// A linearizable read may now read the local state machine: it has
+    /// applied up to `read_index`.
+    Read { read_index: u64 },
+    /// The requested member is now the leader.
+    LeaderTransferred,
+}
+
+/// Why the core refused or gave up on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no leader")]
+    NoLeader,
+    #[error("not the leader")]
+    NotLeader,
+    #[error("request timed out")]
+    Timeout,
+}
+
+/// A log write: a snapshot's truncation point (if any), entries and hard
+/// state, made durable together.
+#[derive(Debug, Default)]
+pub struct LogWrite {
+    pub snapshot: Option<SnapshotMetadata>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// raft-rs's verdict: false when only volatile fields changed.
+    pub must_sync: bool,
+}
+
+impl LogWrite {
+    fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.entries.is_empty() && self.hard_state.is_none()
+    }
+
+    /// True when the write must reach the disk before Raft may go on.
+    pub fn needs_fsync(&self) -> bool {
+        self.must_sync || !self.entries.is_empty() || self.snapshot.is_some()
+    }
+}
+
+/// One thing the shell must do, in order.
+#[derive(Debug)]
+pub enum Action {
+    Send(Vec<Message>),
+    /// Write to the log; report [`Node::on_persisted`] once durable.
+    Persist(LogWrite),
+    /// Apply after everything handed before; report [`Node::on_applied`].
+    Apply(ApplyBatch),
+    /// Replace the state machine after everything handed before; report
+    /// [`Node::on_snapshot_installed`].
+    InstallSnapshot(Box<Snapshot>),
+    /// Answer a request (proposals are answered by their apply results).
+    Respond(RequestId, Result<Granted, RequestError>),
+    /// Drop log entries before `compact_to`: the state machine holds them
+    /// durably.
+    CompactLog {
+        compact_to: u64,
+    },
+}
+
+/// Where the current Ready cycle stands.
+enum Stage {
+    /// No cycle in flight: the next one may be taken.
+    Idle,
+    /// The cycle's snapshot is being installed; the rest waits.
+    AwaitSnapshot {
+        index: u64,
+        write: LogWrite,
+        persisted_messages: Vec<Message>,
+    },
+    /// The cycle's log write is being made durable.
+    AwaitPersist {
+        persisted_messages: Vec<Message>,
+        snapshot_index: Option<u64>,
+    },
+}
+
+/// An input that reached the core while a Ready cycle was in flight.
+/// raft-rs must not be stepped between taking a Ready and advancing it (a
+/// follower's replies would escape before its log write is durable), so
+/// such inputs wait until the cycle finishes.
+enum Deferred {
+    Tick,
+    Step(Box<Message>),
+    Propose(RequestId, Box<KvRequest>),
+    Read(RequestId),
+    Transfer(RequestId, u64),
+    Unreachable(u64),
+    SnapshotStatus(u64, bool),
+}
+
+/// A leadership transfer waiting for its target to win.
+struct Transfer {
+    req: RequestId,
+    target: u64,
+    deadline_tick: u64,
+}
+
+/// The deterministic member.
+pub struct Node<S: Storage> {
+    member: Member<S>,
+    proposals: Proposals,
+    reads: Reads,
+    transfers: Vec<Transfer>,
+    compaction: Compaction,
+    stage: Stage,
+    actions: Vec<Action>,
+    now_tick: u64,
+    next_expiry_tick: u64,
+    request_timeout_ticks: u64,
+    next_command_id: u64,
+    /// The state machine has applied up to here (as reported).
+    applied_index: u64,
+    /// Every entry up to here was handed to the state machine.
+    handed_index: u64,
+    /// `fault-snapshot-late`: a snapshot held back until the next tick.
+    late_snapshot: Option<Box<Snapshot>>,
+    deferred: Vec<Deferred>,
+}
+
+impl<S: Storage> Node<S> {
+    pub fn new(cfg: &NodeConfig, storage: S, logger: &slog::Logger) -> raft::Result<Self> {
+        let member = Member::new(&cfg.member, storage, logger)?;
+        assert!(
+            cfg.request_timeout_ticks > 0,
+            "request timeout must be positive"
+        );
+        Ok(Node {
+            member,
+            proposals: Proposals::default(),
+            reads: Reads::default(),
+            transfers: Vec::new(),
+            compaction: Compaction::new(cfg.snapshot_count, cfg.compacted_index),
+            stage: Stage::Idle,
+            actions: Vec::new(),
+            now_tick: 0,
+            next_expiry_tick: 0,
+            request_timeout_ticks: cfg.request_timeout_ticks,
+            next_command_id: cfg.first_command_id,
+            applied_index: cfg.member.applied_index,
+            handed_index: cfg.member.applied_index,
+            late_snapshot: None,
+            deferred: Vec::new(),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.member.id()
+    }
+
+    pub fn term(&self) -> u64 {
+        self.member.term()
+    }
+
+    pub fn leader_id(&self) -> Option<u64> {
+        self.member.leader_id()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.member.is_leader()
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.member.commit_index()
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.member.last_index()
+    }
+
+    /// The applied index the state machine last reported.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Requests waiting in the core (proposals, reads, transfers).
+    pub fn waiting_requests(&self) -> usize {
+        self.proposals.len() + self.reads.len() + self.transfers.len()
+    }
+
+    /// A sole voter elects itself at once instead of waiting out a timeout.
+    pub fn campaign_if_sole_voter(&mut self) -> raft::Result<()> {
+        if self.member.is_sole_voter() && !self.member.is_leader() {
+            self.member.campaign()?;
+        }
+        Ok(())
+    }
+
+    fn deadline(&self) -> u64 {
+        self.now_tick + self.request_timeout_ticks
+    }
+
+    fn respond(&mut self, req: RequestId, outcome: Result<Granted, RequestError>) {
+        self.actions.push(Action::Respond(req, outcome));
+    }
+
+    /// A client mutation: proposed now; answered when its entry is applied
+    /// (the [`ApplyBatch`] names it), or with an error.
+    pub fn propose(&mut self, req: RequestId, request: KvRequest) {
+        if self.busy() {
+            self.deferred
+                .push(Deferred::Propose(req, Box::new(request)));
+            return;
+        }
+        if self.member.leader_id().is_none() {
+            self.respond(req, Err(RequestError::NoLeader));
+            return;
+        }
+        let id = self.next_command_id;
+        self.next_command_id += 1;
+        let cmd = RaftCommand {
+            id,
+            request: Some(request),
+        };
+        match self.member.propose(encode_command(&cmd)) {
+            Ok(()) => {
+                let appended_at = self.member.is_leader().then(|| self.member.last_index());
+                let deadline = self.deadline();
+                self.proposals.insert(id, req, deadline, appended_at);
+            }
+            Err(_) => self.respond(req, Err(RequestError::NoLeader)),
+        }
+    }
+
+    /// A linearizable read: granted once a read index is known and applied.
+    pub fn read(&mut self, req: RequestId) {
+        if cfg!(feature = "fault-local-reads") {
+            let read_index = self.applied_index;
+            self.respond(req, Ok(Granted::Read { read_index }));
+            return;
+        }
+        if self.busy() {
+            self.deferred.push(Deferred::Read(req));
+            return;
+        }
+        if self.member.leader_id().is_none() {
+            self.respond(req, Err(RequestError::NoLeader));
+            return;
+        }
+        let deadline_tick = self.deadline();
+        self.reads.queue(ReadWaiter { req, deadline_tick });
+    }
+
+    /// Hands leadership to `target` (etcd's MoveLeader); answered once the
+    /// target leads.
+    pub fn transfer_leader(&mut self, req: RequestId, target: u64) {
+        if self.busy() {
+            self.deferred.push(Deferred::Transfer(req, target));
+            return;
+        }
+        if !self.member.is_leader() {
+            self.respond(req, Err(RequestError::NotLeader));
+            return;
+        }
+        if target == self.member.id() {
+            self.respond(req, Ok(Granted::LeaderTransferred));
+            return;
+        }
+        self.member.transfer_leader(target);
+        let deadline_tick = self.deadline();
+        self.transfers.push(Transfer {
+            req,
+            target,
+            deadline_tick,
+        });
+    }
+
+    /// A message from a peer (errors are raft-rs's verdict on it; the
+    /// member goes on).
+    pub fn step(&mut self, msg: Message) -> raft::Result<()> {
+        if self.busy() {
+            self.deferred.push(Deferred::Step(Box::new(msg)));
+            return Ok(());
+        }
+        self.member.step(msg)
+    }
+
+    pub fn report_unreachable(&mut self, peer: u64) {
+        if self.busy() {
+            self.deferred.push(Deferred::Unreachable(peer));
+            return;
+        }
+        self.member.report_unreachable(peer);
+    }
+
+    pub fn report_snapshot(&mut self, peer: u64, delivered: bool) {
+        if self.busy() {
+            self.deferred
+                .push(Deferred::SnapshotStatus(peer, delivered));
+            return;
+        }
+        self.member.report_snapshot(peer, delivered);
+    }
+
+    /// True while a Ready cycle is in flight.
+    fn busy(&self) -> bool {
+        !matches!(self.stage, Stage::Idle)
+    }
+
+    /// Replays the inputs that waited for the cycle to finish.
+    fn replay_deferred(&mut self) {
+        for input in std::mem::take(&mut self.deferred) {
+            match input {
+                Deferred::Tick => self.tick(),
+                Deferred::Step(msg) => {
+                    if let Err(e) = self.member.step(*msg) {
+                        tracing::debug!("raft rejected a peer message: {e}");
+                    }
+                }
+                Deferred::Propose(req, request) => self.propose(req, *request),
+                Deferred::Read(req) => self.read(req),
+                Deferred::Transfer(req, target) => self.transfer_leader(req, target),
+                Deferred::Unreachable(peer) => self.report_unreachable(peer),
+                Deferred::SnapshotStatus(peer, delivered) => self.report_snapshot(peer, delivered),
+            }
+        }
+    }
+
+    /// One tick of Raft's clock; also the core's only clock for deadlines.
+    pub fn tick(&mut self) {
+        if self.busy() {
+            self.deferred.push(Deferred::Tick);
+            return;
+        }
+        self.now_tick += 1;
+        self.member.tick();
+        if let Some(snapshot) = self.late_snapshot.take() {
+            self.actions.push(Action::InstallSnapshot(snapshot));
+        }
+        if self.now_tick >= self.next_expiry_tick {
+            // Checking every waiter on every tick would cost O(waiters) per
+            // tick at fine tick rates; a sixteenth of the timeout is close
+            // enough.
+            self.next_expiry_tick = self.now_tick + (self.request_timeout_ticks / 16).max(1);
+            self.expire();
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = self.now_tick;
+        let mut gone = self.proposals.expire(now);
+        gone.extend(self.reads.expire(now));
+        self.transfers.retain(|t| {
+            let live = t.deadline_tick > now;
+            if !live {
+                gone.push(t.req);
+            }
+            live
+        });
+        for req in gone {
+            self.respond(req, Err(RequestError::Timeout));
+        }
+    }
+
+    /// The last `Persist` is durable.
+    pub fn on_persisted(&mut self) {
+        let Stage::AwaitPersist {
+            persisted_messages,
+            snapshot_index,
+        } = std::mem::replace(&mut self.stage, Stage::Idle)
+        else {
+            panic!("on_persisted without a log write in flight");
+        };
+        self.finish_cycle(persisted_messages, snapshot_index);
+    }
+
+    /// The state machine applied every entry up to `applied_index` and holds
+    /// every entry up to `durable_index` durably (a crash keeps them).
+    pub fn on_applied(&mut self, applied_index: u64, durable_index: u64) {
+        assert!(
+            applied_index <= self.handed_index,
+            "applied {applied_index} beyond what was handed ({})",
+            self.handed_index
+        );
+        assert!(durable_index <= applied_index, "durable beyond applied");
+        if applied_index > self.applied_index {
+            self.applied_index = applied_index;
+            self.member
+                .on_applied(applied_index.min(self.member.commit_index()));
+            self.grant_reads();
+        }
+        if let Some(compact_to) = self.compaction.due(durable_index) {
+            self.actions.push(Action::CompactLog { compact_to });
+        }
+    }
+
+    /// The state machine now holds the snapshot at `index` (durably).
+    pub fn on_snapshot_installed(&mut self, index: u64) {
+        self.applied_index = self.applied_index.max(index);
+        self.handed_index = self.handed_index.max(index);
+        self.compaction.snapshot_installed(index);
+        self.grant_reads();
+        match std::mem::replace(&mut self.stage, Stage::Idle) {
+            Stage::AwaitSnapshot {
+                index: expected,
+                write,
+                persisted_messages,
+            } => {
+                assert_eq!(index, expected, "a different snapshot was installed");
+                self.persist(write, persisted_messages, Some(index));
+            }
+            // `fault-snapshot-late`: the cycle went on without it.
+            other => self.stage = other,
+        }
+    }
+
+    fn grant_reads(&mut self) {
+        for (req, read_index) in self.reads.granted(self.applied_index) {
+            self.respond(req, Ok(Granted::Read { read_index }));
+        }
+    }
+
+    /// Everything the inputs since the last call made necessary, in order.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        if let Some(ctx) = self.reads.start_round(self.member.id()) {
+            self.member.read_index(ctx);
+        }
+        self.drive();
+        if !self.transfers.is_empty() {
+            let leader = self.member.leader_id();
+            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transfers)
+                .into_iter()
+                .partition(|t| Some(t.target) == leader);
+            self.transfers = waiting;
+            for t in done {
+                self.respond(t.req, Ok(Granted::LeaderTransferred));
+            }
+        }
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Takes Ready cycles until one must wait for the shell.
+    fn drive(&mut self) {
+        while matches!(self.stage, Stage::Idle) {
+            let Some(cycle) = self.member.take_cycle() else {
+                break;
+            };
+            // A leader's appends may go out before its own fsync (Raft
+            // thesis 10.2.1); everything else waits for persistence.
+            if !cycle.messages.is_empty() {
+                self.actions.push(Action::Send(cycle.messages));
+            }
+            for rs in &cycle.read_states {
+                let granted = self.reads.round_done(
+                    self.member.id(),
+                    &rs.request_ctx,
+                    rs.index,
+                    self.applied_index,
+                );
+                for (req, read_index) in granted {
+                    self.respond(req, Ok(Granted::Read { read_index }));
+                }
+            }
+            if cfg!(feature = "fault-ack-uncommitted") && self.member.is_leader() {
+                let appended = self.member.entries_after(self.handed_index);
+                let appended = [appended, cycle.entries.clone()].concat();
+                self.hand_to_apply(appended);
+            }
+            // Committed before this cycle: they may be applied before its
+            // log write, and always before its snapshot.
+            self.hand_to_apply(cycle.committed_entries);
+            let write = LogWrite {
+                snapshot: cycle.snapshot.as_ref().map(|s| s.get_metadata().clone()),
+                entries: cycle.entries,
+                hard_state: cycle.hard_state,
+                must_sync: cycle.must_sync,
+            };
+            match cycle.snapshot {
+                Some(snapshot) if cfg!(feature = "fault-snapshot-late") => {
+                    let index = snapshot.get_metadata().index;
+                    self.handed_index = self.handed_index.max(index);
+                    self.late_snapshot = Some(Box::new(snapshot));
+                    self.persist(write, cycle.persisted_messages, Some(index));
+                }
+                Some(snapshot) => {
+                    let index = snapshot.get_metadata().index;
+                    assert!(
+                        index >= self.handed_index,
+                        "snapshot {index} behind entries already handed ({})",
+                        self.handed_index
+                    );
+                    self.actions
+                        .push(Action::InstallSnapshot(Box::new(snapshot)));
+                    self.stage = Stage::AwaitSnapshot {
+                        index,
+                        write,
+                        persisted_messages: cycle.persisted_messages,
+                    };
+                }
+                None => self.persist(write, cycle.persisted_messages, None),
+            }
+        }
+    }
+
+    /// Asks the shell to make the cycle's write durable, or finishes the
+    /// cycle at once when there is nothing to write.
+    fn persist(
+        &mut self,
+        write: LogWrite,
+        persisted_messages: Vec<Message>,
+        snapshot_index: Option<u64>,
+    ) {
+        if write.is_empty() {
+            self.finish_cycle(persisted_messages, snapshot_index);
+            return;
+        }
+        self.actions.push(Action::Persist(write));
+        self.stage = Stage::AwaitPersist {
+            persisted_messages,
+            snapshot_index,
+        };
+    }
+
+    /// The cycle's write is durable: what it unlocked goes out.
+    fn finish_cycle(&mut self, persisted_messages: Vec<Message>, snapshot_index: Option<u64>) {
+        if !persisted_messages.is_empty() {
+            self.actions.push(Action::Send(persisted_messages));
+        }
+        let persisted = self.member.on_persisted();
+        if !persisted.messages.is_empty() {
+            self.actions.push(Action::Send(persisted.messages));
+        }
+        self.hand_to_apply(persisted.committed_entries);
+        if let Some(index) = snapshot_index {
+            self.member.on_applied(index);
+        }
+        debug_assert!(!self.busy(), "the cycle is finished");
+        self.replay_deferred();
+    }
+
+    /// Hands committed entries to the state machine, each tagged with the
+    /// proposal its result answers.
+    fn hand_to_apply(&mut self, entries: Vec<Entry>) {
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| e.index > self.handed_index)
+            .collect();
+        let Some(first) = entries.first() else {
+            return;
+        };
+        assert_eq!(
+            first.index,
+            self.handed_index + 1,
+            "committed entries must reach the state machine without gaps"
+        );
+        let reply_to = entries
+            .iter()
+            .map(|e| {
+                self.proposals
+                    .take_answered(e.index, peek_command_id(&e.data))
+            })
+            .collect();
+        self.handed_index = entries.last().map_or(self.handed_index, |e| e.index);
+        self.actions
+            .push(Action::Apply(ApplyBatch { entries, reply_to }));
+    }
+
+    /// Every waiting request, answered with an error (the member stops).
+    pub fn abandon_all(&mut self) -> Vec<RequestId> {
+        let mut out = self.proposals.drain();
+        out.extend(self.reads.drain());
+        out.extend(self.transfers.drain(..).map(|t| t.req));
+        out
+    }
+}
+
+/// The hard state a member restarts with, if it must change: the state
+/// machine may have applied past the commit index the log recorded
+/// (raft-rs need not persist the commit of a light Ready), and those
+/// entries were committed.
+pub fn restart_hard_state(hs: &HardState, applied_index: u64) -> Option<HardState> {
+    (hs.commit < applied_index).then(|| {
+        let mut hs = hs.clone();
+        hs.commit = applied_index;
+        hs
+    })
+}

@@ -1,0 +1,117 @@
+//! Proposals waiting for their entry: which request an applied entry
+//! answers, and when a proposal is abandoned.
+//!
+//! A proposal is matched to its entry by command id, never by log position:
+//! a new leader may overwrite the slot a proposal was appended at with a
+//! different entry, whose result must not reach this proposal's client.
+
+use std::collections::HashMap;
+
+use crate::state_machine::RequestId;
+
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    req: RequestId,
+    deadline_tick: u64,
+    /// Log index the leader appended it at (used only by the
+    /// `fault-slot-by-index` mutation check).
+    appended_at: Option<u64>,
+}
+
+/// Proposals in the log (or forwarded to the leader), by command id.
+#[derive(Debug, Default)]
+pub struct Proposals {
+    by_command: HashMap<u64, Waiting>,
+}
+
+impl Proposals {
+    pub fn insert(
+        &mut self,
+        command_id: u64,
+        req: RequestId,
+        deadline_tick: u64,
+        appended_at: Option<u64>,
+    ) {
+        let old = self.by_command.insert(
+            command_id,
+            Waiting {
+                req,
+                deadline_tick,
+                appended_at,
+            },
+        );
+        assert!(old.is_none(), "command id {command_id} proposed twice");
+    }
+
+    /// The request that the entry (`index`, carrying `command_id`) answers,
+    /// removed from the waiting set.
+    pub fn take_answered(&mut self, index: u64, command_id: Option<u64>) -> Option<RequestId> {
+        if cfg!(feature = "fault-slot-by-index") {
+            let id = self
+                .by_command
+                .iter()
+                .find(|(_, w)| w.appended_at == Some(index))
+                .map(|(id, _)| *id);
+            if let Some(id) = id {
+                return self.by_command.remove(&id).map(|w| w.req);
+            }
+        }
+        self.by_command.remove(&command_id?).map(|w| w.req)
+    }
+
+    /// Removes and returns the proposals whose deadline has passed: their
+    /// clients get a timeout (the entry may still be applied later).
+    pub fn expire(&mut self, now_tick: u64) -> Vec<RequestId> {
+        let mut out = Vec::new();
+        self.by_command.retain(|_, w| {
+            let live = w.deadline_tick > now_tick;
+            if !live {
+                out.push(w.req);
+            }
+            live
+        });
+        out.sort_unstable();
+        out
+    }
+
+    /// Drops every proposal (the member stops); returns them.
+    pub fn drain(&mut self) -> Vec<RequestId> {
+        let mut out: Vec<RequestId> = self.by_command.drain().map(|(_, w)| w.req).collect();
+        out.sort_unstable();
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_command.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_command.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "fault-slot-by-index"))]
+    #[test]
+    fn an_overwritten_slot_answers_nobody() {
+        let mut p = Proposals::default();
+        p.insert(100, 1, 50, Some(7));
+        // Another leader's entry (command 200) landed at index 7.
+        assert_eq!(p.take_answered(7, Some(200)), None);
+        assert_eq!(p.take_answered(9, Some(100)), Some(1));
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn expired_proposals_are_returned_once() {
+        let mut p = Proposals::default();
+        p.insert(1, 10, 5, None);
+        p.insert(2, 11, 9, None);
+        assert_eq!(p.expire(5), vec![10]);
+        assert_eq!(p.expire(5), Vec::<RequestId>::new());
+        assert_eq!(p.len(), 1);
+    }
+}
