@@ -39,6 +39,10 @@ impl From<ApiError> for Status {
                     tracing::error!("storage failure answering a request: {s}");
                     (Code::Internal, None)
                 }
+                MvccError::NotReadOnly => {
+                    tracing::error!("a txn that writes was sent down the read path");
+                    (Code::Internal, None)
+                }
             },
             ApiError::RequestTooLarge => (Code::InvalidArgument, None),
             ApiError::NoLeader | ApiError::Timeout | ApiError::Stopped => (Code::Unavailable, None),

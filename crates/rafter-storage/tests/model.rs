@@ -7,6 +7,11 @@
 //! disagreement shows a real difference. proptest shrinks a failing sequence,
 //! and the failure message lists the concrete requests of the shrunk case.
 //!
+//! Read-only txns (ranges and nested read-only txns, with compares) are
+//! also served by [`MvccStore::txn_read`], the read path, and then applied
+//! as an entry on the same, unchanged state: the two answers must be the
+//! same bytes, errors included, and match the model.
+//!
 //! Requests that the stateless checks in `mvcc::validate` reject never reach
 //! Raft in the server, so they are skipped here as well.
 
@@ -18,6 +23,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::TestCaseError;
+use prost::Message as _;
 use rafter_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use rafter_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use rafter_proto::etcdserverpb::request_op::Request as Op;
@@ -28,7 +34,7 @@ use rafter_proto::etcdserverpb::{
     TxnRequest, TxnResponse,
 };
 use rafter_proto::mvccpb::KeyValue;
-use rafter_storage::mvcc::{validate, AppliedState, ApplyEntry, KvResponse};
+use rafter_storage::mvcc::{read_only, validate, AppliedState, ApplyEntry, KvResponse};
 use rafter_storage::{KvRequest, MvccError, MvccStore};
 
 // ---------------------------------------------------------------------------
@@ -248,6 +254,8 @@ enum Step {
     /// leader's empty entry).
     Apply(Vec<Option<Cmd>>),
     Range(RangeOp),
+    /// A read-only txn, served by `txn_read` and then applied.
+    ReadTxn(TxnOp),
 }
 
 /// The stateless checks the server runs before proposing.
@@ -900,6 +908,7 @@ impl Harness {
                 self.log.push(describe_range(&req));
                 self.check_range(&req)?;
             }
+            Step::ReadTxn(op) => self.read_txn(op.request(self.model.current()))?,
         }
         self.check_state()?;
         let current = self.model.current();
@@ -917,7 +926,38 @@ impl Harness {
                 None => self.admit_empty(&mut batch),
             }
         }
-        self.apply_entries(&batch, false)
+        self.apply_entries(&batch, false).map(drop)
+    }
+
+    /// Serves a read-only txn with `txn_read`, then applies it as an entry
+    /// on the same state (it changes nothing but the applied index): the
+    /// answers must be the same bytes, or the same error, and the applied
+    /// one must match the model (`apply_entries` checks that).
+    fn read_txn(&mut self, req: TxnRequest) -> Result<(), TestCaseError> {
+        if !read_only::is_read_only(&req) {
+            return Err(self.fail(format!("not read-only: {}", describe_txn(&req))));
+        }
+        let read = self.store.txn_read(&req);
+        let mut batch = Batch::default();
+        self.admit(KvRequest::Txn(req), &mut batch);
+        if batch.requests.is_empty() {
+            // Refused by the stateless checks: neither path would run it.
+            return Ok(());
+        }
+        let applied = self.apply_entries(&batch, false)?;
+        let same = match (&read, applied.as_slice()) {
+            (Ok(r), [Some(Ok(KvResponse::Txn(a)))]) => r.encode_to_vec() == a.encode_to_vec(),
+            (Err(r), [Some(Err(a))]) => r.to_string() == a.to_string(),
+            _ => false,
+        };
+        if !same {
+            return Err(self.fail(format!(
+                "txn_read and apply differ
+txn_read: {read:?}
+apply: {applied:?}"
+            )));
+        }
+        Ok(())
     }
 
     /// Applies concrete requests, one `apply` call each.
@@ -951,9 +991,15 @@ impl Harness {
         batch.expected.push(None);
     }
 
-    fn apply_entries(&mut self, batch: &Batch, durable: bool) -> Result<(), TestCaseError> {
+    /// Applies the batch and checks every result against the model; returns
+    /// the store's results.
+    fn apply_entries(
+        &mut self,
+        batch: &Batch,
+        durable: bool,
+    ) -> Result<Vec<StoreResult>, TestCaseError> {
         if batch.requests.is_empty() {
-            return Ok(());
+            return Ok(vec![]);
         }
         let first = self.model.applied_index + 1 - batch.requests.len() as u64;
         let entries: Vec<ApplyEntry<'_>> = (first..)
@@ -982,7 +1028,7 @@ impl Harness {
         for (got, want) in results.iter().zip(expected) {
             self.check_result(got, want)?;
         }
-        Ok(())
+        Ok(results)
     }
 
     fn check_result(&self, got: &StoreResult, want: &ModelResult) -> Result<(), TestCaseError> {
@@ -1027,7 +1073,7 @@ impl Harness {
     fn seal(&mut self) -> Result<(), TestCaseError> {
         let mut batch = Batch::default();
         self.admit_empty(&mut batch);
-        self.apply_entries(&batch, true)
+        self.apply_entries(&batch, true).map(drop)
     }
 
     fn reopen(self) -> Result<Harness, TestCaseError> {
@@ -1302,17 +1348,28 @@ fn txn_body(item: BoxedStrategy<TxnItem>) -> impl Strategy<Value = TxnOp> {
         })
 }
 
-/// Txns nest up to two levels deep.
-fn txn_op() -> impl Strategy<Value = TxnOp> {
-    let leaf = prop_oneof![
-        2 => range_op().prop_map(TxnItem::Range),
-        2 => put_op().prop_map(TxnItem::Put),
-        1 => delete_op().prop_map(TxnItem::Delete),
-    ];
+/// Txns of `leaf` requests, nested up to two levels deep.
+fn nested_txn(leaf: BoxedStrategy<TxnItem>) -> impl Strategy<Value = TxnOp> {
     let item = leaf.prop_recursive(2, 8, 3, |inner| {
         txn_body(inner).prop_map(|t| TxnItem::Txn(Box::new(t)))
     });
     txn_body(item.boxed())
+}
+
+fn txn_op() -> impl Strategy<Value = TxnOp> {
+    nested_txn(
+        prop_oneof![
+            2 => range_op().prop_map(TxnItem::Range),
+            2 => put_op().prop_map(TxnItem::Put),
+            1 => delete_op().prop_map(TxnItem::Delete),
+        ]
+        .boxed(),
+    )
+}
+
+/// Txns that only read: compares, ranges and nested read-only txns.
+fn read_txn_op() -> impl Strategy<Value = TxnOp> {
+    nested_txn(range_op().prop_map(TxnItem::Range).boxed())
 }
 
 fn cmd() -> impl Strategy<Value = Cmd> {
@@ -1329,6 +1386,7 @@ fn step() -> impl Strategy<Value = Step> {
         5 => cmd().prop_map(|c| Step::Apply(vec![Some(c)])),
         1 => vec(prop::option::weighted(0.85, cmd()), 1..4).prop_map(Step::Apply),
         2 => range_op().prop_map(Step::Range),
+        2 => read_txn_op().prop_map(Step::ReadTxn),
     ]
 }
 
@@ -1381,6 +1439,37 @@ fn deletion_between_compactions_stays_deleted() -> Result<(), TestCaseError> {
         compact(3),
         put(b"b"),
     ])?;
+    h.check_all_revisions()
+}
+
+/// `txn_read` serves only txns that read: one with a put anywhere, nested
+/// included, is refused and changes nothing.
+#[test]
+fn txn_read_refuses_writes() -> Result<(), TestCaseError> {
+    let mut h = Harness::new();
+    h.apply_requests(vec![put(b"a")])?;
+    let KvRequest::Put(write) = put(b"b") else {
+        unreachable!()
+    };
+    let nested = TxnRequest {
+        compare: vec![],
+        success: vec![],
+        failure: vec![RequestOp {
+            request: Some(Op::RequestPut(write)),
+        }],
+    };
+    let txn = TxnRequest {
+        compare: vec![],
+        success: vec![RequestOp {
+            request: Some(Op::RequestTxn(nested)),
+        }],
+        failure: vec![],
+    };
+    match h.store.txn_read(&txn) {
+        Err(MvccError::NotReadOnly) => {}
+        other => return Err(h.fail(format!("txn_read of a write: {other:?}"))),
+    }
+    h.check_state()?;
     h.check_all_revisions()
 }
 

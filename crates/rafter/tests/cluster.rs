@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{client_request_timeout, exclusive, Cluster, POLL_INTERVAL};
 use common::{find_on_path, revision};
-use etcd_client::{Client, GetOptions};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 
 /// Members of every test cluster.
 const MEMBERS: usize = 3;
@@ -40,7 +40,9 @@ const WRITES_WHILE_FOLLOWER_DOWN: usize = 6000;
 const NO_QUORUM_MESSAGES: [&str; 2] = ["etcdserver: no leader", "etcdserver: request timed out"];
 
 /// 1. Writes through any member; a linearizable read from another member
-///    (every follower among them) right after the write returns it.
+///    (every follower among them) right after the write returns it, through
+///    a read-only txn (served on the read path, not through Raft) and a
+///    Range alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_any_member_are_read_linearizably_from_followers() {
     let _serial = exclusive().await;
@@ -60,6 +62,25 @@ async fn writes_through_any_member_are_read_linearizably_from_followers() {
                 "revisions must increase across members: {written} after {last_revision}"
             );
             last_revision = written;
+
+            let txn = Txn::new()
+                .when([Compare::value(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    value.as_str(),
+                )])
+                .and_then([TxnOp::get(key.as_str(), None)]);
+            let response = bounded(clients[reader].txn(txn))
+                .await
+                .unwrap_or_else(|e| panic!("read-only txn on {key} from {reader}: {e}"));
+            assert!(
+                response.succeeded(),
+                "{} ({}) compared {key} right after it was written through {}",
+                cluster.name(reader),
+                role(reader, leader),
+                cluster.name(writer)
+            );
+            assert!(revision(response.header()) >= written);
 
             let response = bounded(clients[reader].get(key.as_str(), None))
                 .await

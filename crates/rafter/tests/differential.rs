@@ -3,6 +3,11 @@
 //! (ignoring cluster/member ids and raft term, which legitimately differ) and
 //! errors (gRPC code and message). etcd is the oracle.
 //!
+//! Read-only txns (compares, ranges at current, past, future and compacted
+//! revisions, nested read-only txns) are generated on their own as well:
+//! Rafter serves them from the read path, not through Raft, and their
+//! answers must not change for it.
+//!
 //! The sequence comes from a seed printed at the start; replay a failure with
 //! `RAFTER_DIFF_SEED=<seed> cargo test -p rafter --test differential`; run a
 //! longer campaign with `RAFTER_DIFF_SEEDS=200`.
@@ -151,14 +156,23 @@ impl Gen {
         }
     }
 
-    fn ops(&mut self, depth: u32) -> Vec<RequestOp> {
+    /// The requests of one branch. A read-only txn's are ranges and
+    /// read-only txns nested two levels deep; another's are also puts and
+    /// deletes, with txns nested one level deep.
+    fn ops(&mut self, depth: u32, read_only: bool) -> Vec<RequestOp> {
+        let max_depth = if read_only { 2 } else { 1 };
         (0..self.rng.below(4))
             .map(|_| {
-                let request = match self.rng.below(if depth == 0 { 4 } else { 3 }) {
-                    0 => Op::RequestRange(self.range()),
-                    1 => Op::RequestPut(self.put(false)),
-                    2 => Op::RequestDeleteRange(self.delete()),
-                    _ => Op::RequestTxn(self.txn(depth + 1)),
+                let request = if depth < max_depth && self.rng.chance(25) {
+                    Op::RequestTxn(self.txn(depth + 1, read_only))
+                } else if read_only {
+                    Op::RequestRange(self.range())
+                } else {
+                    match self.rng.below(3) {
+                        0 => Op::RequestRange(self.range()),
+                        1 => Op::RequestPut(self.put(false)),
+                        _ => Op::RequestDeleteRange(self.delete()),
+                    }
                 };
                 RequestOp {
                     request: Some(request),
@@ -167,11 +181,11 @@ impl Gen {
             .collect()
     }
 
-    fn txn(&mut self, depth: u32) -> TxnRequest {
+    fn txn(&mut self, depth: u32, read_only: bool) -> TxnRequest {
         TxnRequest {
             compare: (0..self.rng.below(3)).map(|_| self.compare()).collect(),
-            success: self.ops(depth),
-            failure: self.ops(depth),
+            success: self.ops(depth, read_only),
+            failure: self.ops(depth, read_only),
         }
     }
 }
@@ -183,15 +197,18 @@ enum KvOp {
     Put(PutRequest),
     Delete(DeleteRangeRequest),
     Txn(TxnRequest),
+    /// A txn whose requests are all ranges or read-only txns.
+    ReadTxn(TxnRequest),
     Compact(CompactionRequest),
 }
 
 fn generate(g: &mut Gen) -> KvOp {
     match g.rng.below(100) {
-        0..=29 => KvOp::Range(g.range()),
-        30..=59 => KvOp::Put(g.put(true)),
-        60..=71 => KvOp::Delete(g.delete()),
-        72..=95 => KvOp::Txn(g.txn(0)),
+        0..=24 => KvOp::Range(g.range()),
+        25..=54 => KvOp::Put(g.put(true)),
+        55..=66 => KvOp::Delete(g.delete()),
+        67..=81 => KvOp::Txn(g.txn(0, false)),
+        82..=95 => KvOp::ReadTxn(g.txn(0, true)),
         _ => KvOp::Compact(CompactionRequest {
             revision: g.revision(),
             physical: g.rng.chance(50),
@@ -229,7 +246,7 @@ async fn run(client: &mut KvClient<Channel>, op: &KvOp) -> String {
             .delete_range(d)
             .await
             .map(|r| shown(r.into_inner(), |r| &mut r.header)),
-        KvOp::Txn(t) => client
+        KvOp::Txn(t) | KvOp::ReadTxn(t) => client
             .txn(t)
             .await
             .map(|r| shown(r.into_inner(), |r| &mut r.header)),
@@ -258,6 +275,8 @@ async fn differential_run(seed: u64) {
         revision: 1,
         value_counter: 0,
     };
+    // Read-only txns: sent, answered with an error, nesting a txn.
+    let (mut read_txns, mut read_errors, mut read_nested) = (0, 0, 0);
     for step in 0..OPS_PER_SEED {
         let op = generate(&mut g);
         let expected = run(&mut etcd_client, &op).await;
@@ -266,6 +285,11 @@ async fn differential_run(seed: u64) {
             actual, expected,
             "seed {seed}, step {step}: Rafter and etcd disagree on\n{op:?}\n(replay: RAFTER_DIFF_SEED={seed})"
         );
+        if let KvOp::ReadTxn(t) = &op {
+            read_txns += 1;
+            read_errors += usize::from(expected.starts_with("error"));
+            read_nested += usize::from(format!("{t:?}").contains("RequestTxn"));
+        }
         // Track the revision from etcd's answer to aim later revisions.
         if let Some(rev) = expected
             .split("revision: ")
@@ -276,6 +300,10 @@ async fn differential_run(seed: u64) {
             g.revision = g.revision.max(rev);
         }
     }
+    println!(
+        "seed {seed}: {read_txns} read-only txns, {read_errors} answered with an error, \
+         {read_nested} nesting a txn"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

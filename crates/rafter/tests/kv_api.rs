@@ -9,10 +9,10 @@
 
 mod common;
 
-use common::{expect_grpc_code, expect_grpc_error, revision, Server};
+use common::{expect_grpc_code, expect_grpc_error, range_of, revision, txn_of, Server};
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse, KeyValue, PutOptions,
-    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
 };
 use tonic::Code;
 
@@ -94,20 +94,6 @@ async fn compare_holds(client: &mut Client, compare: Compare) -> bool {
 async fn assert_compares(client: &mut Client, cases: Vec<(&str, Compare, bool)>) {
     for (name, compare, expected) in cases {
         assert_eq!(compare_holds(client, compare).await, expected, "{name}");
-    }
-}
-
-fn range_of(op: &TxnOpResponse) -> &GetResponse {
-    match op {
-        TxnOpResponse::Get(response) => response,
-        other => panic!("expected a range response, got {other:?}"),
-    }
-}
-
-fn txn_of(op: &TxnOpResponse) -> &TxnResponse {
-    match op {
-        TxnOpResponse::Txn(response) => response,
-        other => panic!("expected a txn response, got {other:?}"),
     }
 }
 

@@ -1,12 +1,12 @@
 //! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact. Mutations go
-//! through Raft; Range reads the store directly (after a read-index barrier
-//! unless serializable).
+//! through Raft; Range and read-only Txns read the store directly (after a
+//! read-index barrier unless serializable), as etcd serves them.
 
 use prost::Message as _;
 use rafter_proto::etcdserverpb::kv_server::Kv;
 use rafter_proto::etcdserverpb::*;
-use rafter_storage::mvcc::{validate, KvResponse};
-use rafter_storage::KvRequest;
+use rafter_storage::mvcc::{read_only, validate, KvResponse};
+use rafter_storage::{KvRequest, MvccError, MvccStore};
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
@@ -27,6 +27,56 @@ impl KvService {
         }
         Ok(())
     }
+
+    /// A read-only txn takes the Range path: a read-index barrier unless
+    /// serializable, then one read snapshot of the store. Nothing enters the
+    /// Raft log.
+    async fn txn_read(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
+        if !read_only::is_serializable(&r) {
+            self.node.read_barrier().await?;
+        }
+        // Only single keys: a few B-tree lookups per compare and range, as
+        // for a single-key Range; any key range goes to the blocking pool.
+        let mut resp = self
+            .read_store(single_keys(&r), move |s| s.txn_read(&r))
+            .await?;
+        self.node.stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// Runs a read of the store (in its own read snapshot). `inline` when it
+    /// is a few B-tree lookups: cheaper on this thread than a hop to the
+    /// blocking pool. A scan that may be long goes to the blocking pool, so
+    /// it never holds up an async worker.
+    async fn read_store<T: Send + 'static>(
+        &self,
+        inline: bool,
+        read: impl FnOnce(&MvccStore) -> Result<T, MvccError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let result = if inline {
+            read(&self.node.store)
+        } else {
+            let store = self.node.store.clone();
+            tokio::task::spawn_blocking(move || read(&store))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+        };
+        Ok(result.map_err(ApiError::from)?)
+    }
+}
+
+/// Whether every compare and range of a read-only txn, nested txns
+/// included, names a single key (no `range_end`).
+fn single_keys(t: &TxnRequest) -> bool {
+    t.compare.iter().all(|c| c.range_end.is_empty())
+        && t.success
+            .iter()
+            .chain(&t.failure)
+            .all(|op| match &op.request {
+                Some(request_op::Request::RequestRange(r)) => r.range_end.is_empty(),
+                Some(request_op::Request::RequestTxn(inner)) => single_keys(inner),
+                _ => true,
+            })
 }
 
 /// A response of another kind than the request means the apply layer is
@@ -46,17 +96,8 @@ impl Kv for KvService {
         if !r.serializable {
             self.node.read_barrier().await?;
         }
-        let mut resp = if r.range_end.is_empty() {
-            // A single key is a few B-tree lookups in a read snapshot:
-            // cheaper on this thread than a hop to the blocking pool.
-            self.node.store.range(&r).map_err(ApiError::from)?
-        } else {
-            let store = self.node.store.clone();
-            tokio::task::spawn_blocking(move || store.range(&r))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(ApiError::from)?
-        };
+        let single_key = r.range_end.is_empty();
+        let mut resp = self.read_store(single_key, move |s| s.range(&r)).await?;
         self.node.stamp(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -93,6 +134,11 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = request.into_inner();
         validate::check_txn(&r, self.node.max_txn_ops).map_err(ApiError::from)?;
+        if read_only::is_read_only(&r) {
+            // No size check: etcd refuses an over-limit request only when it
+            // would enter the log; gRPC's receive limit bounds this one.
+            return self.txn_read(r).await.map(Response::new);
+        }
         self.check_size(r.encoded_len())?;
         match self.node.propose(KvRequest::Txn(r)).await? {
             KvResponse::Txn(mut t) => {

@@ -9,17 +9,19 @@
 mod compact;
 pub mod keyrange;
 mod read;
+pub mod read_only;
 pub mod record;
 mod snapshot;
 mod tables;
+mod txn;
 pub mod validate;
 mod write;
 
 use std::path::{Path, PathBuf};
 
 use rafter_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse,
-    ResponseHeader, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse, TxnRequest,
+    TxnResponse,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
@@ -48,6 +50,10 @@ pub enum MvccError {
     TooManyOps,
     #[error("duplicate key given in txn request")]
     DuplicateKey,
+    /// A txn with a put or delete was given to [`MvccStore::txn_read`] (a
+    /// caller's mistake: such a txn must be proposed through Raft).
+    #[error("mvcc: a txn that writes cannot be served as a read")]
+    NotReadOnly,
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -89,10 +95,7 @@ pub enum KvResponse {
 
 impl KvResponse {
     fn with_revision(mut self, revision: i64) -> Self {
-        let header = Some(ResponseHeader {
-            revision,
-            ..Default::default()
-        });
+        let header = Some(txn::rev_header(revision));
         match &mut self {
             KvResponse::Put(r) => r.header = header,
             KvResponse::DeleteRange(r) => r.header = header,
@@ -166,15 +169,22 @@ impl MvccStore {
 
     /// Serves a Range from a read snapshot (never blocks the writer).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let bounds = RevisionBounds {
-            current: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
-            compacted: compact_revision(&meta)?,
-        };
-        let latest = txn.open_table(KV_LATEST)?;
-        let revs = txn.open_table(KV_REVS)?;
-        read::range(&latest, &revs, bounds, req)
+        read::ReadView::open(&self.db)?.range(req)
+    }
+
+    /// Serves a read-only Txn (see [`read_only::is_read_only`]; nested txns
+    /// included) from one read snapshot, never blocking the writer. The
+    /// answer, errors included, is the one applying the same txn through
+    /// [`MvccStore::apply`] would give at this point: both run the same code
+    /// (`mvcc/txn.rs`). The header carries the store's current revision.
+    pub fn txn_read(&self, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
+        if !read_only::is_read_only(req) {
+            return Err(MvccError::NotReadOnly);
+        }
+        let mut view = read::ReadView::open(&self.db)?;
+        let mut resp = txn::run(&mut view, req)?;
+        resp.header = Some(txn::rev_header(view.bounds.current));
+        Ok(resp)
     }
 
     /// Applies a batch of committed entries in one write transaction and
@@ -278,17 +288,11 @@ impl MvccStore {
     /// (0 = current). Returns (hash, revision hashed, compaction revision).
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), MvccError> {
         let state = self.state()?;
-        let rev = if revision <= 0 {
-            state.current_revision
-        } else {
-            revision
-        };
-        if rev > state.current_revision {
-            return Err(MvccError::FutureRevision);
+        let rev = RevisionBounds {
+            current: state.current_revision,
+            compacted: state.compact_revision,
         }
-        if rev < state.compact_revision {
-            return Err(MvccError::Compacted);
-        }
+        .resolve(revision)?;
         Ok((
             snapshot::hash_kv(&self.db, rev as u64)?,
             rev,

@@ -3,12 +3,16 @@
 //! Range semantics: filters, sorting, limit/more, count, keys_only.
 
 use rafter_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
-use rafter_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
+use rafter_proto::etcdserverpb::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+};
 use rafter_proto::mvccpb::KeyValue;
-use redb::ReadableTable;
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::keyrange::KeyRange;
 use super::record::Record;
+use super::tables::{compact_revision, meta_get, KV_LATEST, KV_REVS, META, META_CURRENT_REV};
+use super::txn::{rev_header, TxnTables};
 use super::MvccError;
 
 /// Revisions visible to one read: what is current and what was compacted.
@@ -16,6 +20,78 @@ use super::MvccError;
 pub struct RevisionBounds {
     pub current: i64,
     pub compacted: i64,
+}
+
+impl RevisionBounds {
+    /// The revision a read asking for `requested` sees (0 or less: the
+    /// current one), or etcd's error when it is in the future or compacted.
+    pub fn resolve(&self, requested: i64) -> Result<i64, MvccError> {
+        let rev = if requested <= 0 {
+            self.current
+        } else {
+            requested
+        };
+        if rev > self.current {
+            return Err(MvccError::FutureRevision);
+        }
+        if rev < self.compacted {
+            return Err(MvccError::Compacted);
+        }
+        Ok(rev)
+    }
+}
+
+/// The tables a read needs, and the revisions they hold, all from one redb
+/// read transaction: a consistent snapshot that never blocks the writer.
+pub struct ReadView {
+    latest: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    revs: ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
+    pub bounds: RevisionBounds,
+}
+
+impl ReadView {
+    pub fn open(db: &Database) -> Result<ReadView, MvccError> {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(ReadView {
+            latest: txn.open_table(KV_LATEST)?,
+            revs: txn.open_table(KV_REVS)?,
+            bounds: RevisionBounds {
+                current: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
+                compacted: compact_revision(&meta)?,
+            },
+        })
+    }
+
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        range(&self.latest, &self.revs, self.bounds, req)
+    }
+}
+
+/// A read-only txn (`MvccStore::txn_read`) runs on a read view; it has no
+/// puts or deletes, which `txn_read` checks before it starts.
+impl TxnTables for ReadView {
+    type Latest = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+    fn latest(&self) -> &Self::Latest {
+        &self.latest
+    }
+
+    fn read_bounds(&self) -> RevisionBounds {
+        self.bounds
+    }
+
+    fn range_in_txn(&self, r: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        self.range(r)
+    }
+
+    fn put_in_txn(&mut self, _: &PutRequest) -> Result<PutResponse, MvccError> {
+        unreachable!("txn_read runs only txns that read")
+    }
+
+    fn delete_in_txn(&mut self, _: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
+        unreachable!("txn_read runs only txns that read")
+    }
 }
 
 /// Raw key-values in key order, plus the number of keys in range.
@@ -32,17 +108,7 @@ pub fn range(
     bounds: RevisionBounds,
     req: &RangeRequest,
 ) -> Result<RangeResponse, MvccError> {
-    let rev = if req.revision <= 0 {
-        bounds.current
-    } else {
-        req.revision
-    };
-    if rev > bounds.current {
-        return Err(MvccError::FutureRevision);
-    }
-    if rev < bounds.compacted {
-        return Err(MvccError::Compacted);
-    }
+    let rev = bounds.resolve(req.revision)?;
     let needs_full_scan = req.sort_order != SortOrder::None as i32
         || req.min_mod_revision != 0
         || req.max_mod_revision != 0
@@ -78,10 +144,7 @@ pub fn range(
         }
     }
     Ok(RangeResponse {
-        header: Some(ResponseHeader {
-            revision: bounds.current,
-            ..Default::default()
-        }),
+        header: Some(rev_header(bounds.current)),
         kvs: scan.kvs,
         more,
         count: scan.count,
@@ -98,18 +161,29 @@ fn scan_latest(
         kvs: vec![],
         count: 0,
     };
-    let mut take = |k: &[u8], v: &[u8]| {
+    for_each_live(latest, kr, |k, v| {
         scan.count += 1;
         if !count_only && scan.kvs.len() < limit {
             scan.kvs.push(Record::decode(v).to_key_value(k));
         }
-    };
+    })?;
+    Ok(scan)
+}
+
+/// Calls `take` with each live key of `kr` and its newest record (encoded),
+/// in key order.
+pub fn for_each_live(
+    latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    kr: &KeyRange,
+    mut take: impl FnMut(&[u8], &[u8]),
+) -> Result<(), MvccError> {
     match kr {
         KeyRange::Single(k) => {
             if let Some(v) = latest.get(k.as_slice())? {
                 take(k, v.value());
             }
         }
+        KeyRange::Span { .. } if kr.is_empty() => {}
         KeyRange::Span { start, end } => {
             let iter = match end {
                 Some(e) => latest.range::<&[u8]>(start.as_slice()..e.as_slice())?,
@@ -121,7 +195,7 @@ fn scan_latest(
             }
         }
     }
-    Ok(scan)
+    Ok(())
 }
 
 /// Scans history: for each key in range, its newest record at or before

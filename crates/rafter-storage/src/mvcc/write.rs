@@ -3,20 +3,17 @@
 //! before touching anything or is applied whole, so a batch of many requests
 //! can share one transaction without a failed request leaving partial writes.
 
-use rafter_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use rafter_proto::etcdserverpb::request_op::Request as Op;
-use rafter_proto::etcdserverpb::response_op::Response as OpResponse;
 use rafter_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse,
 };
-use rafter_proto::mvccpb::KeyValue;
-use redb::{ReadableTable, Table};
+use redb::Table;
 
 use super::keyrange::KeyRange;
 use super::read::{self, RevisionBounds};
 use super::record::Record;
 use super::tables::latest_get;
+use super::txn::{self, rev_header, TxnTables};
 use super::{KvRequest, KvResponse, MvccError};
 
 /// The tables of one write transaction plus the revision bookkeeping of the
@@ -58,11 +55,11 @@ impl<'t> Writer<'t> {
         self.changes = 0;
         let resp = match req {
             KvRequest::Put(p) => {
-                self.check_put(p)?;
+                txn::check_put(&self.latest, p)?;
                 KvResponse::Put(self.put(p)?)
             }
             KvRequest::DeleteRange(d) => KvResponse::DeleteRange(self.delete_range(d)?),
-            KvRequest::Txn(t) => KvResponse::Txn(self.txn(t)?),
+            KvRequest::Txn(t) => KvResponse::Txn(txn::run(self, t)?),
             KvRequest::Compaction(c) => KvResponse::Compact(self.compact(c)?),
             KvRequest::MemberAttributes(a) => {
                 let encoded = prost::Message::encode_to_vec(a);
@@ -79,28 +76,6 @@ impl<'t> Writer<'t> {
     /// The revision the request's changes get: one past the last applied.
     fn write_rev(&self) -> i64 {
         self.current_rev + 1
-    }
-
-    /// Revision a read inside the request sees: its own writes included.
-    fn read_bounds(&self) -> RevisionBounds {
-        RevisionBounds {
-            current: if self.changes > 0 {
-                self.current_rev + 1
-            } else {
-                self.current_rev
-            },
-            compacted: self.compact_rev,
-        }
-    }
-
-    fn check_put(&self, p: &PutRequest) -> Result<(), MvccError> {
-        if p.lease != 0 {
-            return Err(MvccError::LeaseNotFound);
-        }
-        if (p.ignore_value || p.ignore_lease) && latest_get(&self.latest, &p.key)?.is_none() {
-            return Err(MvccError::KeyNotFound);
-        }
-        Ok(())
     }
 
     fn put(&mut self, p: &PutRequest) -> Result<PutResponse, MvccError> {
@@ -135,7 +110,7 @@ impl<'t> Writer<'t> {
 
     fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
         let kr = KeyRange::new(&d.key, &d.range_end);
-        let victims = self.live_keys(&kr)?;
+        let victims = txn::live_keys(&self.latest, &kr)?;
         let rev = self.write_rev();
         let mut prev_kvs = Vec::new();
         for (key, prev) in &victims {
@@ -159,29 +134,6 @@ impl<'t> Writer<'t> {
         })
     }
 
-    fn live_keys(&self, kr: &KeyRange) -> Result<Vec<(Vec<u8>, Record)>, MvccError> {
-        let mut out = Vec::new();
-        match kr {
-            KeyRange::Single(k) => {
-                if let Some(r) = latest_get(&self.latest, k)? {
-                    out.push((k.clone(), r));
-                }
-            }
-            KeyRange::Span { .. } if kr.is_empty() => {}
-            KeyRange::Span { start, end } => {
-                let iter = match end {
-                    Some(e) => self.latest.range::<&[u8]>(start.as_slice()..e.as_slice())?,
-                    None => self.latest.range::<&[u8]>(start.as_slice()..)?,
-                };
-                for item in iter {
-                    let (k, v) = item?;
-                    out.push((k.value().to_vec(), Record::decode(v.value())));
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Writes one change of `key` at the request's revision.
     fn record_change(&mut self, key: &[u8], rec: &Record) -> Result<(), MvccError> {
         let rev = self.write_rev() as u64;
@@ -197,154 +149,6 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    fn range(
-        &self,
-        r: &RangeRequest,
-    ) -> Result<rafter_proto::etcdserverpb::RangeResponse, MvccError> {
-        read::range(&self.latest, &self.revs, self.read_bounds(), r)
-    }
-
-    fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse, MvccError> {
-        // etcd decides every branch, nested ones included, against the state
-        // before the transaction writes anything, then checks the chosen
-        // requests, and only then executes them.
-        let path = self.choose_path(t)?;
-        self.check_path(t, &path)?;
-        let mut path_iter = path.iter().copied();
-        self.exec_txn(t, &mut path_iter)
-    }
-
-    /// Branch decisions in depth-first order of the txns that will run.
-    fn choose_path(&self, t: &TxnRequest) -> Result<Vec<bool>, MvccError> {
-        let mut path = Vec::new();
-        self.choose_into(t, &mut path)?;
-        Ok(path)
-    }
-
-    fn choose_into(&self, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), MvccError> {
-        let mut ok = true;
-        for c in &t.compare {
-            if !self.compare(c)? {
-                ok = false;
-                break;
-            }
-        }
-        path.push(ok);
-        let ops = if ok { &t.success } else { &t.failure };
-        for op in ops {
-            if let Some(Op::RequestTxn(inner)) = &op.request {
-                self.choose_into(inner, path)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn check_path(&self, t: &TxnRequest, path: &[bool]) -> Result<(), MvccError> {
-        let mut it = path.iter().copied();
-        self.check_txn(t, &mut it, &mut Vec::new())
-    }
-
-    /// Checks the requests that will run, in execution order. `deleted`
-    /// collects the ranges deleted by earlier requests of the txn: a put with
-    /// ignore_value/ignore_lease on a key deleted earlier in the same txn has
-    /// no value to keep, so the txn fails with "key not found" (etcd 3.4
-    /// crashes on this case; see ARCHITECTURE.md).
-    fn check_txn(
-        &self,
-        t: &TxnRequest,
-        path: &mut impl Iterator<Item = bool>,
-        deleted: &mut Vec<KeyRange>,
-    ) -> Result<(), MvccError> {
-        let ok = path.next().expect("path covers every executed txn");
-        let ops = if ok { &t.success } else { &t.failure };
-        for op in ops {
-            match &op.request {
-                Some(Op::RequestPut(p)) => {
-                    self.check_put(p)?;
-                    if (p.ignore_value || p.ignore_lease)
-                        && deleted.iter().any(|d| d.contains(&p.key))
-                    {
-                        return Err(MvccError::KeyNotFound);
-                    }
-                }
-                Some(Op::RequestRange(r)) => {
-                    let b = self.read_bounds();
-                    let rev = if r.revision <= 0 {
-                        b.current
-                    } else {
-                        r.revision
-                    };
-                    if rev > b.current {
-                        return Err(MvccError::FutureRevision);
-                    }
-                    if rev < b.compacted {
-                        return Err(MvccError::Compacted);
-                    }
-                }
-                Some(Op::RequestTxn(inner)) => self.check_txn(inner, path, deleted)?,
-                Some(Op::RequestDeleteRange(d)) => {
-                    deleted.push(KeyRange::new(&d.key, &d.range_end))
-                }
-                None => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn exec_txn(
-        &mut self,
-        t: &TxnRequest,
-        path: &mut impl Iterator<Item = bool>,
-    ) -> Result<TxnResponse, MvccError> {
-        let ok = path.next().expect("path covers every executed txn");
-        let ops = if ok { &t.success } else { &t.failure };
-        let mut responses = Vec::with_capacity(ops.len());
-        for op in ops {
-            let response = match &op.request {
-                Some(Op::RequestRange(r)) => Some(OpResponse::ResponseRange(self.range(r)?)),
-                Some(Op::RequestPut(p)) => {
-                    let mut resp = self.put(p)?;
-                    resp.header = Some(rev_header(self.write_rev()));
-                    Some(OpResponse::ResponsePut(resp))
-                }
-                Some(Op::RequestDeleteRange(d)) => {
-                    let mut resp = self.delete_range(d)?;
-                    resp.header = Some(rev_header(self.read_bounds().current));
-                    Some(OpResponse::ResponseDeleteRange(resp))
-                }
-                Some(Op::RequestTxn(inner)) => {
-                    let mut resp = self.exec_txn(inner, path)?;
-                    resp.header = Some(ResponseHeader::default());
-                    Some(OpResponse::ResponseTxn(resp))
-                }
-                None => None,
-            };
-            responses.push(ResponseOp { response });
-        }
-        Ok(TxnResponse {
-            header: None,
-            succeeded: ok,
-            responses,
-        })
-    }
-
-    /// One compare over every key in its range; a missing key compares as an
-    /// empty key-value, except that a value compare on it always fails.
-    fn compare(&self, c: &Compare) -> Result<bool, MvccError> {
-        let kr = KeyRange::new(&c.key, &c.range_end);
-        let kvs = self.live_keys(&kr)?;
-        let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
-        if kvs.is_empty() {
-            if target == CompareTarget::Value {
-                return Ok(false);
-            }
-            return Ok(compare_one(c, target, &KeyValue::default()));
-        }
-        Ok(kvs
-            .iter()
-            .all(|(k, r)| compare_one(c, target, &r.to_key_value(k))))
-    }
-
     fn compact(&mut self, c: &CompactionRequest) -> Result<CompactionResponse, MvccError> {
         if c.revision <= self.compact_rev {
             return Err(MvccError::Compacted);
@@ -358,45 +162,39 @@ impl<'t> Writer<'t> {
     }
 }
 
-fn rev_header(revision: i64) -> ResponseHeader {
-    ResponseHeader {
-        revision,
-        ..Default::default()
-    }
-}
+/// Requests inside a txn read and write this transaction's tables.
+impl<'t> TxnTables for Writer<'t> {
+    type Latest = Table<'t, &'static [u8], &'static [u8]>;
 
-fn compare_one(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
-    use std::cmp::Ordering;
-    let ord = match (target, &c.target_union) {
-        (CompareTarget::Value, Some(TargetUnion::Value(v))) => {
-            kv.value.as_slice().cmp(v.as_slice())
+    fn latest(&self) -> &Self::Latest {
+        &self.latest
+    }
+
+    /// A read inside the request sees its own writes.
+    fn read_bounds(&self) -> RevisionBounds {
+        RevisionBounds {
+            current: if self.changes > 0 {
+                self.current_rev + 1
+            } else {
+                self.current_rev
+            },
+            compacted: self.compact_rev,
         }
-        (CompareTarget::Value, _) => kv.value.as_slice().cmp(&[][..]),
-        (CompareTarget::Version, u) => kv.version.cmp(&int_of(u, |t| match t {
-            TargetUnion::Version(n) => Some(*n),
-            _ => None,
-        })),
-        (CompareTarget::Create, u) => kv.create_revision.cmp(&int_of(u, |t| match t {
-            TargetUnion::CreateRevision(n) => Some(*n),
-            _ => None,
-        })),
-        (CompareTarget::Mod, u) => kv.mod_revision.cmp(&int_of(u, |t| match t {
-            TargetUnion::ModRevision(n) => Some(*n),
-            _ => None,
-        })),
-        (CompareTarget::Lease, u) => kv.lease.cmp(&int_of(u, |t| match t {
-            TargetUnion::Lease(n) => Some(*n),
-            _ => None,
-        })),
-    };
-    match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
-        CompareResult::Equal => ord == Ordering::Equal,
-        CompareResult::Greater => ord == Ordering::Greater,
-        CompareResult::Less => ord == Ordering::Less,
-        CompareResult::NotEqual => ord != Ordering::Equal,
     }
-}
 
-fn int_of(u: &Option<TargetUnion>, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
-    u.as_ref().and_then(pick).unwrap_or(0)
+    fn range_in_txn(&self, r: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        read::range(&self.latest, &self.revs, self.read_bounds(), r)
+    }
+
+    fn put_in_txn(&mut self, p: &PutRequest) -> Result<PutResponse, MvccError> {
+        let mut resp = self.put(p)?;
+        resp.header = Some(rev_header(self.write_rev()));
+        Ok(resp)
+    }
+
+    fn delete_in_txn(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
+        let mut resp = self.delete_range(d)?;
+        resp.header = Some(rev_header(self.read_bounds().current));
+        Ok(resp)
+    }
 }

@@ -21,7 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, ResponseHeader};
+use etcd_client::{
+    Client, ConnectOptions, GetResponse, ResponseHeader, TxnOpResponse, TxnResponse,
+};
 use tempfile::TempDir;
 
 /// How long a server may take to answer its first request.
@@ -404,6 +406,25 @@ pub fn expect_grpc_code<T: std::fmt::Debug>(
             assert_eq!(status.code(), code, "unexpected gRPC status {status:?}");
         }
         other => panic!("expected gRPC error {code:?}, got {other:?}"),
+    }
+}
+
+/// The range response of a txn's op; fails the test if it is another kind.
+#[track_caller]
+pub fn range_of(op: &TxnOpResponse) -> &GetResponse {
+    match op {
+        TxnOpResponse::Get(response) => response,
+        other => panic!("expected a range response, got {other:?}"),
+    }
+}
+
+/// The nested txn response of a txn's op; fails the test if it is another
+/// kind.
+#[track_caller]
+pub fn txn_of(op: &TxnOpResponse) -> &TxnResponse {
+    match op {
+        TxnOpResponse::Txn(response) => response,
+        other => panic!("expected a txn response, got {other:?}"),
     }
 }
 
