@@ -187,7 +187,6 @@ impl RaftLoop {
                 next_tick = now + self.tick_interval;
             }
             self.carry_out(&mut replies)?;
-            self.publish_status();
         }
         for id in self.node.abandon_all() {
             if let Some(reply) = replies.remove(&id) {
@@ -214,6 +213,9 @@ impl RaftLoop {
             if actions.is_empty() {
                 return Ok(());
             }
+            // Status (commit index, term) is current before any result it
+            // covers can reach a client.
+            self.publish_status();
             for action in actions {
                 match action {
                     Action::Send(messages) => self.send(messages),
