@@ -462,8 +462,11 @@ impl<S: Storage> Node<S> {
 
     /// Everything the inputs since the last call made necessary, in order.
     pub fn take_actions(&mut self) -> Vec<Action> {
-        if let Some(ctx) = self.reads.start_round(self.member.id()) {
-            self.member.read_index(ctx);
+        // A round steps raft-rs, which must wait while a Ready is in flight.
+        if !self.busy() {
+            if let Some(ctx) = self.reads.start_round(self.member.id()) {
+                self.member.read_index(ctx);
+            }
         }
         self.drive();
         if !self.transfers.is_empty() {
