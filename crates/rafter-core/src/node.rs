@@ -628,3 +628,180 @@ pub fn restart_hard_state(hs: &HardState, applied_index: u64) -> Option<HardStat
         hs
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::eraftpb::ConfState;
+    use raft::storage::MemStorage;
+    use rafter_proto::etcdserverpb::PutRequest;
+
+    use super::*;
+    use crate::command::decode_command;
+
+    /// A one-member core and a minimal shell: the log is MemStorage, writes
+    /// are durable at once, applied entries are only recorded.
+    struct Harness {
+        node: Node<MemStorage>,
+        storage: MemStorage,
+        handed: Vec<ApplyBatch>,
+        responses: Vec<(RequestId, Result<Granted, RequestError>)>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1], vec![])));
+            let cfg = NodeConfig {
+                member: MemberConfig {
+                    id: 1,
+                    election_tick: 10,
+                    max_election_tick: 0,
+                    heartbeat_tick: 1,
+                    applied_index: 0,
+                    max_size_per_msg_bytes: 1 << 20,
+                    max_inflight_msgs: 256,
+                    rng_seed: 1,
+                },
+                snapshot_count: 1000,
+                request_timeout_ticks: 20,
+                first_command_id: 100,
+                compacted_index: 0,
+            };
+            let logger = slog::Logger::root(slog::Discard, slog::o!());
+            let mut node = Node::new(&cfg, storage.clone(), &logger).expect("node");
+            node.campaign_if_sole_voter().expect("campaign");
+            let mut h = Harness {
+                node,
+                storage,
+                handed: vec![],
+                responses: vec![],
+            };
+            h.run();
+            assert!(h.node.is_leader());
+            h
+        }
+
+        /// Carries out actions until there are none; applies nothing.
+        fn run(&mut self) {
+            loop {
+                let actions = self.node.take_actions();
+                if actions.is_empty() {
+                    return;
+                }
+                for a in actions {
+                    match a {
+                        Action::Persist(w) => {
+                            let mut core = self.storage.wl();
+                            core.append(&w.entries).expect("append");
+                            if let Some(hs) = w.hard_state {
+                                core.set_hardstate(hs);
+                            }
+                            drop(core);
+                            self.node.on_persisted();
+                        }
+                        Action::Apply(batch) => self.handed.push(batch),
+                        Action::Respond(req, r) => self.responses.push((req, r)),
+                        Action::Send(_)
+                        | Action::InstallSnapshot(_)
+                        | Action::CompactLog { .. } => {}
+                    }
+                }
+            }
+        }
+
+        fn last_handed(&self) -> u64 {
+            self.handed
+                .iter()
+                .filter_map(ApplyBatch::last_index)
+                .max()
+                .unwrap_or(0)
+        }
+    }
+
+    fn put() -> KvRequest {
+        KvRequest::Put(PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_proposal_is_answered_by_the_entry_that_carries_it() {
+        let mut h = Harness::new();
+        h.node.propose(7, put());
+        h.run();
+        let (entry, to) = h
+            .handed
+            .iter()
+            .flat_map(|b| b.entries.iter().zip(&b.reply_to))
+            .find(|(_, to)| to.is_some())
+            .expect("the proposal reached apply");
+        assert_eq!(*to, Some(7));
+        let cmd = decode_command(entry.index, &entry.data)
+            .expect("decodes")
+            .expect("a command");
+        assert_eq!(cmd.request, Some(put()));
+    }
+
+    #[cfg(not(feature = "fault-read-before-applied"))]
+    #[test]
+    fn a_read_is_granted_only_once_its_index_is_applied() {
+        let mut h = Harness::new();
+        h.node.propose(7, put());
+        h.run();
+        h.node.read(8);
+        h.run();
+        assert!(
+            h.responses.is_empty(),
+            "granted before apply: {:?}",
+            h.responses
+        );
+        let handed = h.last_handed();
+        h.node.on_applied(handed - 1, 0);
+        h.run();
+        assert!(h.responses.is_empty(), "granted below the read index");
+        h.node.on_applied(handed, 0);
+        h.run();
+        assert_eq!(
+            h.responses,
+            vec![(8, Ok(Granted::Read { read_index: handed }))]
+        );
+    }
+
+    #[test]
+    fn waiters_are_abandoned_at_their_deadline() {
+        let mut h = Harness::new();
+        h.node.read(8);
+        h.run();
+        for _ in 0..30 {
+            h.node.tick();
+        }
+        h.run();
+        assert_eq!(h.responses, vec![(8, Err(RequestError::Timeout))]);
+        assert_eq!(h.node.waiting_requests(), 0);
+    }
+
+    #[test]
+    fn compaction_waits_for_durable_state() {
+        let mut h = Harness::new();
+        for req in 0..1500 {
+            h.node.propose(req, put());
+        }
+        h.run();
+        let handed = h.last_handed();
+        h.node.on_applied(handed, 0);
+        assert!(
+            !h.node
+                .take_actions()
+                .iter()
+                .any(|a| matches!(a, Action::CompactLog { .. })),
+            "compacted entries the store may still lose"
+        );
+        h.node.on_applied(handed, handed);
+        let compact_to = h.node.take_actions().into_iter().find_map(|a| match a {
+            Action::CompactLog { compact_to } => Some(compact_to),
+            _ => None,
+        });
+        assert_eq!(compact_to, Some(handed - 500 + 1));
+    }
+}
