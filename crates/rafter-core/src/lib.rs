@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod compaction;
+pub mod forwarded;
 pub mod logger;
 pub mod member;
 pub mod node;

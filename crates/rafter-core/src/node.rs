@@ -24,6 +24,7 @@ use rafter_proto::rafterpb::{raft_command::Request as KvRequest, RaftCommand};
 
 use crate::command::{encode_command, peek_command_id};
 use crate::compaction::Compaction;
+use crate::forwarded::Forwarded;
 use crate::member::{Member, MemberConfig};
 use crate::proposals::Proposals;
 use crate::reads::{ReadWaiter, Reads};
@@ -166,6 +167,7 @@ pub struct Node<S: Storage> {
     /// `fault-snapshot-late`: a snapshot held back until the next tick.
     late_snapshot: Option<Box<Snapshot>>,
     deferred: Vec<Deferred>,
+    forwarded: Forwarded,
 }
 
 impl<S: Storage> Node<S> {
@@ -191,6 +193,7 @@ impl<S: Storage> Node<S> {
             handed_index: cfg.member.applied_index,
             late_snapshot: None,
             deferred: Vec::new(),
+            forwarded: Forwarded::default(),
         })
     }
 
@@ -317,9 +320,12 @@ impl<S: Storage> Node<S> {
 
     /// A message from a peer (errors are raft-rs's verdict on it; the
     /// member goes on).
-    pub fn step(&mut self, msg: Message) -> raft::Result<()> {
+    pub fn step(&mut self, mut msg: Message) -> raft::Result<()> {
         if self.busy() {
             self.deferred.push(Deferred::Step(Box::new(msg)));
+            return Ok(());
+        }
+        if !self.forwarded.filter(&mut msg) {
             return Ok(());
         }
         self.member.step(msg)
@@ -353,7 +359,7 @@ impl<S: Storage> Node<S> {
             match input {
                 Deferred::Tick => self.tick(),
                 Deferred::Step(msg) => {
-                    if let Err(e) = self.member.step(*msg) {
+                    if let Err(e) = self.step(*msg) {
                         tracing::debug!("raft rejected a peer message: {e}");
                     }
                 }

@@ -90,6 +90,9 @@ pub struct SimMember {
     durable_log: LogState,
     /// The fsync the member is blocked on, if any.
     fsync: Option<u64>,
+    /// Entries written since the last fsync, in the order a torn write
+    /// would have put them on disk.
+    unsynced_entries: Vec<Entry>,
     fsync_epoch: u64,
     inbox: Vec<Input>,
     node: Option<Core>,
@@ -116,6 +119,7 @@ impl SimMember {
             log: SimLog::new(LogState::new(voters)),
             durable_log: LogState::new(voters),
             fsync: None,
+            unsynced_entries: Vec::new(),
             fsync_epoch: 0,
             inbox: Vec::new(),
             node: None,
@@ -204,21 +208,17 @@ impl SimMember {
     pub fn crash(&mut self, torn_keep: usize) -> Vec<usize> {
         self.node = None;
         self.incarnation += 1;
+        // A torn write keeps a prefix of the records written since the
+        // last fsync; where they overwrite a conflicting suffix, the old
+        // entries from that point on are replaced, never mixed with them.
         let mut survived = self.durable_log.clone();
+        let unsynced = std::mem::take(&mut self.unsynced_entries);
         if self.fsync.take().is_some() {
-            let written = self.log.state();
-            let extra: Vec<Entry> = written
-                .entries()
-                .iter()
-                .filter(|e| e.index > survived.last_index())
-                .take(torn_keep)
-                .cloned()
-                .collect();
-            if extra
-                .first()
-                .is_some_and(|e| e.index == survived.last_index() + 1)
-            {
-                survived.append(&extra);
+            let kept = &unsynced[..torn_keep.min(unsynced.len())];
+            if kept.first().is_some_and(|e| {
+                e.index >= survived.first_index() && e.index <= survived.last_index() + 1
+            }) {
+                survived.append(kept);
             }
         }
         self.durable_log = survived.clone();
@@ -344,6 +344,7 @@ impl SimMember {
             return;
         }
         self.fsync = None;
+        self.unsynced_entries.clear();
         self.durable_log = self.log.state();
         if !self.settings.ack_before_fsync {
             if let Some(n) = self.node.as_mut() {
@@ -468,6 +469,10 @@ impl SimMember {
                         self.durable_log.apply_snapshot(meta);
                     }
                     log.append(&write.entries);
+                    if let Some(first) = write.entries.first() {
+                        self.unsynced_entries.retain(|e| e.index < first.index);
+                        self.unsynced_entries.extend_from_slice(&write.entries);
+                    }
                     if let Some(hs) = &write.hard_state {
                         log.hard_state = hs.clone();
                     }
