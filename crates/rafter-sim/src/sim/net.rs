@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 
 use super::rng::Rng;
 
@@ -41,12 +41,20 @@ impl Network {
     }
 
     /// Delivery times for one message: none (lost), one, or two (duplicate).
+    ///
+    /// A proposal a follower forwards to the leader (`MsgPropose`) is never
+    /// duplicated: raft-rs cannot tell a second copy from a second proposal
+    /// and appends it again, and the command is then applied twice (Rafter,
+    /// like etcd, does not deduplicate command ids). Rafter's transport (one
+    /// gRPC stream per peer, dropping what is queued when a stream breaks)
+    /// never delivers a message twice; duplicates stay for Raft's own
+    /// messages, which must tolerate them.
     pub fn deliveries(&self, cfg: &NetConfig, rng: &mut Rng, m: &Message, now_ms: u64) -> Vec<u64> {
         if self.is_cut(m.from, m.to) || rng.chance(cfg.drop_per_mille) {
             return vec![];
         }
         let mut at = vec![now_ms + rng.between(cfg.min_delay_ms, cfg.max_delay_ms)];
-        if rng.chance(cfg.dup_per_mille) {
+        if rng.chance(cfg.dup_per_mille) && m.get_msg_type() != MessageType::MsgPropose {
             at.push(now_ms + rng.between(cfg.min_delay_ms, cfg.max_delay_ms));
         }
         at
