@@ -8,14 +8,12 @@ use std::collections::HashMap;
 use raft::eraftpb::{ConfState, Entry, Message};
 use raft::storage::MemStorage;
 use rafter_core::{decode_command, encode_command, Member, MemberConfig, ProposeError};
-use rafter_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use rafter_proto::etcdserverpb::request_op::Request as Op;
-use rafter_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use rafter_proto::rafterpb::RaftCommand;
-use rafter_storage::mvcc::{ApplyEntry, KvResponse};
-use rafter_storage::{KvRequest, MvccStore};
+use rafter_storage::mvcc::ApplyEntry;
+use rafter_storage::MvccStore;
 
 use super::history::{OpKind, OpResult};
+use super::ops;
 
 /// Test-only bugs the simulator must catch (selected by cargo features).
 #[derive(Debug, Clone, Copy, Default)]
@@ -81,8 +79,8 @@ pub struct SimMember {
     proposals: HashMap<u64, usize>,
     read_rounds: HashMap<u64, Vec<usize>>,
     reads_waiting: Vec<(u64, usize)>,
-    /// Key of each read in flight.
-    read_keys: HashMap<usize, u8>,
+    /// Kind of each op in flight here (reads and proposals).
+    kinds: HashMap<usize, OpKind>,
     next_ctx: u64,
     next_cmd: u64,
     applied: u64,
@@ -111,7 +109,7 @@ impl SimMember {
             proposals: HashMap::new(),
             read_rounds: HashMap::new(),
             reads_waiting: Vec::new(),
-            read_keys: HashMap::new(),
+            kinds: HashMap::new(),
             next_ctx: 1,
             next_cmd: id << 40,
             applied: 0,
@@ -137,6 +135,11 @@ impl SimMember {
 
     pub fn applied(&self) -> u64 {
         self.applied
+    }
+
+    /// The member's store (for checks after the run).
+    pub fn store(&self) -> &MvccStore {
+        &self.store
     }
 
     pub fn hash(&self) -> u32 {
@@ -198,7 +201,7 @@ impl SimMember {
         }));
         lost.extend(self.read_rounds.drain().flat_map(|(_, ops)| ops));
         lost.extend(self.reads_waiting.drain(..).map(|(_, op)| op));
-        self.read_keys.clear();
+        self.kinds.clear();
         lost.sort_unstable();
         lost
     }
@@ -247,10 +250,9 @@ impl SimMember {
             return;
         };
         match kind {
-            OpKind::Get { key } => {
-                if self.bugs.local_reads {
-                    let v = read(&self.store, *key);
-                    out.push(Output::Done(op, OpResult::Get(v)));
+            kind if kind.is_read() => {
+                if self.bugs.local_reads || kind.is_serializable() {
+                    out.push(Output::Done(op, ops::read(&self.store, kind)));
                     return;
                 }
                 if node.leader_id().is_none() {
@@ -260,19 +262,20 @@ impl SimMember {
                 let ctx = self.next_ctx;
                 self.next_ctx += 1;
                 self.read_rounds.insert(ctx, vec![op]);
-                self.read_keys.insert(op, *key);
+                self.kinds.insert(op, kind.clone());
                 node.read_index(ctx.to_be_bytes().to_vec());
             }
-            OpKind::Put { .. } | OpKind::Cas { .. } => {
+            _ => {
                 let id = self.next_cmd;
                 self.next_cmd += 1;
                 let cmd = RaftCommand {
                     id,
-                    request: Some(request_for(kind)),
+                    request: Some(ops::request_for(kind)),
                 };
                 match node.propose(encode_command(&cmd)) {
                     Ok(()) => {
                         self.proposals.insert(id, op);
+                        self.kinds.insert(op, kind.clone());
                     }
                     Err(ProposeError::NoLeader | ProposeError::Dropped) => {
                         out.push(Output::Rejected(op));
@@ -362,7 +365,8 @@ impl SimMember {
                 for e in &cycle.entries {
                     if let Ok(Some(cmd)) = decode_command(e.index, &e.data) {
                         if let Some(op) = self.proposals.remove(&cmd.id) {
-                            out.push(Output::Done(op, predicted(&cmd)));
+                            let kind = self.kinds.remove(&op).expect("a proposal has a kind");
+                            out.push(Output::Done(op, ops::predicted(&kind)));
                         }
                     }
                 }
@@ -431,12 +435,8 @@ impl SimMember {
                 continue;
             };
             if let Some(op) = self.proposals.remove(&cmd.id) {
-                let r = match result {
-                    Ok(KvResponse::Txn(t)) => OpResult::Cas(t.succeeded),
-                    Ok(_) => OpResult::Put,
-                    Err(e) => panic!("simulated request failed to apply: {e}"),
-                };
-                out.push(Output::Done(op, r));
+                let kind = self.kinds.remove(&op).expect("a proposal has a kind");
+                out.push(Output::Done(op, ops::result_of(&kind, result)));
             }
         }
     }
@@ -448,74 +448,8 @@ impl SimMember {
             .partition(|(i, _)| *i <= applied);
         self.reads_waiting = waiting;
         for (_, op) in ready {
-            let key = self.read_keys.remove(&op).expect("every read has a key");
-            out.push(Output::Done(op, OpResult::Get(read(&self.store, key))));
+            let kind = self.kinds.remove(&op).expect("every read has a kind");
+            out.push(Output::Done(op, ops::read(&self.store, &kind)));
         }
-    }
-}
-
-fn key_bytes(key: u8) -> Vec<u8> {
-    vec![b'k', b'0' + key]
-}
-
-fn value_of(bytes: &[u8]) -> u64 {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .expect("values are numbers")
-}
-
-fn read(store: &MvccStore, key: u8) -> Option<u64> {
-    let resp = store
-        .range(&RangeRequest {
-            key: key_bytes(key),
-            ..Default::default()
-        })
-        .expect("in-memory range");
-    resp.kvs.first().map(|kv| value_of(&kv.value))
-}
-
-fn request_for(kind: &OpKind) -> KvRequest {
-    let put = |key: u8, value: u64| PutRequest {
-        key: key_bytes(key),
-        value: value.to_string().into_bytes(),
-        ..Default::default()
-    };
-    match kind {
-        OpKind::Put { key, value } => KvRequest::Put(put(*key, *value)),
-        OpKind::Cas { key, expected, new } => {
-            let compare = match expected {
-                Some(v) => Compare {
-                    key: key_bytes(*key),
-                    target: CompareTarget::Value as i32,
-                    result: CompareResult::Equal as i32,
-                    target_union: Some(TargetUnion::Value(v.to_string().into_bytes())),
-                    range_end: vec![],
-                },
-                None => Compare {
-                    key: key_bytes(*key),
-                    target: CompareTarget::Version as i32,
-                    result: CompareResult::Equal as i32,
-                    target_union: Some(TargetUnion::Version(0)),
-                    range_end: vec![],
-                },
-            };
-            KvRequest::Txn(TxnRequest {
-                compare: vec![compare],
-                success: vec![RequestOp {
-                    request: Some(Op::RequestPut(put(*key, *new))),
-                }],
-                failure: vec![],
-            })
-        }
-        OpKind::Get { .. } => unreachable!("reads are not proposed"),
-    }
-}
-
-/// The answer a buggy leader gives before knowing the outcome.
-fn predicted(cmd: &RaftCommand) -> OpResult {
-    match &cmd.request {
-        Some(KvRequest::Txn(_)) => OpResult::Cas(true),
-        _ => OpResult::Put,
     }
 }
