@@ -5,10 +5,11 @@
 //! types: a `Model` describes the object, `check` searches.
 //!
 //! - `history`: the operations (indeterminate ones included).
-//! - `model`: the trait a sequential specification implements, and per-key
-//!   partitioning.
-//! - `register`, `kv`: models of a register with compare-and-swap and of
-//!   etcd's put/range/delete/txn on one key.
+//! - `model`: the trait a sequential specification implements, and
+//!   partitioning per key or per connected component of keys.
+//! - `register`, `kv`: models of a register with compare-and-swap, and of
+//!   etcd's put/range/delete-range/txn over one or several keys with its
+//!   global revision.
 //! - `check`: the entry point; `budget`: when to give up (`Unknown`).
 //! - `view`, `entries`, `bitset`, `seen`, `search`: the search and its
 //!   data structures; `explain`: narrowing a violation down; `report`: the
@@ -54,5 +55,5 @@ mod tests;
 pub use budget::Budget;
 pub use check::check;
 pub use history::Operation;
-pub use model::{partition_by_key, Model, Partition};
+pub use model::{partition_by_key, partition_by_keys, Model, Partition};
 pub use report::{CheckResult, Furthest, Role, Violation, WindowOp};

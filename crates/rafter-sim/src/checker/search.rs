@@ -16,8 +16,12 @@
 //! any is explored: then "lost write a, then lost write b" is recognised as
 //! doing more than "lost write b" alone to reach the same state, and skipped
 //! (see `Seen`), which keeps the search from trying every subset of the lost
-//! writes when the history is not linearizable. Of lost operations with
-//! equal inputs, only the latest called is tried: the others are its twins.
+//! writes when the history is not linearizable. A child after which the
+//! operation at the barrier could never be linearized (the model says so,
+//! e.g. its answer's revision is already behind) is not entered: that is
+//! what bounds the subsets tried when every lost write changes the state
+//! (a revision counter does). Of lost operations with equal inputs, only
+//! the latest called is tried: the others are its twins.
 //! The differential property test in `tests` checks all this against a
 //! brute-force search.
 
@@ -335,6 +339,10 @@ impl<'s, 'h, M: Model> Search<'s, 'h, M> {
     /// has a twin using the later one, with the same states.
     fn open_level(&mut self, barrier: usize) {
         let limit = self.positions[DETERMINATE][self.lists[DETERMINATE].index(barrier)];
+        let stuck = self.ops[self.lists[DETERMINATE].event(barrier).op];
+        let stuck_output = stuck
+            .output
+            .expect("a return event belongs to a determinate operation");
         let mut children = Vec::new();
         let mut cursor = self.lists[INDETERMINATE].first();
         while let Some(node) = cursor {
@@ -356,6 +364,15 @@ impl<'s, 'h, M: Model> Search<'s, 'h, M> {
             );
             self.linearized.indeterminate.insert(self.slot[op]);
             for state in self.successors.drain(..) {
+                // The barrier's operation must come before its return,
+                // so after this child; a child that rules it out for good
+                // is a dead end.
+                if !self
+                    .model
+                    .can_still_linearize(&state, stuck.input, stuck_output)
+                {
+                    continue;
+                }
                 if self.seen.enter(
                     &self.linearized.determinate,
                     &state,

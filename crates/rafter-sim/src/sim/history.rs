@@ -1,41 +1,8 @@
 //! What clients did and saw: the operation history the linearizability
-//! checker judges, plus a text trace of every event used to prove that a
-//! seed replays byte for byte.
+//! checker judges (the operations themselves are defined with the rest of
+//! the workload's vocabulary in `ops`).
 
-/// A client operation on the single-key register each key is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpKind {
-    Put {
-        key: u8,
-        value: u64,
-    },
-    Get {
-        key: u8,
-    },
-    /// Compare-and-swap: set `new` iff the current value is `expected`
-    /// (`None` = key absent).
-    Cas {
-        key: u8,
-        expected: Option<u64>,
-        new: u64,
-    },
-}
-
-impl OpKind {
-    pub fn key(&self) -> u8 {
-        match self {
-            OpKind::Put { key, .. } | OpKind::Get { key } | OpKind::Cas { key, .. } => *key,
-        }
-    }
-}
-
-/// What the operation returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpResult {
-    Put,
-    Get(Option<u64>),
-    Cas(bool),
-}
+pub use super::ops::{OpKind, OpResult};
 
 /// One operation: `result == None` means indeterminate (timed out, or its
 /// member crashed): it may or may not have taken effect.

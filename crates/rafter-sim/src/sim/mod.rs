@@ -500,25 +500,7 @@ impl Sim {
         if !self.load_on || self.in_flight[client].is_some() {
             return;
         }
-        let key = self.rng.below(self.cfg.keys as u64) as u8;
-        let kind = match self.rng.below(10) {
-            0..=3 => OpKind::Get { key },
-            4..=6 => {
-                let value = self.next_value;
-                self.next_value += 1;
-                OpKind::Put { key, value }
-            }
-            _ => {
-                let new = self.next_value;
-                self.next_value += 1;
-                let expected = if self.rng.chance(200) || self.next_value < 3 {
-                    None
-                } else {
-                    Some(self.rng.between(1, self.next_value - 2))
-                };
-                OpKind::Cas { key, expected, new }
-            }
-        };
+        let kind = ops::random_op(&mut self.rng, self.cfg.keys, &mut self.next_value);
         let op = self.history.len();
         let member = self.rng.below(self.members.len() as u64) as usize;
         let _ = writeln!(
@@ -610,6 +592,48 @@ impl Sim {
             ));
         }
         // Rejected ops were turned into no-op placeholders; drop them.
-        self.history.retain(|op| op.kind.key() != u8::MAX);
+        self.history
+            .retain(|op| op.kind != OpKind::Get { key: u8::MAX });
+        // Serializable reads may be stale, so the linearizability checker
+        // leaves them out; what they must be is a state the store really
+        // had: the value and mod revision a surviving member holds for the
+        // key at the read's header revision (revisions are never
+        // compacted here), which must not be beyond the final revision.
+        let Some(store) = up.iter().max_by_key(|m| m.applied()).map(|m| m.store()) else {
+            return;
+        };
+        let last = store.state().map_or(0, |s| s.current_revision as u64);
+        for (index, op) in self.history.iter().enumerate() {
+            let (
+                OpKind::SerialGet { key },
+                Some(OpResult::Get {
+                    value,
+                    mod_revision,
+                    revision,
+                }),
+            ) = (&op.kind, &op.result)
+            else {
+                continue;
+            };
+            let problem = if *revision > last {
+                Some(format!(
+                    "read at revision {revision}, beyond the final revision {last}"
+                ))
+            } else {
+                match ops::read_at(store, *key, *revision) {
+                    Ok(held) if held == (*value, *mod_revision) => None,
+                    Ok((v, m)) => Some(format!(
+                        "saw {value:?} (mod {mod_revision}) at revision {revision}, but the store held {v:?} (mod {m}) then"
+                    )),
+                    Err(e) => Some(format!("revision {revision} cannot be read back: {e}")),
+                }
+            };
+            if let Some(problem) = problem {
+                self.invariants.violate(format!(
+                    "serializable read: operation #{index} (client {}, get k{key} at {} ms) {problem}",
+                    op.client, op.call_ms
+                ));
+            }
+        }
     }
 }
