@@ -164,7 +164,8 @@ pub struct Node<S: Storage> {
     applied_index: u64,
     /// Every entry up to here was handed to the state machine.
     handed_index: u64,
-    /// `fault-snapshot-late`: a snapshot held back until the next tick.
+    /// `fault-snapshot-late`: a snapshot held back until entries that
+    /// follow it were handed to apply.
     late_snapshot: Option<Box<Snapshot>>,
     deferred: Vec<Deferred>,
     forwarded: Forwarded,
@@ -380,9 +381,6 @@ impl<S: Storage> Node<S> {
         }
         self.now_tick += 1;
         self.member.tick();
-        if let Some(snapshot) = self.late_snapshot.take() {
-            self.actions.push(Action::InstallSnapshot(snapshot));
-        }
         if self.now_tick >= self.next_expiry_tick {
             // Checking every waiter on every tick would cost O(waiters) per
             // tick at fine tick rates; a sixteenth of the timeout is close
@@ -612,6 +610,9 @@ impl<S: Storage> Node<S> {
         self.handed_index = entries.last().map_or(self.handed_index, |e| e.index);
         self.actions
             .push(Action::Apply(ApplyBatch { entries, reply_to }));
+        if let Some(snapshot) = self.late_snapshot.take() {
+            self.actions.push(Action::InstallSnapshot(snapshot));
+        }
     }
 
     /// Every waiting request, answered with an error (the member stops).
