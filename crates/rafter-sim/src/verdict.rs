@@ -191,9 +191,25 @@ pub fn verdict(outcome: &Outcome) -> Verdict {
         .iter()
         .map(|op| to_operation(op, &mut problems))
         .collect();
-    match check(&Kv::whole_store(), &history, Budget::steps(STEP_BUDGET)) {
-        CheckResult::Ok => {}
-        other => problems.push(format!("linearizability: {other}")),
+    // The model refuses (panics on) an answer no execution of the operation
+    // could give, such as a put answered with a transaction's result: that
+    // is a wrong answer, reported like any other.
+    let checked = std::panic::catch_unwind(|| {
+        check(&Kv::whole_store(), &history, Budget::steps(STEP_BUDGET))
+    });
+    match checked {
+        Ok(CheckResult::Ok) => {}
+        Ok(other) => problems.push(format!("linearizability: {other}")),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown".to_string());
+            problems.push(format!(
+                "linearizability: an answer no execution allows: {why}"
+            ));
+        }
     }
     Verdict {
         seed: outcome.seed,
