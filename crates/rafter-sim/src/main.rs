@@ -49,7 +49,7 @@ fn main() {
     let started = std::time::Instant::now();
     for seed in start..start + seeds {
         let done = seed - start;
-        if done > 0 && done % 1000 == 0 {
+        if done > 0 && done.is_multiple_of(1000) {
             eprintln!(
                 "{done}/{seeds} seeds, {failed} failed, {:.0} seeds/s",
                 done as f64 / started.elapsed().as_secs_f64()
