@@ -89,27 +89,35 @@ impl RawWatch {
         }
     }
 
-    /// Sends a raw request.
-    pub fn send(&self, request: RequestUnion) {
-        self.requests
-            .send(WatchRequest {
-                request_union: Some(request),
-            })
-            .unwrap_or_else(|_| panic!("watch stream to {} is closed", self.name));
+    /// Sends a raw request; fails the test (with the stream's error, e.g.
+    /// Unimplemented) if the stream is over.
+    pub fn send(&mut self, request: RequestUnion) {
+        let sent = self.requests.send(WatchRequest {
+            request_union: Some(request),
+        });
+        if sent.is_err() {
+            let mut why = String::from("it ended");
+            while let Ok(item) = self.responses.try_recv() {
+                if let Err(status) = item {
+                    why = format!("{status:?}");
+                }
+            }
+            panic!("watch stream to {} is closed: {why}", self.name);
+        }
     }
 
     /// Sends a create request.
-    pub fn create(&self, request: WatchCreateRequest) {
+    pub fn create(&mut self, request: WatchCreateRequest) {
         self.send(RequestUnion::CreateRequest(request));
     }
 
     /// Sends a cancel request for `watch_id`.
-    pub fn cancel(&self, watch_id: i64) {
+    pub fn cancel(&mut self, watch_id: i64) {
         self.send(RequestUnion::CancelRequest(WatchCancelRequest { watch_id }));
     }
 
     /// Sends a progress request.
-    pub fn request_progress(&self) {
+    pub fn request_progress(&mut self) {
         self.send(RequestUnion::ProgressRequest(WatchProgressRequest {}));
     }
 
