@@ -59,7 +59,11 @@ async fn put(client: &mut Client, key: &str, value: &str) -> i64 {
 /// Deletes `key` and returns the revision of the delete.
 async fn delete(client: &mut Client, key: &str) -> i64 {
     let response = client.delete(key, None).await.expect("delete");
-    assert_eq!(response.deleted(), 1, "delete {key}: expected one key deleted");
+    assert_eq!(
+        response.deleted(),
+        1,
+        "delete {key}: expected one key deleted"
+    );
     revision(response.header())
 }
 
@@ -140,7 +144,13 @@ async fn events(stream: &mut WatchStream, id: i64, count: usize) -> Vec<String> 
             "revision {first} continues in a new response after {lines:?}: a revision's \
              events must come in one response"
         );
-        last_revision = response.events().last().unwrap().kv().unwrap().mod_revision();
+        last_revision = response
+            .events()
+            .last()
+            .unwrap()
+            .kv()
+            .unwrap()
+            .mod_revision();
         lines.extend(response.events().iter().map(show));
     }
     assert_eq!(lines.len(), count, "more events than expected: {lines:?}");
@@ -221,7 +231,13 @@ async fn each_revision_is_one_response_with_header_revision_and_ids() {
     assert_eq!(response.cancel_reason(), "");
     assert_eq!(
         response.events().iter().map(show).collect::<Vec<_>>(),
-        [put_line("k", "v", kv_header.revision(), kv_header.revision(), 1)]
+        [put_line(
+            "k",
+            "v",
+            kv_header.revision(),
+            kv_header.revision(),
+            1
+        )]
     );
 }
 
@@ -456,7 +472,10 @@ async fn noput_and_nodelete_filters() {
     );
     assert_eq!(
         events(&mut no_delete_stream, no_delete.watch_id(), 2).await,
-        [put_line("k", "v1", r1, r1, 1), put_line("k", "v2", r3, r3, 1)]
+        [
+            put_line("k", "v1", r1, r1, 1),
+            put_line("k", "v2", r3, r3, 1)
+        ]
     );
 }
 
@@ -487,7 +506,8 @@ async fn filtered_revisions_send_nothing() {
 #[tokio::test]
 async fn prev_kv_on_puts_and_deletes() {
     let (_server, mut client) = setup().await;
-    let (with, mut with_stream) = watch(&mut client, "k", WatchOptions::new().with_prev_key()).await;
+    let (with, mut with_stream) =
+        watch(&mut client, "k", WatchOptions::new().with_prev_key()).await;
     let (without, mut without_stream) = watch(&mut client, "k", WatchOptions::new()).await;
     let r1 = put(&mut client, "k", "v1").await;
     let r2 = put(&mut client, "k", "v2").await;
@@ -498,7 +518,10 @@ async fn prev_kv_on_puts_and_deletes() {
         [
             // A created key has no previous key-value.
             put_line("k", "v1", r1, r1, 1),
-            format!("{} prev=k=v1 c{r1} m{r1} v1 l0", put_line("k", "v2", r1, r2, 2)),
+            format!(
+                "{} prev=k=v1 c{r1} m{r1} v1 l0",
+                put_line("k", "v2", r1, r2, 2)
+            ),
             format!("{} prev=k=v2 c{r1} m{r2} v2 l0", delete_line("k", r3)),
             // Re-created after a delete: no previous key-value either.
             put_line("k", "v3", r4, r4, 1),
@@ -531,7 +554,10 @@ async fn prev_kv_in_history_replay() {
         events(&mut stream, watcher.watch_id(), 3).await,
         [
             put_line("k", "v1", r1, r1, 1),
-            format!("{} prev=k=v1 c{r1} m{r1} v1 l0", put_line("k", "v2", r1, r2, 2)),
+            format!(
+                "{} prev=k=v1 c{r1} m{r1} v1 l0",
+                put_line("k", "v2", r1, r2, 2)
+            ),
             format!("{} prev=k=v2 c{r1} m{r2} v2 l0", delete_line("k", r3)),
         ]
     );
@@ -573,8 +599,12 @@ async fn delete_range_events_arrive_in_one_response_in_key_order() {
     for key in ["p/c", "p/a", "p/b", "q"] {
         put(&mut client, key, "x").await;
     }
-    let (watcher, mut stream) =
-        watch(&mut client, "p/", WatchOptions::new().with_prefix().with_prev_key()).await;
+    let (watcher, mut stream) = watch(
+        &mut client,
+        "p/",
+        WatchOptions::new().with_prefix().with_prev_key(),
+    )
+    .await;
     let response = client
         .delete("p/", Some(DeleteOptions::new().with_prefix()))
         .await
@@ -633,7 +663,11 @@ async fn lease_id_in_events_and_revocation_deletes() {
     // Needs the Lease service as well: the kv's lease field, and the delete
     // events of a revocation.
     let (_server, mut client) = setup().await;
-    let lease = client.lease_grant(60, None).await.expect("lease grant").id();
+    let lease = client
+        .lease_grant(60, None)
+        .await
+        .expect("lease grant")
+        .id();
     let (watcher, mut stream) = watch(&mut client, "l/", WatchOptions::new().with_prefix()).await;
     let put_response = client
         .put("l/a", "leased", Some(PutOptions::new().with_lease(lease)))
@@ -870,7 +904,10 @@ async fn cancel_request_is_answered_and_stops_events() {
     let current = put(&mut client, "c", "x").await;
     stream.cancel(a);
     let canceled = stream.next().await;
-    let header = canceled.header.clone().expect("cancel response has a header");
+    let header = canceled
+        .header
+        .clone()
+        .expect("cancel response has a header");
     assert_eq!(header.revision, current);
     assert_ne!(header.member_id, 0);
     assert_eq!(
@@ -960,7 +997,10 @@ async fn progress_request_reports_the_current_revision() {
     let (mut watcher, mut stream) = watch(&mut client, "k", WatchOptions::new()).await;
     put(&mut client, "other", "1").await;
     let current = put(&mut client, "other", "2").await;
-    watcher.request_progress().await.expect("send progress request");
+    watcher
+        .request_progress()
+        .await
+        .expect("send progress request");
     let response = next_message(&mut stream).await;
     assert_eq!(
         response.watch_id(),
@@ -1183,7 +1223,8 @@ async fn fragment_splits_large_responses_and_they_reassemble() {
     for (index, message) in messages.iter().enumerate() {
         let last = index + 1 == messages.len();
         assert_eq!(
-            message.fragment, !last,
+            message.fragment,
+            !last,
             "fragment flag of message {index} of {} (sizes {sizes:?})",
             messages.len()
         );
@@ -1203,7 +1244,11 @@ async fn fragment_splits_large_responses_and_they_reassemble() {
     for (i, event) in events.iter().enumerate() {
         let kv = event.kv.as_ref().expect("kv");
         let prev = event.prev_kv.as_ref().expect("prev_kv");
-        assert_eq!(kv.key, format!("f/{i:02}").into_bytes(), "event {i} in order");
+        assert_eq!(
+            kv.key,
+            format!("f/{i:02}").into_bytes(),
+            "event {i} in order"
+        );
         assert_eq!((kv.mod_revision, kv.version), (second, 2));
         assert_eq!(kv.value, vec![b'b'; VALUE]);
         assert_eq!((prev.mod_revision, prev.value.len()), (first, VALUE));

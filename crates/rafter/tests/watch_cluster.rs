@@ -55,10 +55,12 @@ struct MemberWatch {
 /// A watch stream on one member, from `start` on.
 async fn watch_from(cluster: &Cluster, member: usize, start: i64) -> Option<MemberWatch> {
     let mut client = client_for(&cluster.endpoint(member)).await;
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(start);
-    match tokio::time::timeout(client_request_timeout(), client.watch(PREFIX, Some(options))).await
+    let options = WatchOptions::new().with_prefix().with_start_revision(start);
+    match tokio::time::timeout(
+        client_request_timeout(),
+        client.watch(PREFIX, Some(options)),
+    )
+    .await
     {
         Ok(Ok((watcher, stream))) => Some(MemberWatch {
             _client: client,
@@ -144,7 +146,12 @@ async fn write_until(mut client: Client, stop: Arc<AtomicBool>) -> BTreeMap<i64,
     while !stop.load(Ordering::SeqCst) {
         attempt += 1;
         let key = format!("{PREFIX}{attempt:06}");
-        match tokio::time::timeout(client_request_timeout(), client.put(key.as_str(), key.as_str(), None)).await {
+        match tokio::time::timeout(
+            client_request_timeout(),
+            client.put(key.as_str(), key.as_str(), None),
+        )
+        .await
+        {
             Ok(Ok(response)) => {
                 written.insert(revision(response.header()), key);
             }
@@ -197,10 +204,19 @@ async fn resume_after_kill(kill_leader: bool) {
     let mut seen = Seen::default();
     let watched_name = cluster.name(watched).to_string();
     assert!(
-        read_until(&mut first.stream, &mut seen, EVENTS_PER_PHASE, &watched_name).await,
+        read_until(
+            &mut first.stream,
+            &mut seen,
+            EVENTS_PER_PHASE,
+            &watched_name
+        )
+        .await,
         "the watch on {watched_name} failed before its member was killed"
     );
-    assert_eq!(seen.events[0].0, start, "the watch starts at its start revision");
+    assert_eq!(
+        seen.events[0].0, start,
+        "the watch starts at its start revision"
+    );
 
     cluster.kill9(watched);
     let killed_at = Instant::now();
@@ -255,7 +271,10 @@ async fn resume_after_kill(kill_leader: bool) {
     // and every successful write at its revision.
     let revisions: Vec<i64> = seen.events.iter().map(|(rev, _, _)| *rev).collect();
     let expected: Vec<i64> = (start..start + revisions.len() as i64).collect();
-    assert_eq!(revisions, expected, "the revisions seen have a gap or a duplicate");
+    assert_eq!(
+        revisions, expected,
+        "the revisions seen have a gap or a duplicate"
+    );
     let by_revision: BTreeMap<i64, &str> = seen
         .events
         .iter()

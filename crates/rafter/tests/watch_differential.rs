@@ -231,7 +231,8 @@ impl Model {
             55..=61 => {
                 let bound = self.compaction_bound();
                 if bound > self.compacted {
-                    let revision = self.compacted + 1 + rng.below((bound - self.compacted) as u64) as i64;
+                    let revision =
+                        self.compacted + 1 + rng.below((bound - self.compacted) as u64) as i64;
                     Step::Compact(revision)
                 } else {
                     Step::Put(PutRequest {
@@ -442,7 +443,10 @@ impl Side {
             }),
             Step::Delete(d) => kv.delete_range(d).await.map(|r| {
                 let r = r.into_inner();
-                (shown_kv(r.clone(), |r| &mut r.header), WriteResult::Delete(r))
+                (
+                    shown_kv(r.clone(), |r| &mut r.header),
+                    WriteResult::Delete(r),
+                )
             }),
             Step::Txn(t) => kv.txn(t).await.map(|r| {
                 let r = r.into_inner();
@@ -635,10 +639,9 @@ fn describe(step: &Step) -> String {
             ops(&t.failure)
         ),
         Step::Compact(rev) => format!("compact {rev} (physical)"),
-        Step::Watch { stream, create } => format!(
-            "watch on stream {stream}: {}",
-            describe_create(create)
-        ),
+        Step::Watch { stream, create } => {
+            format!("watch on stream {stream}: {}", describe_create(create))
+        }
         Step::Cancel(index) => format!("cancel watcher {index}"),
         Step::Progress(stream) => format!("progress request on stream {stream}"),
     }
@@ -669,10 +672,7 @@ fn model_line(line: &str) -> String {
     let kind = words.next().unwrap();
     let kv = words.next().unwrap();
     let key = kv.split('=').next().unwrap();
-    let modified = line
-        .split(' ')
-        .find(|w| w.starts_with('m'))
-        .unwrap_or("m?");
+    let modified = line.split(' ').find(|w| w.starts_with('m')).unwrap_or("m?");
     format!("{kind} {key} {modified}")
 }
 
@@ -696,7 +696,14 @@ fn check_grouping(side: &Side, index: usize, context: &str) {
             side.name,
             side.responses[index]
         );
-        last = response.events.last().unwrap().kv.as_ref().unwrap().mod_revision;
+        last = response
+            .events
+            .last()
+            .unwrap()
+            .kv
+            .as_ref()
+            .unwrap()
+            .mod_revision;
         let header = response.header.as_ref().expect("header").revision;
         assert!(
             header >= last,
@@ -758,7 +765,10 @@ fn compare(etcd: &Side, other: &Side, model: &Model, context: &str) {
         let expected: Vec<String> = model.expected(index).iter().map(show_model_event).collect();
         let etcd_events = etcd.events(index);
         assert_eq!(
-            etcd_events.iter().map(|l| model_line(l)).collect::<Vec<_>>(),
+            etcd_events
+                .iter()
+                .map(|l| model_line(l))
+                .collect::<Vec<_>>(),
             expected,
             "etcd disagrees with the test's model (a bug in the test): {what}"
         );
@@ -859,14 +869,15 @@ async fn run_seed(seed: u64, target: Target) {
                 } else {
                     model.revision + 1
                 };
-                *counts.entry(match state {
-                    WatchState::Refused => "watch refused",
-                    WatchState::Compacted => "watch compacted",
-                    _ if create.start_revision == 0 => "watch from now",
-                    _ if create.start_revision <= model.revision => "watch from the past",
-                    _ => "watch from the future",
-                })
-                .or_default() += 1;
+                *counts
+                    .entry(match state {
+                        WatchState::Refused => "watch refused",
+                        WatchState::Compacted => "watch compacted",
+                        _ if create.start_revision == 0 => "watch from now",
+                        _ if create.start_revision <= model.revision => "watch from the past",
+                        _ => "watch from the future",
+                    })
+                    .or_default() += 1;
                 model.watchers.push(Watcher {
                     stream: *stream,
                     create: create.clone(),
@@ -894,10 +905,7 @@ async fn run_seed(seed: u64, target: Target) {
                     let deadline = Instant::now() + DELIVERY_DEADLINE;
                     while side.control[*index].len() == before {
                         if !side.pump(stream, deadline).await {
-                            panic!(
-                                "{}: {context}: no answer to the cancel request",
-                                side.name
-                            );
+                            panic!("{}: {context}: no answer to the cancel request", side.name);
                         }
                     }
                 }

@@ -57,10 +57,7 @@ impl RawWatch {
         let (response_tx, response_rx) = mpsc::unbounded_channel();
         let mut client = WatchClient::new(channel).max_decoding_message_size(MAX_DECODE_BYTES);
         tokio::spawn(async move {
-            let mut stream = match client
-                .watch(UnboundedReceiverStream::new(request_rx))
-                .await
-            {
+            let mut stream = match client.watch(UnboundedReceiverStream::new(request_rx)).await {
                 Ok(response) => response.into_inner(),
                 Err(status) => {
                     let _ = response_tx.send(Err(status));
