@@ -830,7 +830,7 @@ async fn duplicate_watch_id_is_refused_and_the_first_watch_keeps_working() {
     assert_eq!(stream.create_ok(with_id(b"a")).await.watch_id, 7);
     stream.create(with_id(b"b"));
     let refused = stream.next().await;
-    let header = refused.header.clone().expect("refusal has a header");
+    let header = refused.header.expect("refusal has a header");
     assert_eq!(header.revision, current);
     assert_eq!(
         RawResponse {
@@ -865,7 +865,7 @@ async fn empty_range_is_refused() {
     for (key, end) in [(&b"b"[..], &b"a"[..]), (b"b", b"b"), (b"b\x01", b"b")] {
         stream.create(create_request(key, end));
         let refused = stream.next().await;
-        let header = refused.header.clone().expect("refusal has a header");
+        let header = refused.header.expect("refusal has a header");
         assert_eq!(header.revision, current);
         assert_eq!(
             RawResponse {
@@ -904,10 +904,7 @@ async fn cancel_request_is_answered_and_stops_events() {
     let current = put(&mut client, "c", "x").await;
     stream.cancel(a);
     let canceled = stream.next().await;
-    let header = canceled
-        .header
-        .clone()
-        .expect("cancel response has a header");
+    let header = canceled.header.expect("cancel response has a header");
     assert_eq!(header.revision, current);
     assert_ne!(header.member_id, 0);
     assert_eq!(

@@ -460,7 +460,7 @@ impl Side {
                 .await
                 .map(|r| {
                     let r = r.into_inner();
-                    (shown_kv(r.clone(), |r| &mut r.header), WriteResult::Compact)
+                    (shown_kv(r, |r| &mut r.header), WriteResult::Compact)
                 }),
             other => unreachable!("not a KV step: {other:?}"),
         };
