@@ -567,21 +567,23 @@ enum WriteResult {
 }
 
 /// The events a write produced: (revision, key, is_delete) in order.
-fn events_of(result: &WriteResult) -> Vec<(i64, Vec<u8>, bool)> {
+fn events_of(step: &Step, result: &WriteResult) -> Vec<(i64, Vec<u8>, bool)> {
     let revision = |h: &Option<ResponseHeader>| h.as_ref().expect("header").revision;
-    let deletes = |rev: i64, d: &DeleteRangeResponse| {
-        d.prev_kvs
-            .iter()
-            .map(|kv| (rev, kv.key.clone(), true))
-            .collect::<Vec<_>>()
-    };
-    match result {
-        WriteResult::Put(p) => {
-            // The put request's key is not in the response; the caller fills it.
-            vec![(revision(&p.header), Vec::new(), false)]
+    match (step, result) {
+        (Step::Put(request), WriteResult::Put(response)) => {
+            vec![(revision(&response.header), request.key.clone(), false)]
         }
-        WriteResult::Delete(d) => deletes(revision(&d.header), d),
-        WriteResult::Txn(_) | WriteResult::Compact => vec![],
+        (Step::Delete(_), WriteResult::Delete(response)) => {
+            let rev = revision(&response.header);
+            response
+                .prev_kvs
+                .iter()
+                .map(|kv| (rev, kv.key.clone(), true))
+                .collect()
+        }
+        (Step::Txn(request), WriteResult::Txn(response)) => txn_events(request, response),
+        (Step::Compact(_), WriteResult::Compact) => vec![],
+        (step, _) => unreachable!("{step:?} answered with another kind of response"),
     }
 }
 
@@ -835,13 +837,7 @@ async fn run_seed(seed: u64, target: Target) {
                     *counts.entry("write error").or_default() += 1;
                     continue;
                 };
-                let mut events = match (&step, &result) {
-                    (Step::Txn(t), WriteResult::Txn(r)) => txn_events(t, r),
-                    _ => events_of(&result),
-                };
-                if let Step::Put(p) = &step {
-                    events[0].1 = p.key.clone();
-                }
+                let events = events_of(&step, &result);
                 if let Some(&(rev, _, _)) = events.first() {
                     model.revision = rev;
                 }
