@@ -3,8 +3,9 @@
 //! against the real etcd (the oracle) and against the server under test,
 //! while watchers come and go on a few streams (random key, prefix or range;
 //! some with prev_kv, some with a filter; starting now, at a past revision,
-//! below the compaction revision, or in the future), with some cancel and
-//! progress requests. Each watcher's events, flattened across responses
+//! below the compaction revision, or in the future; with ids chosen by the
+//! server or the client, duplicates included), with some cancel and progress
+//! requests. Each watcher's events, flattened across responses
 //! (type, key, value, create/mod revision, version, lease, prev_kv), must be
 //! the same on both, and so must the control responses (created, refused,
 //! canceled, compacted, progress) apart from the header's cluster/member id
@@ -60,6 +61,9 @@ const MAX_OPEN_WATCHERS: usize = 6;
 const SEEDS: u64 = 2;
 /// Watch streams per server.
 const STREAMS: usize = 3;
+/// Watch ids the client chooses start here, far above those the server
+/// chooses (counting from 0, one per watch).
+const FIRST_CLIENT_ID: i64 = 1000;
 /// How long a server may take to deliver the events it owes.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -351,17 +355,47 @@ impl Model {
             }
             _ => self.revision + 1 + rng.below(3) as i64,
         };
+        let stream = rng.below(STREAMS as u64) as usize;
+        // Mostly ids chosen by the server (0); sometimes a new id of the
+        // client's (far above the server's), or one in use on the stream,
+        // which is refused as a duplicate.
+        let in_use: Vec<i64> = self
+            .watchers
+            .iter()
+            .filter(|w| w.stream == stream && w.known() && w.create.watch_id != 0)
+            .map(|w| w.create.watch_id)
+            .collect();
+        let watch_id = match rng.below(20) {
+            0..=2 => FIRST_CLIENT_ID + self.watchers.len() as i64,
+            3 if !in_use.is_empty() => in_use[rng.below(in_use.len() as u64) as usize],
+            _ => 0,
+        };
         Step::Watch {
-            stream: rng.below(STREAMS as u64) as usize,
+            stream,
             create: WatchCreateRequest {
                 key,
                 range_end,
                 start_revision,
                 filters,
                 prev_kv: rng.chance(40),
+                watch_id,
                 ..Default::default()
             },
         }
+    }
+
+    /// Whether a create request is refused: an empty range, or an id in use
+    /// on its stream.
+    fn refuses(&self, stream: usize, create: &WatchCreateRequest) -> bool {
+        let empty_range = !create.range_end.is_empty()
+            && create.range_end != [0]
+            && create.key >= create.range_end;
+        let duplicate = create.watch_id != 0
+            && self
+                .watchers
+                .iter()
+                .any(|w| w.stream == stream && w.known() && w.create.watch_id == create.watch_id);
+        empty_range || duplicate
     }
 }
 
@@ -651,12 +685,13 @@ fn describe(step: &Step) -> String {
 
 fn describe_create(create: &WatchCreateRequest) -> String {
     format!(
-        "[{}, {}) from {} filters {:?} prev_kv {}",
+        "[{}, {}) from {} filters {:?} prev_kv {} watch_id {}",
         text(&create.key),
         text(&create.range_end),
         create.start_revision,
         create.filters,
-        create.prev_kv
+        create.prev_kv,
+        create.watch_id
     )
 }
 
@@ -850,10 +885,7 @@ async fn run_seed(seed: u64, target: Target) {
             }
             Step::Watch { stream, create } => {
                 let index = model.watchers.len();
-                let empty_range = !create.range_end.is_empty()
-                    && create.range_end != [0]
-                    && create.key >= create.range_end;
-                let state = if empty_range {
+                let state = if model.refuses(*stream, create) {
                     WatchState::Refused
                 } else if create.start_revision > 0 && create.start_revision < model.compacted {
                     WatchState::Compacted
@@ -874,6 +906,14 @@ async fn run_seed(seed: u64, target: Target) {
                         _ => "watch from the future",
                     })
                     .or_default() += 1;
+                if create.watch_id != 0 {
+                    *counts.entry("client-chosen id").or_default() += 1;
+                    if state == WatchState::Refused
+                        && create.watch_id < FIRST_CLIENT_ID + index as i64
+                    {
+                        *counts.entry("duplicate id").or_default() += 1;
+                    }
+                }
                 model.watchers.push(Watcher {
                     stream: *stream,
                     create: create.clone(),
