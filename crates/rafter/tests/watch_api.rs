@@ -1369,3 +1369,82 @@ async fn watches_on_separate_streams_are_independent() {
         "the canceled watch got an event"
     );
 }
+
+#[tokio::test]
+async fn etcd_client_adds_a_watch_to_its_stream() {
+    let (_server, mut client) = setup().await;
+    let (mut watcher, mut stream) = watch(&mut client, "a", WatchOptions::new()).await;
+    let first = watcher.watch_id();
+    watcher
+        .watch("b", Some(WatchOptions::new().with_prev_key()))
+        .await
+        .expect("send a second create request");
+    let created = next_message(&mut stream).await;
+    assert!(
+        created.created() && !created.canceled(),
+        "the second watch's created response comes on the same stream: {created:?}"
+    );
+    let second = created.watch_id();
+    assert_ne!(second, first);
+    let ra = put(&mut client, "a", "1").await;
+    let rb = put(&mut client, "b", "2").await;
+    assert_eq!(
+        events(&mut stream, first, 1).await,
+        [put_line("a", "1", ra, ra, 1)]
+    );
+    assert_eq!(
+        events(&mut stream, second, 1).await,
+        [put_line("b", "2", rb, rb, 1)]
+    );
+}
+
+#[tokio::test]
+async fn many_streams_each_get_every_event() {
+    const STREAMS: usize = 20;
+    let (server, mut client) = setup().await;
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let mut stream = RawWatch::open(&server.endpoint()).await;
+        let id = stream
+            .create_ok(create_request(b"m/", &prefix_end(b"m/")))
+            .await
+            .watch_id;
+        streams.push((stream, id));
+    }
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let key = format!("m/{i}");
+        let rev = put(&mut client, &key, "v").await;
+        expected.push(put_line(&key, "v", rev, rev, 1));
+    }
+    for (index, (stream, id)) in streams.iter_mut().enumerate() {
+        assert_eq!(
+            raw_events(stream, *id, expected.len()).await,
+            expected,
+            "stream {index}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_closed_stream_leaves_the_server_serving() {
+    let (server, mut client) = setup().await;
+    {
+        let mut stream = RawWatch::open(&server.endpoint()).await;
+        stream.create_ok(create_request(b"k", b"")).await;
+        let mut request = create_request(b"k", b"");
+        request.start_revision = 1;
+        request.prev_kv = true;
+        stream.create_ok(request).await;
+        // Dropped here, with watches active.
+    }
+    for i in 0..20 {
+        put(&mut client, "k", &i.to_string()).await;
+    }
+    let (watcher, mut stream) = watch(&mut client, "k", WatchOptions::new()).await;
+    let rev = put(&mut client, "k", "last").await;
+    assert_eq!(
+        events(&mut stream, watcher.watch_id(), 1).await,
+        [put_line("k", "last", rev - 20, rev, 21)]
+    );
+}
