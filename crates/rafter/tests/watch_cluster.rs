@@ -5,7 +5,12 @@
 //! from the last revision it saw plus one. It must see every write exactly
 //! once: the watched prefix gets one put per revision, so the revisions it
 //! sees must be contiguous, with no gap and no duplicate, and include every
-//! write the writer saw succeed, with the same revision.
+//! write the writer saw succeed, with the same revision. The test runs once
+//! killing a follower and once killing the leader.
+//!
+//! Also: watches on every member, one live and the others replaying history,
+//! deliver the same events (with prev_kv) for writes made through all
+//! members.
 //!
 //! Runs real member processes through [`common::cluster::Cluster`]; with
 //! `RAFTER_TEST_TARGET=etcd` against a real etcd cluster. Waits poll with
@@ -303,4 +308,111 @@ async fn watch_resumes_on_another_member_after_kill9_of_a_follower() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_on_another_member_after_kill9_of_the_leader() {
     resume_after_kill(true).await;
+}
+
+/// Every event of a watch on `member` until `count` arrived, as lines
+/// (type, key, value, revisions, version), with the revision of the response
+/// header that carried it checked not to be behind it.
+async fn member_events(stream: &mut WatchStream, count: usize, member: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + PHASE_DEADLINE;
+    while lines.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = match tokio::time::timeout(left, stream.message()).await {
+            Ok(Ok(Some(message))) => message,
+            other => panic!(
+                "the watch on {member} delivered {} of {count} events: {other:?}\n{lines:#?}",
+                lines.len()
+            ),
+        };
+        let header = revision(message.header());
+        for event in message.events() {
+            let kv = event.kv().expect("kv");
+            assert!(header >= kv.mod_revision(), "{member}: {message:?}");
+            let prev = event
+                .prev_kv()
+                .map(|p| format!(" prev={}@{}", p.value_str().unwrap(), p.mod_revision()))
+                .unwrap_or_default();
+            lines.push(format!(
+                "{:?} {}={} c{} m{} v{}{prev}",
+                event.event_type(),
+                kv.key_str().unwrap(),
+                kv.value_str().unwrap(),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version()
+            ));
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_on_every_member_see_the_same_events() {
+    let _serial = exclusive().await;
+    let cluster = Cluster::start(MEMBERS, &[]).await;
+    let mut clients = Vec::new();
+    for member in 0..MEMBERS {
+        clients.push(cluster.client(member).await);
+    }
+    let start = {
+        let response = clients[0].get("never-written", None).await.expect("range");
+        revision(response.header()) + 1
+    };
+    // Watches on every member, from the same revision, with prev_kv; one
+    // opened before the writes, the others after half of them (history).
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_prev_key()
+        .with_start_revision(start);
+    let (_first_watcher, mut first) = clients[0]
+        .watch(PREFIX, Some(options.clone()))
+        .await
+        .expect("watch on the first member");
+    let mut expected_events = 0;
+    for round in 0..60 {
+        let client = &mut clients[round % MEMBERS];
+        let key = format!("{PREFIX}{}", round % 7);
+        match round % 5 {
+            0..=2 => {
+                client
+                    .put(key.as_str(), format!("v{round}"), None)
+                    .await
+                    .expect("put");
+                expected_events += 1;
+            }
+            3 => {
+                let deleted = client.delete(key.as_str(), None).await.expect("delete");
+                expected_events += deleted.deleted() as usize;
+            }
+            _ => {
+                let txn = etcd_client::Txn::new().and_then([
+                    etcd_client::TxnOp::put(key.as_str(), format!("t{round}"), None),
+                    etcd_client::TxnOp::put(format!("{PREFIX}txn"), format!("t{round}"), None),
+                ]);
+                client.txn(txn).await.expect("txn");
+                expected_events += 2;
+            }
+        }
+    }
+    let mut streams = Vec::new();
+    for (member, client) in clients.iter_mut().enumerate().skip(1) {
+        let (watcher, stream) = client
+            .watch(PREFIX, Some(options.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("watch on {}: {e}", cluster.name(member)));
+        streams.push((member, watcher, stream));
+    }
+    let reference = member_events(&mut first, expected_events, cluster.name(0)).await;
+    for (member, _watcher, stream) in &mut streams {
+        let name = cluster.name(*member);
+        let events = member_events(stream, expected_events, name).await;
+        assert_eq!(
+            events,
+            reference,
+            "{name} (history) and {} (live) delivered different events",
+            cluster.name(0)
+        );
+    }
+    println!("{expected_events} events, the same on every member");
 }
