@@ -772,9 +772,8 @@ async fn many_watches_on_one_stream_get_their_own_events() {
 
     let ra = put(&mut client, "a", "1").await;
     let rpx = put(&mut client, "p/x", "2").await;
-    let rz = put(&mut client, "z", "3").await;
+    put(&mut client, "z", "3").await; // watched by none
     let rpx2 = put(&mut client, "p/x", "4").await;
-    let _ = rz;
     let mut expected = vec![
         (10, put_line("a", "1", ra, ra, 1)),
         (11, put_line("a", "1", ra, ra, 1)),
@@ -846,9 +845,8 @@ async fn duplicate_watch_id_is_refused_and_the_first_watch_keeps_working() {
             events: vec![],
         }
     );
-    let ra = put(&mut client, "b", "not watched").await;
+    put(&mut client, "b", "not watched").await;
     let rb = put(&mut client, "a", "watched").await;
-    let _ = ra;
     assert_eq!(
         raw_events(&mut stream, 7, 1).await,
         [put_line("a", "watched", rb, rb, 1)]
