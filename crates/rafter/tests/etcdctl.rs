@@ -433,11 +433,19 @@ impl EtcdctlWatch {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
-                Err(_) => {
+                Err(error) => {
+                    let why = match error {
+                        mpsc::RecvTimeoutError::Timeout => format!("within {WATCH_DEADLINE:?}"),
+                        mpsc::RecvTimeoutError::Disconnected => {
+                            // Its stdout closed: it exited (or is exiting).
+                            let _ = self.child.wait();
+                            "before it exited".to_string()
+                        }
+                    };
                     let status = self.child.try_wait().ok().flatten();
                     panic!(
-                        "etcdctl watch {:?} printed {} of {count} lines within {WATCH_DEADLINE:?} \
-                         (exit status {status:?}):\n{:#?}\nstderr: {}",
+                        "etcdctl watch {:?} printed {} of {count} lines {why} (exit status \
+                         {status:?}):\n{:#?}\nstderr: {}",
                         self.args,
                         self.seen.len(),
                         self.seen,
@@ -577,6 +585,9 @@ async fn watch_json() {
         let line = watch.lines(lines).pop().expect("a line");
         let response: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("etcdctl watch -w json: bad JSON {line:?}: {e}"));
+        assert_eq!(response["Canceled"], false, "{line}");
+        assert_eq!(response["Created"], false, "{line}");
+        assert_eq!(response["CompactRevision"], 0, "{line}");
         let header = &response["Header"];
         assert_ne!(header["cluster_id"].as_u64().unwrap_or(0), 0, "{line}");
         assert_ne!(header["member_id"].as_u64().unwrap_or(0), 0, "{line}");
@@ -591,9 +602,6 @@ async fn watch_json() {
             );
             events.push(event.clone());
         }
-        assert_eq!(response["Canceled"], false, "{line}");
-        assert_eq!(response["Created"], false, "{line}");
-        assert_eq!(response["CompactRevision"], 0, "{line}");
     }
     assert_eq!(events.len(), 3, "{events:#?}");
     // Go's JSON encoding omits zero values: a PUT has no "type", a delete's
