@@ -1,6 +1,7 @@
 //! Acceptance tests with the real `etcdctl` (API v3) as the client: put, get
 //! (prefix, --rev, --limit, --consistency=s, -w json), del, txn from stdin,
-//! compaction and `endpoint status -w table` against the server under test.
+//! compaction, `endpoint status -w table` and `watch` (--prefix, ranges,
+//! --rev, --prev-kv, -w json) against the server under test.
 //!
 //! etcdctl is the tool operators already use, so its exact output is the
 //! contract. A missing etcdctl fails the tests (run
@@ -8,8 +9,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{find_on_path, Server};
 use serde_json::Value;
@@ -358,4 +361,272 @@ async fn endpoint_status_table() {
     let status = &status[0]["Status"];
     assert_eq!(status["leader"].as_u64(), Some(member_id));
     assert_eq!(status["header"]["member_id"].as_u64(), Some(member_id));
+}
+
+// ------------------------------------------------------------ watch
+
+/// How long a test waits for `etcdctl watch` to print what it expects.
+const WATCH_DEADLINE: Duration = Duration::from_secs(15);
+
+/// A running `etcdctl watch`, which runs until killed: its stdout lines are
+/// read by a thread as they appear; dropping it kills and reaps the process.
+struct EtcdctlWatch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    args: Vec<String>,
+}
+
+impl EtcdctlWatch {
+    /// Starts `etcdctl watch <args>` against `server`.
+    fn spawn(server: &Server, args: &[&str]) -> EtcdctlWatch {
+        let mut command = Command::new(find_on_path("etcdctl"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ETCDCTL_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", server.address()))
+            .arg("watch")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+        let (sender, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("etcdctl stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("etcdctl stderr");
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
+        EtcdctlWatch {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// Waits until etcdctl printed `count` lines in all and returns them all.
+    #[track_caller]
+    fn lines(&mut self, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + WATCH_DEADLINE;
+        while self.seen.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(error) => {
+                    let why = match error {
+                        mpsc::RecvTimeoutError::Timeout => format!("within {WATCH_DEADLINE:?}"),
+                        mpsc::RecvTimeoutError::Disconnected => {
+                            // Its stdout closed: it exited (or is exiting).
+                            let _ = self.child.wait();
+                            "before it exited".to_string()
+                        }
+                    };
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "etcdctl watch {:?} printed {} of {count} lines {why} (exit status \
+                         {status:?}):\n{:#?}\nstderr: {}",
+                        self.args,
+                        self.seen.len(),
+                        self.seen,
+                        self.stderr.lock().unwrap()
+                    );
+                }
+            }
+        }
+        self.seen.clone()
+    }
+}
+
+impl Drop for EtcdctlWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The current revision, as `etcdctl get -w json` reports it.
+#[track_caller]
+fn current_revision(server: &Server) -> i64 {
+    etcdctl_json(server, &["get", "never-written"])["header"]["revision"]
+        .as_i64()
+        .expect("revision")
+}
+
+/// etcdctl's simple watch output: per event its type, then (with
+/// `--prev-kv`, when there is one) the previous key and value, then the key
+/// and value (empty for a delete).
+fn watch_lines(events: &[&[&str]]) -> Vec<String> {
+    events
+        .iter()
+        .flat_map(|event| event.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn watch_prefix_prints_puts_and_deletes() {
+    let server = Server::start().await;
+    // Watching from the next revision makes the output independent of when
+    // etcdctl's watch is established.
+    let from = format!("--rev={}", current_revision(&server) + 1);
+    let mut watch = EtcdctlWatch::spawn(&server, &["dir/", "--prefix", &from]);
+    put(&server, "dir/a", "1");
+    put(&server, "dirx", "not watched");
+    put(&server, "dir/b", "2");
+    etcdctl(&server, &["del", "dir/a"]);
+    put(&server, "dir/b", "3");
+    assert_eq!(
+        watch.lines(12),
+        watch_lines(&[
+            &["PUT", "dir/a", "1"],
+            &["PUT", "dir/b", "2"],
+            &["DELETE", "dir/a", ""],
+            &["PUT", "dir/b", "3"],
+        ])
+    );
+}
+
+#[tokio::test]
+async fn watch_range_and_single_key() {
+    let server = Server::start().await;
+    let from = format!("--rev={}", current_revision(&server) + 1);
+    let mut range = EtcdctlWatch::spawn(&server, &["b", "d", &from]);
+    let mut single = EtcdctlWatch::spawn(&server, &["c", &from]);
+    for key in ["a", "b", "c", "d", "cc"] {
+        put(&server, key, &format!("v-{key}"));
+    }
+    assert_eq!(
+        range.lines(9),
+        watch_lines(&[
+            &["PUT", "b", "v-b"],
+            &["PUT", "c", "v-c"],
+            &["PUT", "cc", "v-cc"],
+        ])
+    );
+    assert_eq!(single.lines(3), watch_lines(&[&["PUT", "c", "v-c"]]));
+}
+
+#[tokio::test]
+async fn watch_rev_replays_history() {
+    let server = Server::start().await;
+    put(&server, "k", "v1");
+    let second = put(&server, "k", "v2");
+    etcdctl(&server, &["del", "k"]);
+    put(&server, "k", "v3");
+    let mut watch = EtcdctlWatch::spawn(&server, &["k", &format!("--rev={second}")]);
+    assert_eq!(
+        watch.lines(9),
+        watch_lines(&[
+            &["PUT", "k", "v2"],
+            &["DELETE", "k", ""],
+            &["PUT", "k", "v3"],
+        ])
+    );
+    // And it keeps watching live.
+    put(&server, "k", "v4");
+    assert_eq!(watch.lines(12)[9..], watch_lines(&[&["PUT", "k", "v4"]]));
+}
+
+#[tokio::test]
+async fn watch_prev_kv() {
+    let server = Server::start().await;
+    let from = format!("--rev={}", current_revision(&server) + 1);
+    let mut watch = EtcdctlWatch::spawn(&server, &["k", "--prev-kv", &from]);
+    put(&server, "k", "v1");
+    put(&server, "k", "v2");
+    etcdctl(&server, &["del", "k"]);
+    assert_eq!(
+        watch.lines(13),
+        watch_lines(&[
+            &["PUT", "k", "v1"],
+            &["PUT", "k", "v1", "k", "v2"],
+            &["DELETE", "k", "v2", "k", ""],
+        ])
+    );
+}
+
+#[tokio::test]
+async fn watch_json() {
+    let server = Server::start().await;
+    let r1 = put(&server, "k", "v1");
+    let from = format!("--rev={r1}");
+    let mut watch = EtcdctlWatch::spawn(&server, &["k", &from, "--prev-kv", "-w", "json"]);
+    let r2 = put(&server, "k", "v2");
+    let r3 = {
+        let deleted = etcdctl_json(&server, &["del", "k"]);
+        deleted["header"]["revision"].as_i64().expect("revision")
+    };
+    // One JSON document per line; the replayed r1 may share a response with
+    // r2, so read until all three events are in.
+    let mut events = Vec::new();
+    let mut lines = 0;
+    while events.len() < 3 {
+        lines += 1;
+        let line = watch.lines(lines).pop().expect("a line");
+        let response: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("etcdctl watch -w json: bad JSON {line:?}: {e}"));
+        assert_eq!(response["Canceled"], false, "{line}");
+        assert_eq!(response["Created"], false, "{line}");
+        assert_eq!(response["CompactRevision"], 0, "{line}");
+        let header = &response["Header"];
+        assert_ne!(header["cluster_id"].as_u64().unwrap_or(0), 0, "{line}");
+        assert_ne!(header["member_id"].as_u64().unwrap_or(0), 0, "{line}");
+        assert!(header["raft_term"].as_u64().unwrap_or(0) >= 1, "{line}");
+        let revision = header["revision"].as_i64().expect("header revision");
+        let batch = response["Events"].as_array().expect("Events array");
+        assert!(!batch.is_empty(), "{line}");
+        for event in batch {
+            assert!(
+                revision >= event["kv"]["mod_revision"].as_i64().expect("mod_revision"),
+                "{line}"
+            );
+            events.push(event.clone());
+        }
+    }
+    assert_eq!(events.len(), 3, "{events:#?}");
+    // Go's JSON encoding omits zero values: a PUT has no "type", a delete's
+    // kv has no value, versions or create revision.
+    assert_eq!(events[0]["type"], Value::Null, "{:?}", events[0]);
+    assert_eq!(events[0]["kv"]["key"], "aw==", "base64 of k");
+    assert_eq!(events[0]["kv"]["value"], "djE=", "base64 of v1");
+    assert_eq!(events[0]["kv"]["create_revision"].as_i64(), Some(r1));
+    assert_eq!(events[0]["kv"]["mod_revision"].as_i64(), Some(r1));
+    assert_eq!(events[0]["kv"]["version"].as_i64(), Some(1));
+    assert_eq!(events[0]["prev_kv"], Value::Null);
+
+    assert_eq!(events[1]["type"], Value::Null);
+    assert_eq!(events[1]["kv"]["value"], "djI=", "base64 of v2");
+    assert_eq!(events[1]["kv"]["create_revision"].as_i64(), Some(r1));
+    assert_eq!(events[1]["kv"]["mod_revision"].as_i64(), Some(r2));
+    assert_eq!(events[1]["kv"]["version"].as_i64(), Some(2));
+    assert_eq!(events[1]["prev_kv"]["value"], "djE=");
+    assert_eq!(events[1]["prev_kv"]["mod_revision"].as_i64(), Some(r1));
+
+    assert_eq!(events[2]["type"], 1, "DELETE is 1");
+    assert_eq!(events[2]["kv"]["key"], "aw==");
+    assert_eq!(events[2]["kv"]["mod_revision"].as_i64(), Some(r3));
+    assert_eq!(events[2]["kv"]["value"], Value::Null);
+    assert_eq!(events[2]["kv"]["version"], Value::Null);
+    assert_eq!(events[2]["prev_kv"]["value"], "djI=");
+    assert_eq!(events[2]["prev_kv"]["version"].as_i64(), Some(2));
 }

@@ -439,3 +439,4 @@ pub fn revision(header: Option<&ResponseHeader>) -> i64 {
     header.expect("response has a header").revision()
 }
 pub mod cluster;
+pub mod watch;
