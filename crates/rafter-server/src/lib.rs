@@ -167,7 +167,8 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let (watch_shared, watch_feeder) = watcher::start(
         store.clone(),
         rafter_core::watch::WatchConfig {
-            max_request_bytes: args.max_request_bytes,
+            // etcd fragments at the request limit plus its gRPC allowance.
+            max_request_bytes: args.max_request_bytes + GRPC_OVERHEAD_BYTES,
             ..Default::default()
         },
         args.experimental_watch_progress_notify_interval,

@@ -670,33 +670,6 @@ async fn many_writes_arrive_in_revision_order_without_gaps() {
     assert_eq!(got, expected);
 }
 
-#[tokio::test]
-async fn lease_id_in_events_and_revocation_deletes() {
-    // Needs the Lease service as well: the kv's lease field, and the delete
-    // events of a revocation.
-    let (_server, mut client) = setup().await;
-    let lease = client
-        .lease_grant(60, None)
-        .await
-        .expect("lease grant")
-        .id();
-    let (watcher, mut stream) = watch(&mut client, "l/", WatchOptions::new().with_prefix()).await;
-    let put_response = client
-        .put("l/a", "leased", Some(PutOptions::new().with_lease(lease)))
-        .await
-        .expect("put with lease");
-    let put_rev = revision(put_response.header());
-    let revoke = client.lease_revoke(lease).await.expect("lease revoke");
-    let revoke_rev = revision(revoke.header());
-    assert_eq!(
-        events(&mut stream, watcher.watch_id(), 2).await,
-        [
-            format!("PUT l/a=leased c{put_rev} m{put_rev} v1 l{lease}"),
-            delete_line("l/a", revoke_rev),
-        ]
-    );
-}
-
 // ------------------------------------------------ created and canceled
 
 #[tokio::test]

@@ -162,7 +162,10 @@ async fn a_stalled_watcher_costs_bounded_memory_and_gets_everything() {
             .expect("stream open");
         for ev in resp.events {
             let kv = ev.kv.expect("kv");
-            assert_eq!(kv.mod_revision, next_rev, "event {received} out of order or missing");
+            assert_eq!(
+                kv.mod_revision, next_rev,
+                "event {received} out of order or missing"
+            );
             if received >= EVENTS / 2 {
                 assert_eq!(ev.prev_kv.expect("prev_kv").value.len(), VALUE_BYTES);
             }

@@ -32,6 +32,9 @@ pub type StreamId = u64;
 /// etcd's `mvcc: duplicate watch ID provided on the WatchStream`.
 pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 
+/// etcd 3.6's answer to a negative start revision.
+pub const NEGATIVE_START: &str = "etcdserver: mvcc: required revision has been compacted";
+
 /// The watch id of a progress response that answers a progress request
 /// (etcd's `clientv3.InvalidWatchID`).
 pub const PROGRESS_WATCH_ID: i64 = -1;
@@ -70,6 +73,9 @@ struct Watch {
     fragment: bool,
     /// Events were queued since the last periodic progress notification.
     sent_since_progress: bool,
+    /// Cancelled because its next revision was compacted. As in etcd, the
+    /// id stays taken (and a cancel is answered) until the client cancels.
+    compacted: bool,
 }
 
 impl Watch {
@@ -106,8 +112,9 @@ struct Stream {
     next_auto_id: i64,
     outbox: VecDeque<WatchResponse>,
     outbox_bytes: usize,
-    /// A progress request waits for every watch to be synced (etcd 3.6).
-    progress_deferred: bool,
+    /// A progress request waits until every watch is synced (etcd 3.6) and
+    /// the hub has the events of the store's revision when it was asked.
+    progress_deferred: Option<i64>,
 }
 
 impl Stream {
@@ -121,7 +128,13 @@ impl Stream {
     }
 
     fn all_synced(&self) -> bool {
-        self.watches.values().all(|w| w.synced)
+        self.watches.values().all(|w| w.synced || w.compacted)
+    }
+
+    fn unsynced(&mut self) -> impl Iterator<Item = (&i64, &mut Watch)> {
+        self.watches
+            .iter_mut()
+            .filter(|(_, w)| !w.synced && !w.compacted)
     }
 }
 
@@ -197,7 +210,7 @@ impl WatchHub {
         let limit = self.config.max_outbox_bytes;
         self.streams
             .values()
-            .any(|s| s.has_room(limit) && s.watches.values().any(|w| !w.synced))
+            .any(|s| s.has_room(limit) && s.watches.values().any(|w| !w.synced && !w.compacted))
     }
 
     /// One request from a client on `stream`. Unknown streams are ignored
@@ -219,12 +232,10 @@ impl WatchHub {
             Some(RequestUnion::CancelRequest(cancel))
                 if s.watches.remove(&cancel.watch_id).is_some() =>
             {
-                s.push(response(current_rev, cancel.watch_id, |r| {
-                    r.canceled = true
-                }));
+                s.push(response(now_rev, cancel.watch_id, |r| r.canceled = true));
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                s.progress_deferred = true;
+                s.progress_deferred = Some(now_rev);
                 self.answer_progress_requests();
             }
             Some(RequestUnion::CancelRequest(_)) | None => {}
@@ -305,7 +316,7 @@ impl WatchHub {
                 continue;
             }
             let mut compacted = Vec::new();
-            for (id, w) in s.watches.iter_mut().filter(|(_, w)| !w.synced) {
+            for (id, w) in s.unsynced() {
                 if w.next_rev < compact_rev {
                     compacted.push(*id);
                 } else if w.next_rev > current_rev {
@@ -315,7 +326,7 @@ impl WatchHub {
                 }
             }
             for id in compacted {
-                cancel_compacted(s, id, current_rev, compact_rev);
+                cancel_compacted(s, id, compact_rev);
             }
         }
         if from_rev == i64::MAX {
@@ -343,7 +354,7 @@ impl WatchHub {
                 continue;
             }
             let mut queued = Vec::new();
-            for (id, w) in s.watches.iter_mut().filter(|(_, w)| !w.synced) {
+            for (id, w) in s.unsynced() {
                 if w.next_rev > through_rev {
                     continue;
                 }
@@ -391,8 +402,9 @@ impl WatchHub {
     fn answer_progress_requests(&mut self) {
         let current_rev = self.current_rev;
         for s in self.streams.values_mut() {
-            if s.progress_deferred && s.all_synced() {
-                s.progress_deferred = false;
+            let due = s.progress_deferred.is_some_and(|at| at <= current_rev);
+            if due && s.all_synced() {
+                s.progress_deferred = None;
                 s.push(response(current_rev, PROGRESS_WATCH_ID, |_| {}));
             }
         }
@@ -426,9 +438,19 @@ fn create_watch(s: &mut Stream, create: WatchCreateRequest, current_rev: i64, no
             return;
         }
     };
+    if create.start_revision < 0 {
+        // etcd 3.6 refuses a negative start (3.4 created and then
+        // cancelled the watch).
+        s.push(response(now_rev, -1, |r| {
+            r.created = true;
+            r.canceled = true;
+            r.cancel_reason = NEGATIVE_START.to_string();
+        }));
+        return;
+    }
     let id = if create.watch_id != 0 {
         if s.watches.contains_key(&create.watch_id) {
-            s.push(response(now_rev, create.watch_id, |r| {
+            s.push(response(now_rev, -1, |r| {
                 r.created = true;
                 r.canceled = true;
                 r.cancel_reason = DUPLICATE_WATCH_ID.to_string();
@@ -461,14 +483,21 @@ fn create_watch(s: &mut Stream, create: WatchCreateRequest, current_rev: i64, no
             progress_notify: create.progress_notify,
             fragment: create.fragment,
             sent_since_progress: false,
+            compacted: false,
         },
     );
     s.push(response(now_rev, id, |r| r.created = true));
 }
 
-fn cancel_compacted(s: &mut Stream, id: i64, current_rev: i64, compact_rev: i64) {
-    s.watches.remove(&id);
-    s.push(response(current_rev, id, |r| {
+/// etcd's answer to a watch whose next revision was compacted: cancelled,
+/// with the compaction revision, and (as etcd sends it) a header revision
+/// of 0.
+fn cancel_compacted(s: &mut Stream, id: i64, compact_rev: i64) {
+    if let Some(w) = s.watches.get_mut(&id) {
+        w.compacted = true;
+        w.synced = false;
+    }
+    s.push(response(0, id, |r| {
         r.canceled = true;
         r.compact_revision = compact_rev;
     }));

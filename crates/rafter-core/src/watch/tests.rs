@@ -272,6 +272,7 @@ fn errors_as_etcd_sends_them() {
     assert_eq!(out.len(), 4);
     assert!(out[0].created && !out[0].canceled && out[0].watch_id == 7);
     assert!(out[1].created && out[1].canceled && out[1].cancel_reason == DUPLICATE_WATCH_ID);
+    assert_eq!(out[1].watch_id, -1);
     assert!(out[2].canceled && out[2].watch_id == -1);
     assert_eq!(out[2].cancel_reason, "mvcc: watcher range is empty");
     assert!(out[3].canceled && !out[3].created && out[3].watch_id == 7);

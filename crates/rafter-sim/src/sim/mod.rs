@@ -649,6 +649,10 @@ impl Sim {
         };
         let reads = self.rng.between(1, 4);
         let progress = self.rng.chance(50);
+        let store_rev = self.members[c.member]
+            .store()
+            .state()
+            .map_or(0, |s| s.current_revision);
         let hub = self.members[c.member].watch_hub().expect("up");
         for _ in 0..reads {
             match hub.pop(c.stream) {
@@ -657,7 +661,7 @@ impl Sim {
             }
         }
         if progress {
-            hub.request(c.stream, SimWatcher::progress_request(), 0);
+            hub.request(c.stream, SimWatcher::progress_request(), store_rev);
         }
     }
 
