@@ -35,8 +35,8 @@ use common::watch::{
 };
 use common::{revision, Server};
 use etcd_client::{
-    Client, CompactionOptions, DeleteOptions, EventType, KeyValue, PutOptions, Txn, TxnOp,
-    WatchFilterType, WatchOptions, WatchResponse, WatchStream,
+    Client, CompactionOptions, DeleteOptions, EventType, KeyValue, Txn, TxnOp, WatchFilterType,
+    WatchOptions, WatchResponse, WatchStream,
 };
 use prost::Message;
 use rafter_proto::etcdserverpb::{WatchCreateRequest, WatchResponse as RawResponse};
