@@ -206,6 +206,27 @@ impl Pair {
         }
     }
 
+    /// Waits until both printed more than `seen` bytes (etcdctl, rafter)
+    /// and returns how much they printed then.
+    fn grown_past(&self, seen: (usize, usize)) -> (usize, usize) {
+        let deadline = Instant::now() + OUTPUT_DEADLINE;
+        loop {
+            let now = (self.etcdctl.stdout().len(), self.rafter.stdout().len());
+            if now.0 > seen.0 && now.1 > seen.1 {
+                // Let a response split over several writes arrive whole.
+                std::thread::sleep(POLL_INTERVAL * 2);
+                return (self.etcdctl.stdout().len(), self.rafter.stdout().len());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the watches printed no new event within {OUTPUT_DEADLINE:?}: etcdctl {:?}, rafter {:?}",
+                String::from_utf8_lossy(&self.etcdctl.stdout()),
+                String::from_utf8_lossy(&self.rafter.stdout())
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
     /// Waits until etcdctl printed everything (its output stopped growing)
     /// and rafter as many bytes, then kills both and asserts they printed
     /// the same.
@@ -245,11 +266,14 @@ async fn revision(server: &Server) -> i64 {
 }
 
 /// Puts, overwrites, a two-key transaction (two events in one response)
-/// and deletes under `k`, plus a key outside the prefix.
-async fn write_events(server: &Server) {
+/// and deletes under `k`, plus a key outside the prefix. After each write
+/// whose event the watches print, `printed()` runs (to wait for them).
+async fn write_events(server: &Server, mut printed: impl FnMut()) {
     let mut client = server.client().await;
     client.put("k1", "v1", None).await.unwrap();
+    printed();
     client.put("k1", "v2", None).await.unwrap();
+    printed();
     client.put("other", "x", None).await.unwrap();
     let txn = Txn::new()
         .when([Compare::version("k1", CompareOp::Greater, 0)])
@@ -258,11 +282,14 @@ async fn write_events(server: &Server) {
             TxnOp::put("k3", "line1\nline2", None),
         ]);
     client.txn(txn).await.unwrap();
+    printed();
     client.delete("k1", None).await.unwrap();
+    printed();
     client
         .delete("k", Some(DeleteOptions::new().with_prefix()))
         .await
         .unwrap();
+    printed();
     client
         .put("k\u{e9}\u{1}", "bin\u{7f}", Some(PutOptions::new()))
         .await
@@ -270,14 +297,22 @@ async fn write_events(server: &Server) {
 }
 
 /// Watches with `args` (plus `--rev` of the next revision) on a fresh
-/// server, writes the events and compares both tools' output.
+/// server, writes the events and compares both tools' output. Each write
+/// waits until both watches printed the one before, so the server sends
+/// both the same responses (a watch created late would get the history
+/// batched into one response, which json, fields and protobuf show).
 async fn compare_events(args: &[&str]) -> Finished {
     let server = Server::start().await;
     let next = (revision(&server).await + 1).to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--rev", &next]);
+    // `--rev` first: anything after `--` belongs to the exec command.
+    let mut all: Vec<&str> = vec!["--rev", &next];
+    all.extend(args);
     let pair = Pair::spawn(&server, &all);
-    write_events(&server).await;
+    let mut seen = (0, 0);
+    write_events(&server, || {
+        tokio::task::block_in_place(|| seen = pair.grown_past(seen));
+    })
+    .await;
     tokio::task::block_in_place(|| pair.same_after())
 }
 
@@ -306,7 +341,7 @@ async fn json_fields_and_protobuf() {
 async fn history_from_an_old_revision() {
     let server = Server::start().await;
     let first = revision(&server).await + 1;
-    write_events(&server).await;
+    write_events(&server, || {}).await;
     // Everything already happened: the watch replays it from `first`.
     let rev = first.to_string();
     let pair = Pair::spawn(&server, &["k", "--prefix", "--rev", &rev, "-w", "json"]);
