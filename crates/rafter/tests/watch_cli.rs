@@ -367,7 +367,9 @@ async fn history_from_an_old_revision() {
     // Everything already happened: the watch replays it from `first`.
     let rev = first.to_string();
     let pair = Pair::spawn(&server, &["k", "--prefix", "--rev", &rev, "-w", "json"]);
-    tokio::task::block_in_place(|| pair.same_after());
+    let out = tokio::task::block_in_place(|| pair.same_after());
+    assert!(out.stdout.contains("\"Events\":[{\"kv\":"), "{out:?}");
+    assert_eq!(out.code, None, "the watch ended: {out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
