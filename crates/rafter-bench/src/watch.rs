@@ -202,7 +202,7 @@ pub async fn run(cluster: &ClusterArgs, data: &DataArgs, args: &WatchArgs) -> Re
         stream_errors: delivery.errors,
         first_stream_error: delivery.first_error,
         server_pids: server_pids.clone(),
-        server_cpu_ms: (!server_pids.is_empty()).then(|| server_cpu_spent.as_millis() as u64),
+        server_cpu_ms: (!server_pids.is_empty()).then_some(server_cpu_spent.as_millis() as u64),
         server_cpu_us_per_event: (!server_pids.is_empty() && delivered > 0)
             .then(|| round1(server_cpu_spent.as_micros() as f64 / delivered as f64)),
         bench_cpu_ms: own_cpu_spent.map(|cpu| cpu.as_millis() as u64),
