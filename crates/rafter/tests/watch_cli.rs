@@ -427,3 +427,23 @@ async fn progress_notifications() {
     let out = watch.finish();
     assert!(out.stdout.starts_with(&expected), "{out:?}");
 }
+
+/// A server that dies and comes back: both clients dial again and resume
+/// the watch after the last revision they printed, losing and repeating
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn resumes_after_the_server_restarts() {
+    let mut server = Server::start().await;
+    let next = (revision(&server).await + 1).to_string();
+    let pair = Pair::spawn(&server, &["--rev", &next, "r", "--prev-kv"]);
+    server.client().await.put("r", "1", None).await.unwrap();
+    let seen = tokio::task::block_in_place(|| pair.grown_past((0, 0)));
+    server.kill9();
+    server.restart().await;
+    let mut client = server.client().await;
+    client.put("r", "2", None).await.unwrap();
+    client.put("r", "3", None).await.unwrap();
+    tokio::task::block_in_place(|| pair.grown_past(seen));
+    let out = tokio::task::block_in_place(|| pair.same_after());
+    assert_eq!(out.stdout, "PUT\nr\n1\nPUT\nr\n1\nr\n2\nPUT\nr\n2\nr\n3\n");
+}

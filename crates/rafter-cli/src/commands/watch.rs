@@ -316,10 +316,10 @@ impl Watch<'_> {
     /// A stream that failed with `status`: a broken connection is resumed,
     /// anything else ends the watch as the Go client's close error.
     fn failed(&mut self, status: tonic::Status, ctx: &mut Ctx<'_>) -> Result<StreamEnd, CliError> {
-        match status.code() {
-            tonic::Code::Unavailable | tonic::Code::Internal => Ok(StreamEnd::Broken),
-            _ => self.closed(&go_error_text(&status), ctx),
+        if connection_broke(&status) {
+            return Ok(StreamEnd::Broken);
         }
+        self.closed(&go_error_text(&status), ctx)
     }
 
     /// Reports the final response the Go client makes up for a closed
@@ -378,6 +378,20 @@ impl Watch<'_> {
         let quoted: Vec<String> = self.exec.iter().map(|a| go_quote(a.as_bytes())).collect();
         writeln!(ctx.err, "command [{}] error ({why})", quoted.join(" "))?;
         Err(CliError::silent(EXIT_ERROR))
+    }
+}
+
+/// Whether a stream failed because its connection did, which the Go client
+/// retries (gRPC `Unavailable` and `Internal`); tonic reports a connection
+/// that drops mid-stream as `Unknown` with an HTTP/2 or transport error.
+fn connection_broke(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Internal => true,
+        tonic::Code::Unknown => {
+            let message = status.message();
+            message.starts_with("h2 protocol error") || message.starts_with("transport error")
+        }
+        _ => false,
     }
 }
 
@@ -488,5 +502,9 @@ mod tests {
         );
         let s = tonic::Status::unavailable("etcdserver: no leader");
         assert_eq!(go_error_text(&s), "etcdserver: no leader");
+        assert!(connection_broke(&s));
+        let s = tonic::Status::unknown("h2 protocol error: error reading a body from connection");
+        assert!(connection_broke(&s));
+        assert!(!connection_broke(&tonic::Status::unknown("boom")));
     }
 }
