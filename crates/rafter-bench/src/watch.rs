@@ -9,11 +9,12 @@
 //! `--conns` connections: 10,000 watches take 100 streams on a few
 //! connections, not 10,000 of either, which keeps the load generator light
 //! enough to share a 2-core machine with the server. Once every watch is
-//! created, `--clients` writers put keys under the prefix at `--rate` for
-//! `--duration`. Each value starts with the time its put was sent
+//! created, `--clients` writers put keys under the prefix (the prefix and a
+//! `--key-size`-digit key number, cycling through `--key-space`) at `--rate`
+//! for `--duration`. Each value starts with the time its put was sent
 //! (nanoseconds since the run's reference instant, 16 hex digits), so a
 //! delivered event's latency is its receive time minus its put's send time,
-//! whichever stream it arrives on. After the last put the run waits up to
+//! whichever stream it arrives on; values are at least 16 bytes long. After the last put the run waits up to
 //! `--drain-timeout` for the events still on their way.
 //!
 //! Reported: the puts as the put workload reports them, delivery latency
