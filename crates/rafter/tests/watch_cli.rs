@@ -212,6 +212,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A failing test must not leave its watches running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Both tools watching with the same arguments.
 struct Pair {
     etcdctl: Running,
