@@ -6,7 +6,7 @@ mod commands;
 mod conn;
 mod error;
 mod global;
-mod godur;
+use rafter_proto::godur;
 mod keyrange;
 mod output;
 mod txn_parse;

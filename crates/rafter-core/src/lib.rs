@@ -14,6 +14,7 @@ pub mod proposals;
 pub mod raft_storage;
 pub mod reads;
 pub mod state_machine;
+pub mod watch;
 pub mod wire;
 
 pub use command::{decode_command, encode_command, peek_command_id, CommandError};
@@ -21,5 +22,6 @@ pub use member::{Cycle, Member, MemberConfig, Persisted, ProposeError};
 pub use node::{Action, Granted, LogWrite, Node, NodeConfig, RequestError};
 pub use raft_storage::RaftStorage;
 pub use state_machine::{
-    apply_batch, Applied, ApplyBatch, ApplyError, Command, RequestId, StateMachine,
+    apply_batch, Applied, ApplyBatch, ApplyError, Command, RequestId, SmApplied, StateMachine,
+    WatchFeed,
 };

@@ -12,6 +12,7 @@ use raft::eraftpb::Entry;
 use rafter_proto::rafterpb::raft_command::Request as KvRequest;
 
 use crate::command::{decode_command, CommandError};
+use crate::watch::Event;
 
 /// Identifies one client request for the whole of its life in the core.
 /// Chosen by the shell; unique among the requests in flight.
@@ -36,18 +37,34 @@ pub trait StateMachine {
     /// Applies committed entries in log order, atomically with the last
     /// index, which becomes the applied index. Entries at or below the
     /// applied index are skipped (replay after restart). Returns the applied
-    /// index and one result per entry (`None`: skipped, or no request).
-    #[allow(clippy::type_complexity)]
-    fn apply(
-        &self,
-        commands: &[Command<'_>],
-    ) -> Result<(u64, Vec<Option<Self::Response>>), Self::Error>;
+    /// index, one result per entry (`None`: skipped, or no request) and the
+    /// changes made, for watches.
+    fn apply(&self, commands: &[Command<'_>]) -> Result<SmApplied<Self::Response>, Self::Error>;
 
     /// The whole state as one blob, and the index it reflects.
     fn snapshot(&self) -> Result<(Vec<u8>, u64), Self::Error>;
 
     /// Replaces the whole state with a snapshot blob; returns its index.
     fn restore(&self, data: &[u8]) -> Result<u64, Self::Error>;
+}
+
+/// What the state machine reports for one applied batch.
+pub struct SmApplied<R> {
+    pub applied_index: u64,
+    /// One per command.
+    pub results: Vec<Option<R>>,
+    pub watch: WatchFeed,
+}
+
+/// The changes of an applied batch as the watch hub takes them
+/// ([`crate::watch::WatchHub::on_applied`]).
+#[derive(Debug, Clone, Default)]
+pub struct WatchFeed {
+    /// Every change, with the key's previous value, in revision order.
+    pub events: Vec<Event>,
+    /// The store's revision after the batch.
+    pub current_rev: i64,
+    pub compact_rev: i64,
 }
 
 /// Committed entries in log order, each with the request (if any) its
@@ -90,6 +107,8 @@ pub enum ApplyError {
 pub struct Applied<R> {
     pub applied_index: u64,
     pub replies: Vec<(RequestId, R)>,
+    /// The batch's changes, for the watch hub.
+    pub watch: WatchFeed,
     /// Requests the batch named whose entry produced no result (it carried
     /// no request). The core names a proposal only for the entry carrying
     /// it, so this is empty unless the core is broken (the
@@ -118,7 +137,11 @@ pub fn apply_batch<SM: StateMachine>(
             request: cmd.as_ref().and_then(|c| c.request.as_ref()),
         })
         .collect();
-    let (applied_index, results) = sm
+    let SmApplied {
+        applied_index,
+        results,
+        watch,
+    } = sm
         .apply(&commands)
         .map_err(|e| ApplyError::StateMachine(e.to_string()))?;
     assert_eq!(applied_index, last, "the applied index must follow the log");
@@ -134,6 +157,7 @@ pub fn apply_batch<SM: StateMachine>(
     Ok(Applied {
         applied_index,
         replies,
+        watch,
         unanswered,
     })
 }

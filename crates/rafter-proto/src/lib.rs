@@ -3,6 +3,9 @@
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
+/// Go's duration syntax, which etcd's flags (server and etcdctl) use.
+pub mod godur;
+
 /// `mvccpb`: key-values and watch events.
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 use crate::node::{NodeRequest, NodeStatus};
+use crate::watcher::WatchFeeder;
 
 /// How long applied state may stay only in the Raft log before the store
 /// commits durably (the log always holds what the store has not synced).
@@ -68,6 +69,8 @@ pub struct Applier {
     pub raft_tx: Sender<NodeRequest>,
     /// The store's applied index.
     pub applied_index: u64,
+    /// Where each batch's changes go, for watches.
+    pub watch: WatchFeeder,
 }
 
 impl Applier {
@@ -151,6 +154,7 @@ impl Applier {
         }
         let applied =
             apply_batch(self.store.as_ref(), &pending.batch).map_err(|e| e.to_string())?;
+        self.watch.applied(applied.watch);
         for id in applied.unanswered {
             tracing::error!(
                 request = id,
@@ -196,6 +200,12 @@ impl Applier {
         let index = StateMachine::restore(self.store.as_ref(), &snapshot.data)
             .map_err(|e| format!("snapshot restore failed: {e}"))?;
         assert_eq!(index, meta.index, "snapshot data and metadata disagree");
+        let state = self
+            .store
+            .state()
+            .map_err(|e| format!("reading the restored store failed: {e}"))?;
+        self.watch
+            .store_replaced(state.current_revision, state.compact_revision);
         self.applied_index = index;
         self.status.applied_index.store(index, Ordering::Release);
         let _ = self.raft_tx.send(NodeRequest::SnapshotInstalled(index));

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Applied entries between Raft log compactions (etcd's default).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Interval of the progress notifications sent to watches created
+    /// with `progress_notify` (Go duration; etcd's flag and default).
+    #[arg(long, default_value = "10m", value_parser = rafter_proto::godur::parse)]
+    pub experimental_watch_progress_notify_interval: std::time::Duration,
     /// URLs to serve /metrics, /health and /version on (HTTP).
     #[arg(long)]
     pub listen_metrics_urls: Option<String>,

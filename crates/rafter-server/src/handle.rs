@@ -92,6 +92,11 @@ impl NodeHandle {
         }
     }
 
+    /// The store's current revision (what a watch "from now" starts after).
+    pub fn current_revision(&self) -> i64 {
+        self.store.state().map_or(0, |s| s.current_revision)
+    }
+
     /// A response header for `revision` with this member's identity and term.
     pub fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {

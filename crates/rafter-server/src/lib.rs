@@ -15,6 +15,7 @@ mod raft_timing;
 mod services;
 mod transport;
 mod urls;
+mod watcher;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -163,11 +164,20 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         &peers,
         tx.clone(),
     );
+    let (watch_shared, watch_feeder) = watcher::start(
+        store.clone(),
+        rafter_core::watch::WatchConfig {
+            max_request_bytes: args.max_request_bytes,
+            ..Default::default()
+        },
+        args.experimental_watch_progress_notify_interval,
+    )?;
     let (apply_tx, apply_thread) = applier::Applier {
         store: store.clone(),
         status: status.clone(),
         raft_tx: tx.clone(),
         applied_index: applied,
+        watch: watch_feeder,
     }
     .spawn()?;
     let raft_loop = RaftLoop {
@@ -255,7 +265,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 KvServer::new(services::kv::KvService::new(node.clone()))
                     .max_decoding_message_size(max_msg),
             )
-            .add_service(WatchServer::new(services::watch::WatchService))
+            .add_service(
+                WatchServer::new(services::watch::WatchService::new(
+                    node.clone(),
+                    watch_shared.clone(),
+                ))
+                .max_decoding_message_size(max_msg),
+            )
             .add_service(LeaseServer::new(services::lease::LeaseService))
             .add_service(ClusterServer::new(services::cluster::ClusterService::new(
                 node.clone(),

@@ -46,7 +46,15 @@ fn main() {
     let seeds: u64 = arg(&args, "--seeds").unwrap_or(100);
     let start: u64 = arg(&args, "--start").unwrap_or(0);
     let mut failed = 0u64;
+    let started = std::time::Instant::now();
     for seed in start..start + seeds {
+        let done = seed - start;
+        if done > 0 && done.is_multiple_of(1000) {
+            eprintln!(
+                "{done}/{seeds} seeds, {failed} failed, {:.0} seeds/s",
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
         let outcome = sim::run(config(&args, seed));
         let verdict = rafter_sim::verdict(&outcome);
         if !verdict.is_ok() {

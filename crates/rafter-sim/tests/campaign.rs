@@ -31,7 +31,9 @@ fn replay_is_byte_for_byte() {
     feature = "fault-ack-before-fsync",
     feature = "fault-read-before-applied",
     feature = "fault-snapshot-late",
-    feature = "fault-slot-by-index"
+    feature = "fault-slot-by-index",
+    feature = "fault-watch-skip-full",
+    feature = "fault-watch-dup"
 )))]
 #[test]
 fn ci_seed_budget_passes() {
@@ -51,7 +53,9 @@ fn ci_seed_budget_passes() {
     feature = "fault-ack-before-fsync",
     feature = "fault-read-before-applied",
     feature = "fault-snapshot-late",
-    feature = "fault-slot-by-index"
+    feature = "fault-slot-by-index",
+    feature = "fault-watch-skip-full",
+    feature = "fault-watch-dup"
 ))]
 #[test]
 fn ci_seed_budget_catches_the_injected_bug() {

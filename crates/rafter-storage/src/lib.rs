@@ -7,7 +7,7 @@ pub mod mvcc;
 pub mod raft_log;
 pub mod state_machine;
 
-pub use mvcc::{KvRequest, MvccError, MvccStore};
+pub use mvcc::{ApplyOutcome, KvRequest, MvccError, MvccStore};
 pub use raft_log::{RaftLog, RaftLogError};
 
 /// What raft-rs reads in the server: the raft-engine log, with snapshots

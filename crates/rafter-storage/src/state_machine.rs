@@ -2,7 +2,7 @@
 //! ordered batches of committed commands; it applies each batch in one redb
 //! transaction that also records the applied index.
 
-use rafter_core::{Command, StateMachine};
+use rafter_core::{Command, SmApplied, StateMachine, WatchFeed};
 
 use crate::mvcc::{ApplyEntry, KvResponse};
 use crate::{MvccError, MvccStore};
@@ -11,10 +11,7 @@ impl StateMachine for MvccStore {
     type Response = Result<KvResponse, MvccError>;
     type Error = MvccError;
 
-    fn apply(
-        &self,
-        commands: &[Command<'_>],
-    ) -> Result<(u64, Vec<Option<Self::Response>>), MvccError> {
+    fn apply(&self, commands: &[Command<'_>]) -> Result<SmApplied<Self::Response>, MvccError> {
         let entries: Vec<ApplyEntry<'_>> = commands
             .iter()
             .map(|c| ApplyEntry {
@@ -22,8 +19,16 @@ impl StateMachine for MvccStore {
                 request: c.request,
             })
             .collect();
-        let (state, results) = MvccStore::apply(self, &entries, false)?;
-        Ok((state.applied_index, results))
+        let outcome = self.apply_with_events(&entries, false)?;
+        Ok(SmApplied {
+            applied_index: outcome.state.applied_index,
+            results: outcome.results,
+            watch: WatchFeed {
+                events: outcome.events,
+                current_rev: outcome.state.current_revision,
+                compact_rev: outcome.state.compact_revision,
+            },
+        })
     }
 
     fn snapshot(&self) -> Result<(Vec<u8>, u64), MvccError> {

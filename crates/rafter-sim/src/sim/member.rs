@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use raft::eraftpb::{Entry, Message, Snapshot};
+use rafter_core::watch::{WatchConfig, WatchHub};
 use rafter_core::{
     apply_batch, Action, ApplyBatch, Granted, Node, NodeConfig, RaftStorage, RequestError,
     RequestId, StateMachine,
@@ -105,6 +106,23 @@ pub struct SimMember {
     waiters: HashMap<RequestId, Waiter>,
     next_request: RequestId,
     rng_seed: u64,
+    /// The member's watch streams (gone with a crash, as connections are).
+    watch: WatchHub,
+}
+
+/// Tiny limits, so watch outboxes fill, watches fall behind and catch up
+/// in small chunks, and fragmenting watches get fragments, in every run.
+const SIM_WATCH: WatchConfig = WatchConfig {
+    max_outbox_bytes: 150,
+    max_request_bytes: 160,
+    sync_chunk_events: 3,
+};
+/// Catch-up steps a member's watch hub takes per tick or apply.
+const WATCH_SYNC_STEPS: usize = 4;
+
+fn new_hub(store: &MvccStore) -> WatchHub {
+    let state = store.state().expect("store state");
+    WatchHub::new(SIM_WATCH, state.current_revision, state.compact_revision)
 }
 
 fn fresh_store() -> Arc<MvccStore> {
@@ -130,6 +148,7 @@ impl SimMember {
             waiters: HashMap::new(),
             next_request: 1,
             rng_seed,
+            watch: WatchHub::new(SIM_WATCH, 1, -1),
         };
         m.start();
         m
@@ -153,6 +172,29 @@ impl SimMember {
 
     pub fn store(&self) -> &MvccStore {
         &self.store
+    }
+
+    /// The member's watch hub, while it is up.
+    pub fn watch_hub(&mut self) -> Option<&mut WatchHub> {
+        self.node.as_ref()?;
+        Some(&mut self.watch)
+    }
+
+    /// Catch-up steps for the hub's unsynced watches (the server's watch
+    /// thread does these on its own schedule).
+    pub fn watch_sync(&mut self) {
+        if self.node.is_none() {
+            return;
+        }
+        for _ in 0..WATCH_SYNC_STEPS {
+            if !self
+                .watch
+                .sync(self.store.as_ref())
+                .expect("in-memory history")
+            {
+                break;
+            }
+        }
     }
 
     pub fn hash(&self) -> u32 {
@@ -196,6 +238,7 @@ impl SimMember {
             log: self.log.clone(),
             sm: self.store.clone(),
         };
+        self.watch = new_hub(&self.store);
         let mut node = Node::new(&cfg, storage, &logger).expect("member starts");
         node.campaign_if_sole_voter().expect("campaign");
         self.node = Some(node);
@@ -378,6 +421,9 @@ impl SimMember {
                     let index = StateMachine::restore(self.store.as_ref(), &snapshot.data)
                         .expect("restore a snapshot");
                     assert_eq!(index, snapshot.get_metadata().index);
+                    let state = self.store.state().expect("store state");
+                    self.watch
+                        .on_store_replaced(state.current_revision, state.compact_revision);
                     // A restore is durable, as on the server.
                     self.durable_store = Some((snapshot.data.to_vec(), index));
                     let node = self.node.as_mut().expect("up");
@@ -385,6 +431,7 @@ impl SimMember {
                 }
             }
         }
+        self.watch_sync();
         self.drive(out);
     }
 
@@ -397,6 +444,9 @@ impl SimMember {
                 reply_to: vec![reply_to],
             };
             let applied = apply_batch(self.store.as_ref(), &one).expect("in-memory apply");
+            let feed = &applied.watch;
+            self.watch
+                .on_applied(&feed.events, feed.current_rev, feed.compact_rev);
             let e = &one.entries[0];
             let revision = self.store.state().expect("state").current_revision;
             out.push(Output::Applied {

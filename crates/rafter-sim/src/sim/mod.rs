@@ -11,6 +11,7 @@ pub mod member;
 pub mod net;
 pub mod ops;
 pub mod rng;
+pub mod watchers;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +23,7 @@ use invariants::Invariants;
 use member::{MemberSettings, Output, SimMember};
 use net::{NetConfig, Network};
 use rng::Rng;
+use watchers::{Connection, SimWatcher};
 
 /// One run's settings.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct SimConfig {
     pub seed: u64,
     pub members: usize,
     pub clients: usize,
+    /// Watch clients (each keeps one watch open and checks its events).
+    pub watchers: usize,
     pub keys: u8,
     /// Virtual time with faults and client load.
     pub run_ms: u64,
@@ -58,6 +62,7 @@ impl SimConfig {
             seed,
             members: 3,
             clients: 4,
+            watchers: 3,
             keys: 3,
             run_ms: 4_000,
             settle_ms: 3_000,
@@ -116,6 +121,8 @@ enum Event {
     IsolateLeader(u64),
     Cut(u64, u64),
     Heal(u64, u64),
+    /// A watcher reads its stream (or reconnects when its member is gone).
+    WatchPoll(usize),
 }
 
 struct Sim {
@@ -137,6 +144,7 @@ struct Sim {
     invariants: Invariants,
     trace: String,
     load_on: bool,
+    watchers: Vec<SimWatcher>,
 }
 
 /// Runs one simulation.
@@ -152,6 +160,9 @@ pub fn run(cfg: SimConfig) -> Outcome {
     let members = ids
         .iter()
         .map(|id| SimMember::new(*id, &ids, settings.clone(), rng.next_u64()))
+        .collect();
+    let watchers = (0..cfg.watchers)
+        .map(|w| SimWatcher::random(w, &mut rng, cfg.keys))
         .collect();
     let tick_period_ms = (0..cfg.members)
         .map(|_| rng.between(cfg.tick_ms * 9 / 10, cfg.tick_ms * 11 / 10))
@@ -172,6 +183,7 @@ pub fn run(cfg: SimConfig) -> Outcome {
         invariants: Invariants::default(),
         trace: String::new(),
         load_on: true,
+        watchers,
     };
     // raft-rs asserts its own invariants (e.g. a commit index beyond the
     // log): such a panic inside a member is a found bug, not a crash of the
@@ -212,6 +224,10 @@ impl Sim {
         for c in 0..self.cfg.clients {
             let at = self.rng.between(50, 300);
             self.schedule(at, Event::ClientIssue(c));
+        }
+        for w in 0..self.watchers.len() {
+            let at = self.rng.between(1, 300);
+            self.schedule(at, Event::WatchPoll(w));
         }
         if self.cfg.faults {
             self.schedule_faults();
@@ -303,7 +319,19 @@ impl Sim {
     fn handle(&mut self, event: Event) {
         let mut out = Vec::new();
         match event {
+            Event::WatchPoll(w) => {
+                self.watch_poll(w);
+                // Mostly prompt readers, sometimes a long stall (the
+                // stream's outbox fills and its watch falls behind).
+                let pause = if self.rng.chance(100) {
+                    self.rng.between(100, 400)
+                } else {
+                    self.rng.between(1, 25)
+                };
+                self.schedule(self.now_ms + pause, Event::WatchPoll(w));
+            }
             Event::Tick(m) => {
+                self.members[m].watch_sync();
                 self.members[m].tick(&mut out);
                 self.schedule(self.now_ms + self.tick_period_ms[m], Event::Tick(m));
                 self.process(m, out);
@@ -573,7 +601,107 @@ impl Sim {
         self.next_issue(client);
     }
 
+    /// A watcher's turn: reconnect if its member went away, else read a
+    /// few responses and now and then ask for progress.
+    fn watch_poll(&mut self, w: usize) {
+        if let Some(c) = self.watchers[w].connection {
+            if !self.members[c.member].is_up()
+                || self.members[c.member].incarnation != c.incarnation
+            {
+                let _ = writeln!(
+                    self.trace,
+                    "{} w{w} lost its stream on m{}",
+                    self.now_ms,
+                    c.member + 1
+                );
+                self.watchers[w].disconnected();
+            }
+        }
+        let Some(c) = self.watchers[w].connection else {
+            let up: Vec<usize> = (0..self.members.len())
+                .filter(|m| self.members[*m].is_up())
+                .collect();
+            if up.is_empty() {
+                return;
+            }
+            let member = up[self.rng.below(up.len() as u64) as usize];
+            let request = self.watchers[w].create_request();
+            let incarnation = self.members[member].incarnation;
+            let store_rev = self.members[member]
+                .store()
+                .state()
+                .map_or(0, |s| s.current_revision);
+            let hub = self.members[member].watch_hub().expect("up");
+            let stream = hub.open_stream();
+            hub.request(stream, request, store_rev);
+            let _ = writeln!(
+                self.trace,
+                "{} w{w} watches on m{}",
+                self.now_ms,
+                member + 1
+            );
+            self.watchers[w].connection = Some(Connection {
+                member,
+                incarnation,
+                stream,
+            });
+            return;
+        };
+        let reads = self.rng.between(1, 4);
+        let progress = self.rng.chance(50);
+        let hub = self.members[c.member].watch_hub().expect("up");
+        for _ in 0..reads {
+            match hub.pop(c.stream) {
+                Some(resp) => self.watchers[w].receive(resp),
+                None => break,
+            }
+        }
+        if progress {
+            hub.request(c.stream, SimWatcher::progress_request(), 0);
+        }
+    }
+
+    /// After settling, every watcher reads until its member has nothing
+    /// more for it; then its events are checked against the history.
+    fn check_watchers(&mut self) {
+        let Some(source) = (0..self.members.len())
+            .filter(|m| self.members[*m].is_up())
+            .max_by_key(|m| self.members[*m].applied())
+        else {
+            return;
+        };
+        let truth = watchers::full_history(self.members[source].store());
+        let watchers = std::mem::take(&mut self.watchers);
+        for mut watcher in watchers {
+            let mut caught_up = false;
+            if let Some(c) = watcher.connection {
+                let member = &mut self.members[c.member];
+                if member.is_up() && member.incarnation == c.incarnation {
+                    for _ in 0..10_000 {
+                        member.watch_sync();
+                        let hub = member.watch_hub().expect("up");
+                        let Some(resp) = hub.pop(c.stream) else {
+                            caught_up = !hub.needs_sync();
+                            break;
+                        };
+                        watcher.receive(resp);
+                    }
+                }
+            }
+            let _ = writeln!(
+                self.trace,
+                "{} {} caught up: {caught_up}",
+                self.now_ms,
+                watcher.summary()
+            );
+            for problem in watcher.check(&truth, caught_up) {
+                self.invariants.violate(format!("watch: {problem}"));
+            }
+        }
+    }
+
     fn finish(&mut self) {
+        self.check_watchers();
         let up: Vec<&SimMember> = self.members.iter().filter(|m| m.is_up()).collect();
         let applied: Vec<u64> = up.iter().map(|m| m.applied()).collect();
         let hashes: Vec<u32> = up.iter().map(|m| m.hash()).collect();

@@ -1,6 +1,9 @@
 //! Compaction: drop every revision at or below the compaction point that a
 //! read at that point no longer needs. For each key the newest record at or
-//! below the point survives, unless it is a deletion.
+//! below the point survives, unless it is a deletion. The revision index
+//! keeps the surviving changes made at the point itself, so a watch may
+//! start at the compaction revision (etcd's rule: only revisions below it
+//! are gone).
 
 use redb::{ReadableTable, Table};
 
@@ -14,12 +17,14 @@ pub fn compact(
 ) -> Result<(), MvccError> {
     // Changes at or below the point, in revision order. The index is only
     // needed above the compaction point, so all of these entries go.
-    let mut changes: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut changes: Vec<(u64, u64, Vec<u8>)> = Vec::new();
     for item in rev_index.range((0u64, 0u64)..=(compact_rev, u64::MAX))? {
         let (rk, key) = item?;
-        changes.push((rk.value().0, key.value().to_vec()));
+        let (rev, sub) = rk.value();
+        changes.push((rev, sub, key.value().to_vec()));
     }
-    for (rev, key) in &changes {
+    let mut kept_at_point = std::collections::BTreeSet::new();
+    for (rev, sub, key) in &changes {
         // Older records, including one kept by an earlier compaction, are superseded.
         revs.retain_in((key.as_slice(), 0u64)..(key.as_slice(), *rev), |_, _| false)?;
         let superseded = revs
@@ -33,8 +38,12 @@ pub fn compact(
             };
         if remove {
             revs.remove((key.as_slice(), *rev))?;
+        } else if *rev == compact_rev {
+            kept_at_point.insert(*sub);
         }
     }
-    rev_index.retain_in((0u64, 0u64)..=(compact_rev, u64::MAX), |_, _| false)?;
+    rev_index.retain_in((0u64, 0u64)..=(compact_rev, u64::MAX), |(rev, sub), _| {
+        rev == compact_rev && kept_at_point.contains(&sub)
+    })?;
     Ok(())
 }

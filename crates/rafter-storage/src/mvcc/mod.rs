@@ -7,6 +7,7 @@
 //! a crash the state and the index that describes it always agree.
 
 mod compact;
+mod history;
 pub mod keyrange;
 mod read;
 pub mod read_only;
@@ -123,6 +124,14 @@ pub struct AppliedState {
     pub compact_revision: i64,
 }
 
+/// What applying a batch did: the state after it, one result per entry, and
+/// the changes for watches.
+pub struct ApplyOutcome {
+    pub state: AppliedState,
+    pub results: Vec<Option<Result<KvResponse, MvccError>>>,
+    pub events: Vec<rafter_proto::mvccpb::Event>,
+}
+
 /// The MVCC store. Reads run concurrently with the single writer.
 pub struct MvccStore {
     db: Database,
@@ -198,6 +207,17 @@ impl MvccStore {
         entries: &[ApplyEntry<'_>],
         durable: bool,
     ) -> Result<(AppliedState, Vec<Option<Result<KvResponse, MvccError>>>), MvccError> {
+        let outcome = self.apply_with_events(entries, durable)?;
+        Ok((outcome.state, outcome.results))
+    }
+
+    /// [`MvccStore::apply`], also returning every change the batch made
+    /// (with each key's previous value) in revision order, for watches.
+    pub fn apply_with_events(
+        &self,
+        entries: &[ApplyEntry<'_>],
+        durable: bool,
+    ) -> Result<ApplyOutcome, MvccError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
@@ -206,6 +226,7 @@ impl MvccStore {
         })?;
         let mut results = Vec::with_capacity(entries.len());
         let state;
+        let events;
         {
             let mut meta = txn.open_table(META)?;
             let mut applied = meta_get(&meta, META_APPLIED_INDEX, 0)?;
@@ -245,9 +266,14 @@ impl MvccStore {
                 current_revision: w.current_rev,
                 compact_revision: w.compact_rev,
             };
+            events = std::mem::take(&mut w.events);
         }
         txn.commit()?;
-        Ok((state, results))
+        Ok(ApplyOutcome {
+            state,
+            results,
+            events,
+        })
     }
 
     /// Forces everything applied so far to disk.

@@ -7,6 +7,8 @@ use rafter_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse,
 };
+use rafter_proto::mvccpb::event::EventType;
+use rafter_proto::mvccpb::Event;
 use redb::Table;
 
 use super::keyrange::KeyRange;
@@ -28,6 +30,9 @@ pub struct Writer<'t> {
     pub compact_rev: i64,
     /// Changes made by the request being applied (its sub-revisions).
     changes: u64,
+    /// Every change applied so far, with the key's previous value, in
+    /// revision order: what watchers are told.
+    pub events: Vec<Event>,
 }
 
 impl<'t> Writer<'t> {
@@ -47,11 +52,25 @@ impl<'t> Writer<'t> {
             current_rev,
             compact_rev,
             changes: 0,
+            events: Vec::new(),
         }
     }
 
     /// Applies one request. On error nothing was written.
     pub fn apply(&mut self, req: &KvRequest) -> Result<KvResponse, MvccError> {
+        let events_before = self.events.len();
+        let resp = self.apply_request(req);
+        if resp.is_err() {
+            assert_eq!(
+                self.changes, 0,
+                "a failed request must not have written anything"
+            );
+            self.events.truncate(events_before);
+        }
+        resp
+    }
+
+    fn apply_request(&mut self, req: &KvRequest) -> Result<KvResponse, MvccError> {
         self.changes = 0;
         let resp = match req {
             KvRequest::Put(p) => {
@@ -98,6 +117,11 @@ impl<'t> Writer<'t> {
             tombstone: false,
         };
         self.record_change(&p.key, &rec)?;
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(rec.to_key_value(&p.key)),
+            prev_kv: prev.as_ref().map(|r| r.to_key_value(&p.key)),
+        });
         Ok(PutResponse {
             header: None,
             prev_kv: if p.prev_kv {
@@ -123,6 +147,11 @@ impl<'t> Writer<'t> {
                 tombstone: true,
             };
             self.record_change(key, &tomb)?;
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(tomb.to_key_value(key)),
+                prev_kv: Some(prev.to_key_value(key)),
+            });
             if d.prev_kv {
                 prev_kvs.push(prev.to_key_value(key));
             }
