@@ -806,7 +806,7 @@ async fn lease_expiry_deletes_keys() {
         "OK\n"
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while etcdctl(&server, &["get", "gone"]) != "" {
+    while !etcdctl(&server, &["get", "gone"]).is_empty() {
         assert!(Instant::now() < deadline, "the key outlived its lease");
         std::thread::sleep(Duration::from_millis(100));
     }
