@@ -110,7 +110,8 @@ impl Watch {
 struct Stream {
     watches: BTreeMap<i64, Watch>,
     next_auto_id: i64,
-    outbox: VecDeque<WatchResponse>,
+    /// Responses with their encoded sizes.
+    outbox: VecDeque<(WatchResponse, usize)>,
     outbox_bytes: usize,
     /// A progress request waits until every watch is synced (etcd 3.6) and
     /// the hub has the events of the store's revision when it was asked.
@@ -123,8 +124,9 @@ impl Stream {
     }
 
     fn push(&mut self, resp: WatchResponse) {
-        self.outbox_bytes += resp.encoded_len();
-        self.outbox.push_back(resp);
+        let size = resp.encoded_len();
+        self.outbox_bytes += size;
+        self.outbox.push_back((resp, size));
     }
 
     fn all_synced(&self) -> bool {
@@ -192,9 +194,15 @@ impl WatchHub {
     /// The next response to send on `stream`.
     pub fn pop(&mut self, stream: StreamId) -> Option<WatchResponse> {
         let s = self.streams.get_mut(&stream)?;
-        let resp = s.outbox.pop_front()?;
-        s.outbox_bytes -= resp.encoded_len();
+        let (resp, size) = s.outbox.pop_front()?;
+        s.outbox_bytes -= size;
         Some(resp)
+    }
+
+    /// Up to `max` responses to send on `stream`, in order (one lock of
+    /// the hub for many responses).
+    pub fn pop_many(&mut self, stream: StreamId, max: usize) -> Vec<WatchResponse> {
+        std::iter::from_fn(|| self.pop(stream)).take(max).collect()
     }
 
     /// Streams with responses waiting.
@@ -211,6 +219,15 @@ impl WatchHub {
         self.streams
             .values()
             .any(|s| s.has_room(limit) && s.watches.values().any(|w| !w.synced && !w.compacted))
+    }
+
+    /// Whether one of `stream`'s watches could catch up now (cheaper than
+    /// [`WatchHub::needs_sync`]: only this stream's watches are looked at).
+    pub fn stream_needs_sync(&self, stream: StreamId) -> bool {
+        let limit = self.config.max_outbox_bytes;
+        self.streams.get(&stream).is_some_and(|s| {
+            s.has_room(limit) && s.watches.values().any(|w| !w.synced && !w.compacted)
+        })
     }
 
     /// One request from a client on `stream`. Unknown streams are ignored

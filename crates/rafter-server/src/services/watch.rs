@@ -73,7 +73,7 @@ impl Watch for WatchService {
                         let store_rev = node.current_revision();
                         let mut hub = shared.hub();
                         hub.request(id, req, store_rev);
-                        let catch_up = hub.needs_sync();
+                        let catch_up = hub.stream_needs_sync(id);
                         drop(hub);
                         if catch_up {
                             shared.wake();
@@ -110,22 +110,24 @@ async fn send_loop(
 ) {
     let id = guard.id;
     loop {
-        let next = {
+        let (batch, catch_up) = {
             let mut hub = shared.hub();
-            let resp = hub.pop(id);
-            (resp, hub.needs_sync())
+            let batch = hub.pop_many(id, SEND_QUEUE_RESPONSES);
+            (batch, hub.stream_needs_sync(id))
         };
-        match next {
-            (Some(mut resp), catch_up) => {
-                if catch_up {
-                    shared.wake();
-                }
-                node.stamp(&mut resp.header);
-                if tx.send(Ok(resp)).await.is_err() {
-                    return; // the client is gone
+        if catch_up {
+            shared.wake();
+        }
+        match batch.is_empty() {
+            false => {
+                for mut resp in batch {
+                    node.stamp(&mut resp.header);
+                    if tx.send(Ok(resp)).await.is_err() {
+                        return; // the client is gone
+                    }
                 }
             }
-            (None, _) => {
+            true => {
                 if guard.client_done.load(Ordering::Acquire) {
                     return;
                 }
