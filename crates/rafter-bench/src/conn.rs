@@ -22,8 +22,34 @@ pub fn endpoint_url(endpoint: &str) -> Result<String, String> {
     }
 }
 
+/// HTTP/2 receive window of one stream on connections that carry watch
+/// streams: many watches share a stream, and the default 64 KiB would make
+/// the server wait for window updates under a burst of events.
+const WATCH_STREAM_WINDOW_BYTES: u32 = 4 << 20;
+/// HTTP/2 receive window of a whole connection carrying watch streams.
+const WATCH_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
+
 /// Dials `conns` connections, the i-th to `endpoints[i % endpoints.len()]`.
 pub async fn dial(endpoints: &[String], conns: usize) -> Result<Vec<Channel>, String> {
+    dial_with(endpoints, conns, |endpoint| endpoint).await
+}
+
+/// Dials like [`dial`], with receive windows sized for many busy watch
+/// streams on each connection.
+pub async fn dial_for_watch(endpoints: &[String], conns: usize) -> Result<Vec<Channel>, String> {
+    dial_with(endpoints, conns, |endpoint| {
+        endpoint
+            .initial_stream_window_size(WATCH_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(WATCH_CONNECTION_WINDOW_BYTES)
+    })
+    .await
+}
+
+async fn dial_with(
+    endpoints: &[String],
+    conns: usize,
+    tune: impl Fn(Endpoint) -> Endpoint,
+) -> Result<Vec<Channel>, String> {
     if endpoints.is_empty() {
         return Err("no endpoints given".to_string());
     }
@@ -33,8 +59,9 @@ pub async fn dial(endpoints: &[String], conns: usize) -> Result<Vec<Channel>, St
     let mut channels = Vec::with_capacity(conns);
     for endpoint in endpoints.iter().cycle().take(conns) {
         let url = endpoint_url(endpoint)?;
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?;
+        let channel = tune(endpoint)
             .connect_timeout(DIAL_TIMEOUT)
             .tcp_nodelay(true)
             .connect()

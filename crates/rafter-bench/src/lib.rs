@@ -1,7 +1,8 @@
 //! `rafter bench`: a load generator that speaks the etcd v3 gRPC API, so the
 //! same command measures etcd and Rafter. Workloads: put, get (linearizable
 //! or serializable), compare-and-swap transactions, mixed reads and writes,
-//! stepped offered load (seed 004) and leader failover (`election`).
+//! stepped offered load (seed 004), watch delivery to many watchers
+//! (`watch`) and leader failover (`election`).
 //! Reports a table for people and one JSON line for scripts with
 //! throughput, HDR latency percentiles and errors.
 
@@ -19,9 +20,11 @@ mod report;
 mod rng;
 mod runner;
 mod schedule;
+mod server_cpu;
 mod setup;
 mod stats;
 mod step;
+mod watch;
 mod workload;
 
 pub use args::BenchCommand;
@@ -88,6 +91,11 @@ async fn execute(command: BenchCommand) -> Result<(), String> {
             cas,
             mix,
         } => step::run(&cluster, &data, &steps, &read, &cas, &mix).await,
+        BenchWorkload::Watch {
+            cluster,
+            data,
+            watch,
+        } => watch::run(&cluster, &data, &watch).await,
         BenchWorkload::Election(args) => election::run(&args).await,
     }
 }

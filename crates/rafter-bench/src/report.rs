@@ -27,6 +27,12 @@ pub struct Settings {
     pub cas_on: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_ratio: Option<f64>,
+    /// Watches (watch workload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchers: Option<usize>,
+    /// gRPC Watch streams the watches share (watch workload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_streams: Option<usize>,
 }
 
 /// Latency percentiles of successful operations, in microseconds.
@@ -40,7 +46,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(histogram: &Histogram<u64>) -> Self {
+    pub fn of(histogram: &Histogram<u64>) -> Self {
         Self {
             p50_us: histogram.value_at_quantile(0.50),
             p90_us: histogram.value_at_quantile(0.90),
@@ -137,12 +143,12 @@ pub struct StepReport {
 }
 
 /// Milliseconds with three decimals from microseconds.
-fn ms(us: impl Into<f64>) -> String {
+pub fn ms(us: impl Into<f64>) -> String {
     format!("{:.3}", us.into() / 1000.0)
 }
 
 /// A one-line description of the settings.
-fn settings_line(settings: &Settings) -> String {
+pub fn settings_line(settings: &Settings) -> String {
     let mut line = format!(
         "{} against {} ({} conns, {} clients, key {} B, value {} B, key space {}",
         settings.workload,
@@ -162,12 +168,15 @@ fn settings_line(settings: &Settings) -> String {
     if let Some(read_ratio) = settings.read_ratio {
         let _ = write!(line, ", read ratio {read_ratio}");
     }
+    if let (Some(watchers), Some(streams)) = (settings.watchers, settings.watch_streams) {
+        let _ = write!(line, ", {watchers} watchers on {streams} streams");
+    }
     line.push(')');
     line
 }
 
 /// Lines that follow a run's table: errors and compare-and-swap outcomes.
-fn notes(figures: &RunFigures) -> String {
+pub fn notes(figures: &RunFigures) -> String {
     let mut text = String::new();
     if !figures.errors_by_code.is_empty() {
         let codes: Vec<String> = figures

@@ -81,5 +81,7 @@ fn settings(cluster: &ClusterArgs, data: &DataArgs, workload: Workload) -> Setti
         consistency,
         cas_on,
         read_ratio,
+        watchers: None,
+        watch_streams: None,
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rafter_proto::etcdserverpb::{
     cluster_client::ClusterClient, kv_client::KvClient, maintenance_client::MaintenanceClient,
+    watch_client::WatchClient,
 };
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -60,6 +61,22 @@ impl Conn {
         }
     }
 
+    /// Dials the endpoints in turn until one answers, however long that
+    /// takes: a watch has no command timeout, and etcdctl's watch keeps
+    /// trying to reach an endpoint rather than giving up.
+    pub async fn connect_patiently(&self) -> Result<Channel, CliError> {
+        loop {
+            let deadline = Instant::now() + self.dial_timeout.max(REDIAL_PAUSE);
+            match self.dial(deadline).await {
+                Ok(channel) => return Ok(channel),
+                Err(e) if e.message == CliError::deadline_exceeded().message => {
+                    tokio::time::sleep(REDIAL_PAUSE).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Dials the endpoints in turn until one answers or the deadline passes.
     async fn dial(&self, deadline: Instant) -> Result<Channel, CliError> {
         let endpoints = self
@@ -102,6 +119,11 @@ pub fn kv(ch: Channel) -> KvClient<Channel> {
 /// A Maintenance client on `ch` with etcdctl's response size limit.
 pub fn maintenance(ch: Channel) -> MaintenanceClient<Channel> {
     MaintenanceClient::new(ch).max_decoding_message_size(MAX_RECV_BYTES)
+}
+
+/// A Watch client on `ch` with etcdctl's response size limit.
+pub fn watch(ch: Channel) -> WatchClient<Channel> {
+    WatchClient::new(ch).max_decoding_message_size(MAX_RECV_BYTES)
 }
 
 /// A Cluster client on `ch` with etcdctl's response size limit.

@@ -12,6 +12,8 @@ pub const EXIT_BAD_CONNECTION: i32 = 2;
 pub const EXIT_INVALID_INPUT: i32 = 3;
 /// The request asks for something unsupported (output format, sort order...).
 pub const EXIT_BAD_FEATURE: i32 = 4;
+/// A long-running command (watch) was ended by the server.
+pub const EXIT_INTERRUPTED: i32 = 5;
 /// Wrong arguments or flag combinations.
 pub const EXIT_BAD_ARGS: i32 = 128;
 

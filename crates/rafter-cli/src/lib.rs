@@ -1,5 +1,5 @@
-//! Client subcommands of `rafter` (put, get, del, txn, compaction, endpoint,
-//! member) whose flags and output mirror etcdctl's, so scripts written for
+//! Client subcommands of `rafter` (put, get, del, txn, watch, compaction,
+//! endpoint, member) whose flags and output mirror etcdctl's, so scripts written for
 //! etcdctl work with `rafter` unchanged.
 
 mod commands;
@@ -17,7 +17,7 @@ pub use error::CliError;
 
 use commands::{
     compact::CompactCommand, del::DelCommand, endpoint::EndpointCommand, get::GetCommand,
-    member::MemberCommand, put::PutCommand, txn::TxnCommand,
+    member::MemberCommand, put::PutCommand, txn::TxnCommand, watch::WatchCommand,
 };
 use conn::Conn;
 use global::GlobalArgs;
@@ -34,6 +34,8 @@ pub enum ClientCommand {
     Del(DelCommand),
     /// Txn processes all the requests in one transaction
     Txn(TxnCommand),
+    /// Watches events stream on keys or prefixes
+    Watch(WatchCommand),
     /// Compacts the event history in etcd
     #[command(name = "compaction", alias = "compact")]
     Compaction(CompactCommand),
@@ -92,6 +94,7 @@ pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
         ClientCommand::Get(c) => c.run(ctx).await,
         ClientCommand::Del(c) => c.run(ctx).await,
         ClientCommand::Txn(c) => c.run(ctx).await,
+        ClientCommand::Watch(c) => c.run(ctx).await,
         ClientCommand::Compaction(c) => c.run(ctx).await,
         ClientCommand::Endpoint(c) => c.run(ctx).await,
         ClientCommand::Member(c) => c.run(ctx).await,

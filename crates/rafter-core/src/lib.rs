@@ -7,6 +7,7 @@
 pub mod command;
 pub mod compaction;
 pub mod forwarded;
+pub mod lease;
 pub mod logger;
 pub mod member;
 pub mod node;

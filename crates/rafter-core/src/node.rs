@@ -25,6 +25,7 @@ use rafter_proto::rafterpb::{raft_command::Request as KvRequest, RaftCommand};
 use crate::command::{encode_command, peek_command_id};
 use crate::compaction::Compaction;
 use crate::forwarded::Forwarded;
+use crate::lease::{Lessor, LessorConfig};
 use crate::member::{Member, MemberConfig};
 use crate::proposals::Proposals;
 use crate::reads::{ReadWaiter, Reads};
@@ -44,6 +45,10 @@ pub struct NodeConfig {
     pub first_command_id: u64,
     /// Every log entry at or below this index is compacted away.
     pub compacted_index: u64,
+    pub lessor: LessorConfig,
+    /// The leases the state machine holds at start: (id, TTL, checkpointed
+    /// remaining TTL or 0).
+    pub leases: Vec<(i64, i64, i64)>,
 }
 
 /// What a request that is not a proposal was granted.
@@ -54,6 +59,10 @@ pub enum Granted {
     Read { read_index: u64 },
     /// The requested member is now the leader.
     LeaderTransferred,
+    /// A keep-alive renewed the lease for `ttl_s` (`None`: no such lease).
+    LeaseRenewed { ttl_s: Option<i64> },
+    /// A lease's granted and remaining TTL (`None`: no such lease).
+    LeaseTimeToLive { ttl: Option<(i64, i64)> },
 }
 
 /// Why the core refused or gave up on a request.
@@ -138,6 +147,8 @@ enum Deferred {
     Transfer(RequestId, u64),
     Unreachable(u64),
     SnapshotStatus(u64, bool),
+    /// A proposal the core makes itself (a lease checkpoint).
+    Internal(Box<KvRequest>),
 }
 
 /// A leadership transfer waiting for its target to win.
@@ -169,6 +180,9 @@ pub struct Node<S: Storage> {
     late_snapshot: Option<Box<Snapshot>>,
     deferred: Vec<Deferred>,
     forwarded: Forwarded,
+    lessor: Lessor,
+    /// Leadership as the lessor last saw it.
+    leading: bool,
 }
 
 impl<S: Storage> Node<S> {
@@ -195,7 +209,124 @@ impl<S: Storage> Node<S> {
             late_snapshot: None,
             deferred: Vec::new(),
             forwarded: Forwarded::default(),
+            lessor: {
+                let mut lessor = Lessor::new(cfg.lessor);
+                lessor.reset(&cfg.leases);
+                lessor
+            },
+            leading: false,
         })
+    }
+
+    /// A keep-alive. Only the leader keeps lease time; elsewhere the answer
+    /// is `NotLeader` and the shell forwards the keep-alive to the leader.
+    pub fn lease_renew(&mut self, req: RequestId, id: i64) {
+        self.follow_leadership();
+        if !self.lessor.is_primary() {
+            if cfg!(feature = "fault-lease-renew-anywhere") {
+                // Test-only bug: a follower answers from its mirror
+                // without telling the leader.
+                let ttl_s = self.lessor.time_to_live(id).map(|(ttl, _)| ttl);
+                self.respond(req, Ok(Granted::LeaseRenewed { ttl_s }));
+                return;
+            }
+            self.respond(req, Err(RequestError::NotLeader));
+            return;
+        }
+        let renewed = self.lessor.renew(id);
+        if let Some((_, true)) = renewed {
+            self.propose_internal(KvRequest::LeaseCheckpoint(
+                rafter_proto::etcdserverpb::LeaseCheckpointRequest {
+                    checkpoints: vec![rafter_proto::etcdserverpb::LeaseCheckpoint {
+                        id,
+                        remaining_ttl: 0,
+                    }],
+                },
+            ));
+        }
+        let ttl_s = renewed.map(|(ttl, _)| ttl);
+        self.respond(req, Ok(Granted::LeaseRenewed { ttl_s }));
+    }
+
+    /// A lease's remaining time, as only the leader knows it.
+    pub fn lease_time_to_live(&mut self, req: RequestId, id: i64) {
+        self.follow_leadership();
+        if !self.lessor.is_primary() {
+            self.respond(req, Err(RequestError::NotLeader));
+            return;
+        }
+        let ttl = self.lessor.time_to_live(id);
+        self.respond(req, Ok(Granted::LeaseTimeToLive { ttl }));
+    }
+
+    /// Every lease id this member knows (applied leases).
+    pub fn lease_ids(&self) -> Vec<i64> {
+        self.lessor.ids()
+    }
+
+    /// Lease grants, revokes and checkpoints the state machine applied.
+    pub fn on_lease_changes(&mut self, changes: &[crate::lease::LeaseChange]) {
+        self.lessor.on_changes(changes);
+    }
+
+    /// The state machine was replaced (snapshot): its leases, as listed.
+    pub fn reset_leases(&mut self, leases: &[(i64, i64, i64)]) {
+        self.lessor.reset(leases);
+    }
+
+    /// Promotes or demotes the lessor when leadership changed.
+    fn follow_leadership(&mut self) {
+        let leading = self.member.is_leader();
+        if leading != self.leading {
+            self.leading = leading;
+            if leading {
+                self.lessor.promote();
+            } else {
+                self.lessor.demote();
+            }
+        }
+    }
+
+    /// The lessor's tick: proposes revokes of expired leases and
+    /// checkpoints of remaining TTLs. Nobody waits for these proposals; a
+    /// lost revoke is proposed again after the lessor's retry interval.
+    fn lease_tick(&mut self) {
+        self.follow_leadership();
+        let (revoke, checkpoints) = self.lessor.tick();
+        for id in revoke {
+            self.propose_internal(KvRequest::LeaseRevoke(
+                rafter_proto::etcdserverpb::LeaseRevokeRequest { id },
+            ));
+        }
+        if !checkpoints.is_empty() {
+            let checkpoints = checkpoints
+                .into_iter()
+                .map(
+                    |(id, remaining_ttl)| rafter_proto::etcdserverpb::LeaseCheckpoint {
+                        id,
+                        remaining_ttl,
+                    },
+                )
+                .collect();
+            self.propose_internal(KvRequest::LeaseCheckpoint(
+                rafter_proto::etcdserverpb::LeaseCheckpointRequest { checkpoints },
+            ));
+        }
+    }
+
+    fn propose_internal(&mut self, request: KvRequest) {
+        if self.busy() {
+            self.deferred.push(Deferred::Internal(Box::new(request)));
+            return;
+        }
+        let id = self.next_command_id;
+        self.next_command_id += 1;
+        let cmd = RaftCommand {
+            id,
+            request: Some(request),
+        };
+        // A refused proposal (leadership just lost) is retried by the lessor.
+        let _ = self.member.propose(encode_command(&cmd));
     }
 
     pub fn id(&self) -> u64 {
@@ -359,6 +490,7 @@ impl<S: Storage> Node<S> {
         for input in std::mem::take(&mut self.deferred) {
             match input {
                 Deferred::Tick => self.tick(),
+                Deferred::Internal(request) => self.propose_internal(*request),
                 Deferred::Step(msg) => {
                     if let Err(e) = self.step(*msg) {
                         tracing::debug!("raft rejected a peer message: {e}");
@@ -381,6 +513,7 @@ impl<S: Storage> Node<S> {
         }
         self.now_tick += 1;
         self.member.tick();
+        self.lease_tick();
         if self.now_tick >= self.next_expiry_tick {
             // Checking every waiter on every tick would cost O(waiters) per
             // tick at fine tick rates; a sixteenth of the timeout is close
@@ -672,6 +805,8 @@ mod tests {
                 request_timeout_ticks: 20,
                 first_command_id: 100,
                 compacted_index: 0,
+                lessor: crate::lease::LessorConfig::new(100_000, 10),
+                leases: vec![],
             };
             let logger = slog::Logger::root(slog::Discard, slog::o!());
             let mut node = Node::new(&cfg, storage.clone(), &logger).expect("node");

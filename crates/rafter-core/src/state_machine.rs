@@ -12,6 +12,7 @@ use raft::eraftpb::Entry;
 use rafter_proto::rafterpb::raft_command::Request as KvRequest;
 
 use crate::command::{decode_command, CommandError};
+use crate::lease::LeaseChange;
 use crate::watch::Event;
 
 /// Identifies one client request for the whole of its life in the core.
@@ -54,6 +55,8 @@ pub struct SmApplied<R> {
     /// One per command.
     pub results: Vec<Option<R>>,
     pub watch: WatchFeed,
+    /// Leases granted, revoked or checkpointed, for the lessor.
+    pub leases: Vec<LeaseChange>,
 }
 
 /// The changes of an applied batch as the watch hub takes them
@@ -109,6 +112,8 @@ pub struct Applied<R> {
     pub replies: Vec<(RequestId, R)>,
     /// The batch's changes, for the watch hub.
     pub watch: WatchFeed,
+    /// The batch's lease changes, for the lessor (`Node::on_lease_changes`).
+    pub leases: Vec<LeaseChange>,
     /// Requests the batch named whose entry produced no result (it carried
     /// no request). The core names a proposal only for the entry carrying
     /// it, so this is empty unless the core is broken (the
@@ -141,6 +146,7 @@ pub fn apply_batch<SM: StateMachine>(
         applied_index,
         results,
         watch,
+        leases,
     } = sm
         .apply(&commands)
         .map_err(|e| ApplyError::StateMachine(e.to_string()))?;
@@ -158,6 +164,7 @@ pub fn apply_batch<SM: StateMachine>(
         applied_index,
         replies,
         watch,
+        leases,
         unanswered,
     })
 }

@@ -155,6 +155,9 @@ impl Applier {
         let applied =
             apply_batch(self.store.as_ref(), &pending.batch).map_err(|e| e.to_string())?;
         self.watch.applied(applied.watch);
+        if !applied.leases.is_empty() {
+            let _ = self.raft_tx.send(NodeRequest::LeaseChanges(applied.leases));
+        }
         for id in applied.unanswered {
             tracing::error!(
                 request = id,
@@ -206,6 +209,11 @@ impl Applier {
             .map_err(|e| format!("reading the restored store failed: {e}"))?;
         self.watch
             .store_replaced(state.current_revision, state.compact_revision);
+        let leases = self
+            .store
+            .leases()
+            .map_err(|e| format!("reading the restored leases failed: {e}"))?;
+        let _ = self.raft_tx.send(NodeRequest::LeasesReset(leases));
         self.applied_index = index;
         self.status.applied_index.store(index, Ordering::Release);
         let _ = self.raft_tx.send(NodeRequest::SnapshotInstalled(index));

@@ -21,6 +21,8 @@ pub enum ApiError {
     NotLeader,
     #[error("bad leader transferee")]
     BadLeaderTransferee,
+    #[error("too large lease TTL")]
+    LeaseTtlTooLarge,
 }
 
 impl From<ApiError> for Status {
@@ -29,6 +31,7 @@ impl From<ApiError> for Status {
             ApiError::Kv(k) => match k {
                 MvccError::Compacted | MvccError::FutureRevision => (Code::OutOfRange, None),
                 MvccError::LeaseNotFound => (Code::NotFound, None),
+                MvccError::LeaseExists => (Code::FailedPrecondition, None),
                 MvccError::EmptyKey
                 | MvccError::KeyNotFound
                 | MvccError::ValueProvided
@@ -48,6 +51,7 @@ impl From<ApiError> for Status {
             ApiError::NoLeader | ApiError::Timeout | ApiError::Stopped => (Code::Unavailable, None),
             ApiError::NotLeader => (Code::FailedPrecondition, None),
             ApiError::BadLeaderTransferee => (Code::FailedPrecondition, None),
+            ApiError::LeaseTtlTooLarge => (Code::OutOfRange, None),
         };
         let msg: String = msg.unwrap_or_else(|| format!("etcdserver: {e}"));
         Status::new(code, msg)

@@ -7,6 +7,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rafter_core::Granted;
 use rafter_proto::etcdserverpb::ResponseHeader;
 use rafter_storage::mvcc::KvResponse;
 use rafter_storage::{KvRequest, MvccStore};
@@ -79,6 +80,58 @@ impl NodeHandle {
             .send(NodeRequest::TransferLeader { target, reply })
             .map_err(|_| ApiError::Stopped)?;
         self.await_reply(rx).await
+    }
+
+    /// A keep-alive on this member's core: `Ok(Some(ttl))` renewed,
+    /// `Ok(None)` no such lease, `Err(NotLeader)` ask the leader.
+    pub async fn lease_renew(&self, id: i64) -> Result<Option<i64>, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::LeaseRenew { id, reply })
+            .map_err(|_| ApiError::Stopped)?;
+        match self.await_reply(rx).await? {
+            Granted::LeaseRenewed { ttl_s } => Ok(ttl_s),
+            other => unreachable!("a keep-alive granted {other:?}"),
+        }
+    }
+
+    /// (granted TTL, remaining seconds) from the leader's lessor.
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<(i64, i64)>, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::LeaseTimeToLive { id, reply })
+            .map_err(|_| ApiError::Stopped)?;
+        match self.await_reply(rx).await? {
+            Granted::LeaseTimeToLive { ttl } => Ok(ttl),
+            other => unreachable!("a time-to-live granted {other:?}"),
+        }
+    }
+
+    /// Every lease id this member has applied.
+    pub async fn lease_ids(&self) -> Result<Vec<i64>, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::LeaseIds { reply })
+            .map_err(|_| ApiError::Stopped)?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(ids)) => Ok(ids),
+            Ok(Err(_)) => Err(ApiError::Stopped),
+            Err(_) => Err(ApiError::Timeout),
+        }
+    }
+
+    /// The leader's client URL, from the attributes members publish.
+    pub fn leader_client_url(&self) -> Result<String, ApiError> {
+        let leader = self.status.leader_id.load(Ordering::Relaxed);
+        if leader == 0 {
+            return Err(ApiError::NoLeader);
+        }
+        self.store
+            .member_attributes()?
+            .into_iter()
+            .find(|a| a.member_id == leader)
+            .and_then(|a| a.client_urls.into_iter().next())
+            .ok_or(ApiError::NoLeader)
     }
 
     async fn await_reply<T>(

@@ -139,6 +139,11 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 * 2,
             first_command_id: ((member_id & 0xffff) << 48) | ((unix_ms & 0xff_ffff_ffff) << 8),
             compacted_index,
+            lessor: rafter_core::lease::LessorConfig::new(
+                timing.tick_us,
+                timing.election_tick as u64,
+            ),
+            leases: store.leases()?,
         },
         rafter_storage::MemberStorage {
             log: log.clone(),
@@ -286,7 +291,11 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 ))
                 .max_decoding_message_size(max_msg),
             )
-            .add_service(LeaseServer::new(services::lease::LeaseService))
+            .add_service(LeaseServer::new(services::lease::LeaseService::new(
+                node.clone(),
+                rafter_core::lease::min_lease_ttl_s(args.election_timeout),
+                (((member_id & 0x7fff) << 48) | ((unix_ms & 0xff_ffff) << 24)) as i64,
+            )))
             .add_service(ClusterServer::new(services::cluster::ClusterService::new(
                 node.clone(),
                 members.clone(),

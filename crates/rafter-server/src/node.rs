@@ -53,6 +53,22 @@ pub enum NodeRequest {
     Applied { applied: u64, durable: u64 },
     /// The apply thread installed the snapshot at this index.
     SnapshotInstalled(u64),
+    /// Lease changes an applied batch made (sent before its `Applied`).
+    LeaseChanges(Vec<rafter_core::lease::LeaseChange>),
+    /// The store was replaced; these are its leases.
+    LeasesReset(Vec<(i64, i64, i64)>),
+    /// A keep-alive (answered on the leader only).
+    LeaseRenew {
+        id: i64,
+        reply: oneshot::Sender<Result<Granted, ApiError>>,
+    },
+    /// A lease's remaining time (answered on the leader only).
+    LeaseTimeToLive {
+        id: i64,
+        reply: oneshot::Sender<Result<Granted, ApiError>>,
+    },
+    /// Every lease id this member knows.
+    LeaseIds { reply: oneshot::Sender<Vec<i64>> },
     /// The apply thread stopped on a store failure: the member must stop.
     ApplyFailed(String),
     /// Stop after making applied state durable.
@@ -80,6 +96,7 @@ enum Reply {
     Proposal(ProposalReply),
     Read(oneshot::Sender<Result<(), ApiError>>),
     Transfer(oneshot::Sender<Result<(), ApiError>>),
+    Lease(oneshot::Sender<Result<Granted, ApiError>>),
 }
 
 impl Reply {
@@ -89,6 +106,9 @@ impl Reply {
                 let _ = r.send(Err(e));
             }
             Reply::Read(r) | Reply::Transfer(r) => {
+                let _ = r.send(Err(e));
+            }
+            Reply::Lease(r) => {
                 let _ = r.send(Err(e));
             }
         }
@@ -171,6 +191,19 @@ impl RaftLoop {
                         self.node.on_applied(applied, durable)
                     }
                     NodeRequest::SnapshotInstalled(index) => self.node.on_snapshot_installed(index),
+                    NodeRequest::LeaseChanges(changes) => self.node.on_lease_changes(&changes),
+                    NodeRequest::LeasesReset(leases) => self.node.reset_leases(&leases),
+                    NodeRequest::LeaseRenew { id: lease, reply } => {
+                        replies.insert(id, Reply::Lease(reply));
+                        self.node.lease_renew(id, lease);
+                    }
+                    NodeRequest::LeaseTimeToLive { id: lease, reply } => {
+                        replies.insert(id, Reply::Lease(reply));
+                        self.node.lease_time_to_live(id, lease);
+                    }
+                    NodeRequest::LeaseIds { reply } => {
+                        let _ = reply.send(self.node.lease_ids());
+                    }
                 }
             }
             // Every tick that fell due since the last turn is taken, so Raft's
@@ -247,6 +280,9 @@ impl RaftLoop {
                             (Reply::Read(r), Ok(Granted::Read { .. }))
                             | (Reply::Transfer(r), Ok(Granted::LeaderTransferred)) => {
                                 let _ = r.send(Ok(()));
+                            }
+                            (Reply::Lease(r), Ok(granted)) => {
+                                let _ = r.send(Ok(granted));
                             }
                             (reply, Ok(granted)) => {
                                 tracing::error!(?granted, "grant of the wrong kind");

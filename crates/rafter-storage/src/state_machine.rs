@@ -28,6 +28,7 @@ impl StateMachine for MvccStore {
                 current_rev: outcome.state.current_revision,
                 compact_rev: outcome.state.compact_revision,
             },
+            leases: outcome.lease_changes,
         })
     }
 

@@ -264,7 +264,11 @@ fn validate(req: &KvRequest) -> Result<(), MvccError> {
         KvRequest::Put(p) => validate::check_put(p),
         KvRequest::DeleteRange(d) => validate::check_delete(d),
         KvRequest::Txn(t) => validate::check_txn(t, MAX_TXN_OPS),
-        KvRequest::Compaction(_) | KvRequest::MemberAttributes(_) => Ok(()),
+        KvRequest::Compaction(_)
+        | KvRequest::MemberAttributes(_)
+        | KvRequest::LeaseGrant(_)
+        | KvRequest::LeaseRevoke(_)
+        | KvRequest::LeaseCheckpoint(_) => Ok(()),
     }
 }
 
@@ -387,8 +391,12 @@ impl Model {
                 resp.header = Some(header(change.view_rev()));
                 KvResponse::Txn(resp)
             }
-            KvRequest::Compaction(_) | KvRequest::MemberAttributes(_) => {
-                unreachable!("the generator makes no compaction or membership here")
+            KvRequest::Compaction(_)
+            | KvRequest::MemberAttributes(_)
+            | KvRequest::LeaseGrant(_)
+            | KvRequest::LeaseRevoke(_)
+            | KvRequest::LeaseCheckpoint(_) => {
+                unreachable!("the generator makes no compaction, membership or lease here")
             }
         };
         Ok(change.finish(resp))
@@ -1166,6 +1174,9 @@ fn describe(req: &KvRequest) -> String {
         KvRequest::Txn(t) => describe_txn(t),
         KvRequest::Compaction(c) => format!("compact {}", c.revision),
         KvRequest::MemberAttributes(a) => format!("member {:x} attributes", a.member_id),
+        KvRequest::LeaseGrant(g) => format!("grant lease {} ttl {}", g.id, g.ttl),
+        KvRequest::LeaseRevoke(r) => format!("revoke lease {}", r.id),
+        KvRequest::LeaseCheckpoint(c) => format!("checkpoint {} leases", c.checkpoints.len()),
     }
 }
 

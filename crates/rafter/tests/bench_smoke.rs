@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::Server;
+use common::{Server, Target};
 
 /// Runs `rafter bench` with `args` and returns its last stdout line (the
 /// JSON report) parsed.
@@ -78,6 +78,70 @@ async fn txn_cas_run_swaps_every_time_without_other_writers() {
     assert_eq!(report["ops"], 100, "report: {report}");
     assert_eq!(report["errors"], 0, "report: {report}");
     assert_eq!(report["cas_swapped"], 100, "report: {report}");
+}
+
+/// A short watch run (20 watchers on 2 streams, 2 s of puts at 50/s)
+/// against `target`: every acknowledged put must reach every watcher, and
+/// the server's CPU time must be measured (its process found by port).
+async fn watch_run_delivers_every_event(target: Target) {
+    let server = Server::start_target(target, &[]).await;
+    let endpoint = server.endpoint();
+    let report = tokio::task::spawn_blocking(move || {
+        bench_json(&[
+            "watch",
+            "--endpoints",
+            &endpoint,
+            "--watchers",
+            "20",
+            "--watchers-per-stream",
+            "10",
+            "--conns",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "2s",
+            "--val-size",
+            "32",
+            "--output",
+            "json",
+        ])
+    })
+    .await
+    .expect("the bench thread panicked");
+    assert_eq!(report["settings"]["workload"], "watch");
+    assert_eq!(report["errors"], 0, "report: {report}");
+    let puts = report["ops"].as_u64().unwrap();
+    assert!(puts >= 50, "report: {report}");
+    let watch = &report["watch"];
+    assert_eq!(watch["streams"], 2, "report: {report}");
+    assert_eq!(watch["events_expected"], puts * 20, "report: {report}");
+    assert_eq!(watch["events_delivered"], puts * 20, "report: {report}");
+    assert_eq!(watch["events_missing"], 0, "report: {report}");
+    assert_eq!(watch["stream_errors"], 0, "report: {report}");
+    assert!(watch["delivery_latency"]["p99_us"].as_u64().unwrap() > 0);
+    assert!(watch["delivered_events_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        watch["server_pids"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert!(watch["server_cpu_ms"].is_u64(), "report: {report}");
+    assert!(
+        watch["server_cpu_us_per_event"].is_f64(),
+        "report: {report}"
+    );
+}
+
+#[tokio::test]
+async fn watch_run_against_etcd_delivers_every_event() {
+    watch_run_delivers_every_event(Target::Etcd).await;
+}
+
+/// The same against Rafter's server (whatever `RAFTER_TEST_TARGET` says).
+#[tokio::test]
+async fn watch_run_against_rafter_delivers_every_event() {
+    watch_run_delivers_every_event(Target::Rafter).await;
 }
 
 /// Checks one range of an election report: every trial succeeded and each

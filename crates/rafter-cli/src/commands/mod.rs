@@ -8,3 +8,4 @@ pub mod get;
 pub mod member;
 pub mod put;
 pub mod txn;
+pub mod watch;

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use rafter_proto::etcdserverpb::{
     response_op::Response, DeleteRangeResponse, MemberListResponse, PutResponse, RangeResponse,
-    ResponseHeader, TxnResponse,
+    ResponseHeader, TxnResponse, WatchResponse,
 };
 use rafter_proto::mvccpb::KeyValue;
 
@@ -67,6 +67,18 @@ pub fn txn(out: &mut dyn Write, r: &TxnResponse) -> io::Result<()> {
             Some(Response::ResponseTxn(r)) => txn(out, r)?,
             None => {}
         }
+    }
+    Ok(())
+}
+
+pub fn watch(out: &mut dyn Write, r: &WatchResponse) -> io::Result<()> {
+    header(out, r.header)?;
+    for event in &r.events {
+        writeln!(out, "\"Type\" : {}", super::event_type_name(event.r#type))?;
+        if let Some(prev) = &event.prev_kv {
+            kv(out, "Prev", prev)?;
+        }
+        kv(out, "", &event.kv.clone().unwrap_or_default())?;
     }
     Ok(())
 }

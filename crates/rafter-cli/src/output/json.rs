@@ -4,22 +4,26 @@
 
 use rafter_proto::etcdserverpb::{
     response_op::Response, DeleteRangeResponse, Member, MemberListResponse, PutResponse,
-    RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
+    RangeResponse, ResponseHeader, StatusResponse, TxnResponse, WatchResponse,
 };
-use rafter_proto::mvccpb::KeyValue;
+use rafter_proto::mvccpb::{Event, KeyValue};
 
 use super::jsonw::{array, string_array, Obj};
 use super::{EndpointHealth, EndpointStatus};
 
 fn header(o: &mut Obj, h: Option<ResponseHeader>) {
     if let Some(h) = h {
-        let mut ho = Obj::new();
-        ho.num_nz("cluster_id", h.cluster_id)
-            .num_nz("member_id", h.member_id)
-            .num_nz("revision", h.revision)
-            .num_nz("raft_term", h.raft_term);
-        o.raw("header", &ho.finish());
+        o.raw("header", &header_obj(&h));
     }
+}
+
+fn header_obj(h: &ResponseHeader) -> String {
+    let mut ho = Obj::new();
+    ho.num_nz("cluster_id", h.cluster_id)
+        .num_nz("member_id", h.member_id)
+        .num_nz("revision", h.revision)
+        .num_nz("raft_term", h.raft_term);
+    ho.finish()
 }
 
 fn kv(kv: &KeyValue) -> String {
@@ -84,6 +88,38 @@ pub fn txn(r: &TxnResponse) -> String {
         })
         .collect();
     o.array_nz("responses", &responses);
+    o.finish()
+}
+
+fn event(e: &Event) -> String {
+    let mut o = Obj::new();
+    o.num_nz("type", e.r#type);
+    if let Some(kv_) = &e.kv {
+        o.raw("kv", &kv(kv_));
+    }
+    if let Some(prev) = &e.prev_kv {
+        o.raw("prev_kv", &kv(prev));
+    }
+    o.finish()
+}
+
+/// etcdctl prints the Go client's `WatchResponse`, a struct without JSON
+/// tags: capitalised field names, the header always (an empty object when
+/// zero), no field omitted. `events_nil` writes `"Events":null`, as for the
+/// final response the Go client makes up when the stream fails; responses
+/// from the server carry `[]` when they have no events.
+pub fn watch(r: &WatchResponse, events_nil: bool) -> String {
+    let mut o = Obj::new();
+    o.raw("Header", &header_obj(&r.header.unwrap_or_default()));
+    if events_nil {
+        o.raw("Events", "null");
+    } else {
+        let events: Vec<String> = r.events.iter().map(event).collect();
+        o.raw("Events", &array(&events));
+    }
+    o.num("CompactRevision", r.compact_revision)
+        .boolean("Canceled", r.canceled)
+        .boolean("Created", r.created);
     o.finish()
 }
 
@@ -184,6 +220,49 @@ mod tests {
         assert_eq!(
             range(&r),
             r#"{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":6,"raft_term":2},"kvs":[{"key":"Zm9v","create_revision":2,"mod_revision":6,"version":5,"value":"YmFyNA=="}],"count":1}"#
+        );
+    }
+
+    #[test]
+    fn watch_matches_etcdctl() {
+        let r = WatchResponse {
+            header: hdr(),
+            events: vec![
+                Event {
+                    r#type: 0,
+                    kv: Some(KeyValue {
+                        key: b"k1".to_vec(),
+                        create_revision: 3,
+                        mod_revision: 3,
+                        version: 1,
+                        value: b"v1".to_vec(),
+                        lease: 0,
+                    }),
+                    prev_kv: None,
+                },
+                Event {
+                    r#type: 1,
+                    kv: Some(KeyValue {
+                        key: b"k1".to_vec(),
+                        mod_revision: 5,
+                        ..Default::default()
+                    }),
+                    prev_kv: None,
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            watch(&r, false),
+            r#"{"Header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":6,"raft_term":2},"Events":[{"kv":{"key":"azE=","create_revision":3,"mod_revision":3,"version":1,"value":"djE="}},{"type":1,"kv":{"key":"azE=","mod_revision":5}}],"CompactRevision":0,"Canceled":false,"Created":false}"#
+        );
+        let canceled = WatchResponse {
+            canceled: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            watch(&canceled, true),
+            r#"{"Header":{},"Events":null,"CompactRevision":0,"Canceled":true,"Created":false}"#
         );
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use prost::Message;
 use rafter_proto::etcdserverpb::{
     DeleteRangeResponse, MemberListResponse, PutResponse, RangeResponse, StatusResponse,
-    TxnResponse,
+    TxnResponse, WatchResponse,
 };
 
 use crate::error::CliError;
@@ -154,6 +154,35 @@ impl Printer {
         Ok(())
     }
 
+    /// Prints one watch response as etcdctl does (the Go client's view of
+    /// it: no watch id, cancel reason or fragment flag). `events_nil`: the
+    /// response stands for a failed stream, not one the server sent.
+    pub fn watch(
+        &self,
+        out: &mut dyn Write,
+        r: &WatchResponse,
+        events_nil: bool,
+    ) -> Result<(), CliError> {
+        match self.format {
+            Format::Simple => simple::watch(out, self.hex, r)?,
+            Format::Json => writeln!(out, "{}", json::watch(r, events_nil))?,
+            Format::Fields => fields::watch(out, r)?,
+            Format::Protobuf => {
+                let seen = WatchResponse {
+                    header: Some(r.header.unwrap_or_default()),
+                    events: r.events.clone(),
+                    compact_revision: r.compact_revision,
+                    canceled: r.canceled,
+                    created: r.created,
+                    ..Default::default()
+                };
+                out.write_all(&seen.encode_to_vec())?
+            }
+            Format::Table => return Err(self.format.unsupported()),
+        }
+        Ok(())
+    }
+
     /// Prints the member list.
     pub fn member_list(&self, out: &mut dyn Write, r: &MemberListResponse) -> Result<(), CliError> {
         match self.format {
@@ -225,6 +254,16 @@ impl Printer {
             Format::Protobuf => return Err(self.format.unsupported()),
         }
         Ok(())
+    }
+}
+
+/// The name Go gives an `mvccpb.Event_EventType` (`PUT`, `DELETE`, or the
+/// number for an unknown type).
+pub fn event_type_name(event_type: i32) -> String {
+    match event_type {
+        0 => "PUT".to_string(),
+        1 => "DELETE".to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use rafter_proto::etcdserverpb::{
     response_op::Response, DeleteRangeResponse, PutResponse, RangeResponse, TxnResponse,
+    WatchResponse,
 };
 use rafter_proto::mvccpb::KeyValue;
 
@@ -61,6 +62,19 @@ pub fn txn(out: &mut dyn Write, hex: bool, r: &TxnResponse) -> io::Result<()> {
             Some(Response::ResponseTxn(r)) => txn(out, hex, r)?,
             None => {}
         }
+    }
+    Ok(())
+}
+
+/// Each event as its type (`PUT`/`DELETE`), then the previous key-value (with
+/// `--prev-kv`) and the key-value, each as key and value lines.
+pub fn watch(out: &mut dyn Write, hex: bool, r: &WatchResponse) -> io::Result<()> {
+    for event in &r.events {
+        writeln!(out, "{}", super::event_type_name(event.r#type))?;
+        if let Some(prev) = &event.prev_kv {
+            kv(out, hex, false, prev)?;
+        }
+        kv(out, hex, false, &event.kv.clone().unwrap_or_default())?;
     }
     Ok(())
 }

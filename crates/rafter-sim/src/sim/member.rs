@@ -117,6 +117,8 @@ const SIM_WATCH: WatchConfig = WatchConfig {
     max_request_bytes: 160,
     sync_chunk_events: 3,
 };
+/// A simulated member's nominal tick (the simulator's `tick_ms`).
+const SIM_TICK_US: u64 = 10_000;
 /// Catch-up steps a member's watch hub takes per tick or apply.
 const WATCH_SYNC_STEPS: usize = 4;
 
@@ -232,6 +234,16 @@ impl SimMember {
             request_timeout_ticks: self.settings.request_timeout_ticks,
             first_command_id: (self.id << 48) | (self.incarnation << 32),
             compacted_index: log_state.first_index() - 1,
+            lessor: rafter_core::lease::LessorConfig {
+                // Checkpoints every second of simulated time, so they
+                // happen in every run.
+                checkpoint_interval_ticks: 100,
+                ..rafter_core::lease::LessorConfig::new(
+                    SIM_TICK_US,
+                    self.settings.election_tick as u64,
+                )
+            },
+            leases: self.store.leases().expect("store leases"),
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let storage = RaftStorage {

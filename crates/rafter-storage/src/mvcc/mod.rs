@@ -21,8 +21,8 @@ mod write;
 use std::path::{Path, PathBuf};
 
 use rafter_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse, TxnRequest,
-    TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
@@ -47,6 +47,8 @@ pub enum MvccError {
     LeaseProvided,
     #[error("requested lease not found")]
     LeaseNotFound,
+    #[error("lease already exists")]
+    LeaseExists,
     #[error("too many operations in txn request")]
     TooManyOps,
     #[error("duplicate key given in txn request")]
@@ -92,6 +94,9 @@ pub enum KvResponse {
     Compact(CompactionResponse),
     /// A member's attributes were recorded (no KV change).
     MemberAttributes,
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint,
 }
 
 impl KvResponse {
@@ -102,7 +107,9 @@ impl KvResponse {
             KvResponse::DeleteRange(r) => r.header = header,
             KvResponse::Txn(r) => r.header = header,
             KvResponse::Compact(r) => r.header = header,
-            KvResponse::MemberAttributes => {}
+            KvResponse::LeaseGrant(r) => r.header = header,
+            KvResponse::LeaseRevoke(r) => r.header = header,
+            KvResponse::MemberAttributes | KvResponse::LeaseCheckpoint => {}
         }
         self
     }
@@ -130,6 +137,8 @@ pub struct ApplyOutcome {
     pub state: AppliedState,
     pub results: Vec<Option<Result<KvResponse, MvccError>>>,
     pub events: Vec<rafter_proto::mvccpb::Event>,
+    /// Leases granted, revoked or checkpointed, for the lessor.
+    pub lease_changes: Vec<rafter_core::lease::LeaseChange>,
 }
 
 /// The MVCC store. Reads run concurrently with the single writer.
@@ -160,6 +169,8 @@ impl MvccStore {
             txn.open_table(REV_INDEX)?;
             txn.open_table(META)?;
             txn.open_table(MEMBERS)?;
+            txn.open_table(LEASES)?;
+            txn.open_table(LEASE_KEYS)?;
         }
         txn.commit()?;
         Ok(store)
@@ -227,14 +238,19 @@ impl MvccStore {
         let mut results = Vec::with_capacity(entries.len());
         let state;
         let events;
+        let lease_changes;
         {
             let mut meta = txn.open_table(META)?;
             let mut applied = meta_get(&meta, META_APPLIED_INDEX, 0)?;
             let mut w = write::Writer::new(
-                txn.open_table(KV_LATEST)?,
-                txn.open_table(KV_REVS)?,
-                txn.open_table(REV_INDEX)?,
-                txn.open_table(MEMBERS)?,
+                write::WriteTables {
+                    latest: txn.open_table(KV_LATEST)?,
+                    revs: txn.open_table(KV_REVS)?,
+                    rev_index: txn.open_table(REV_INDEX)?,
+                    members: txn.open_table(MEMBERS)?,
+                    leases: txn.open_table(LEASES)?,
+                    lease_keys: txn.open_table(LEASE_KEYS)?,
+                },
                 meta_get(&meta, META_CURRENT_REV, 1)? as i64,
                 compact_revision(&meta)?,
             );
@@ -267,13 +283,54 @@ impl MvccStore {
                 compact_revision: w.compact_rev,
             };
             events = std::mem::take(&mut w.events);
+            lease_changes = std::mem::take(&mut w.lease_changes);
         }
         txn.commit()?;
         Ok(ApplyOutcome {
             state,
             results,
             events,
+            lease_changes,
         })
+    }
+
+    /// Every lease: (id, granted TTL, checkpointed remaining TTL or 0), in
+    /// id order (what a lessor starts from).
+    pub fn leases(&self) -> Result<Vec<(i64, i64, i64)>, MvccError> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for item in txn.open_table(LEASES)?.iter()? {
+            let (k, v) = item?;
+            let (ttl, remaining) = v.value();
+            out.push((k.value(), ttl, remaining));
+        }
+        Ok(out)
+    }
+
+    /// One lease's granted TTL, and its attached keys when `with_keys`.
+    #[allow(clippy::type_complexity)]
+    pub fn lease(
+        &self,
+        id: i64,
+        with_keys: bool,
+    ) -> Result<Option<(i64, Vec<Vec<u8>>)>, MvccError> {
+        let txn = self.db.begin_read()?;
+        let Some(ttl) = txn.open_table(LEASES)?.get(id)?.map(|v| v.value().0) else {
+            return Ok(None);
+        };
+        let mut keys = Vec::new();
+        if with_keys {
+            let table = txn.open_table(LEASE_KEYS)?;
+            for item in table.range((id, &[][..])..)? {
+                let (k, _) = item?;
+                let (lease, key) = k.value();
+                if lease != id {
+                    break;
+                }
+                keys.push(key.to_vec());
+            }
+        }
+        Ok(Some((ttl, keys)))
     }
 
     /// Forces everything applied so far to disk.

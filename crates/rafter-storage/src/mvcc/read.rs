@@ -81,6 +81,11 @@ impl TxnTables for ReadView {
         self.bounds
     }
 
+    /// Only a put asks, and a read-only txn has none.
+    fn lease_exists(&self, _: i64) -> Result<bool, MvccError> {
+        unreachable!("txn_read runs only txns that read")
+    }
+
     fn range_in_txn(&self, r: &RangeRequest) -> Result<RangeResponse, MvccError> {
         self.range(r)
     }

@@ -14,6 +14,8 @@ const TAG_LATEST: u8 = 2;
 const TAG_REV_INDEX: u8 = 3;
 const TAG_META: u8 = 4;
 const TAG_MEMBERS: u8 = 5;
+const TAG_LEASES: u8 = 6;
+const TAG_LEASE_KEYS: u8 = 7;
 
 fn push_row(out: &mut Vec<u8>, tag: u8, key: &[u8], value: &[u8]) {
     out.push(tag);
@@ -64,6 +66,20 @@ pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
     for item in txn.open_table(MEMBERS)?.iter()? {
         let (k, v) = item?;
         push_row(&mut out, TAG_MEMBERS, &k.value().to_be_bytes(), v.value());
+    }
+    for item in txn.open_table(LEASES)?.iter()? {
+        let (k, v) = item?;
+        let (ttl, remaining) = v.value();
+        let mut value = ttl.to_le_bytes().to_vec();
+        value.extend_from_slice(&remaining.to_le_bytes());
+        push_row(&mut out, TAG_LEASES, &k.value().to_be_bytes(), &value);
+    }
+    for item in txn.open_table(LEASE_KEYS)?.iter()? {
+        let (k, _) = item?;
+        let (lease, key) = k.value();
+        let mut row_key = lease.to_be_bytes().to_vec();
+        row_key.extend_from_slice(key);
+        push_row(&mut out, TAG_LEASE_KEYS, &row_key, &[]);
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -129,7 +145,11 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
     clear(&txn, REV_INDEX)?;
     clear(&txn, META)?;
     clear(&txn, MEMBERS)?;
+    clear(&txn, LEASES)?;
+    clear(&txn, LEASE_KEYS)?;
     {
+        let mut leases = txn.open_table(LEASES)?;
+        let mut lease_keys = txn.open_table(LEASE_KEYS)?;
         let mut revs = txn.open_table(KV_REVS)?;
         let mut latest = txn.open_table(KV_LATEST)?;
         let mut rev_index = txn.open_table(REV_INDEX)?;
@@ -164,6 +184,22 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                 TAG_MEMBERS => {
                     let id = u64::from_be_bytes(r.key.try_into().map_err(|_| bad())?);
                     members.insert(id, r.value)?;
+                }
+                TAG_LEASES => {
+                    let id = i64::from_be_bytes(r.key.try_into().map_err(|_| bad())?);
+                    if r.value.len() != 16 {
+                        return Err(bad());
+                    }
+                    let ttl = i64::from_le_bytes(r.value[..8].try_into().expect("8 bytes"));
+                    let remaining = i64::from_le_bytes(r.value[8..].try_into().expect("8 bytes"));
+                    leases.insert(id, (ttl, remaining))?;
+                }
+                TAG_LEASE_KEYS => {
+                    if r.key.len() < 8 {
+                        return Err(bad());
+                    }
+                    let id = i64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
+                    lease_keys.insert((id, &r.key[8..]), ())?;
                 }
                 _ => return Err(bad()),
             }

@@ -6,6 +6,10 @@
 //!   reads at the current revision without scanning history.
 //! - `rev_index`: (revision, sub) -> key. Changes in revision order, for
 //!   compaction (and for watch replay later).
+//! - `leases`:    lease id -> granted TTL and checkpointed remaining TTL
+//!   (seconds; 0 = never checkpointed).
+//! - `lease_keys`: (lease id, key) -> (). The keys attached to each lease,
+//!   deleted with it.
 //! - `members`:   member id -> published name and client URLs.
 //! - `meta`:      applied index, current and compacted revision. Written in
 //!   the same transaction as the data, so they can never disagree with it.
@@ -19,6 +23,8 @@ pub const KV_REVS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("
 pub const KV_LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_latest");
 pub const REV_INDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("rev_index");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
+pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
 /// member id -> its published attributes (`rafterpb.MemberAttributes`).
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 

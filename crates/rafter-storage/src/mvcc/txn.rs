@@ -34,6 +34,9 @@ pub trait TxnTables {
     /// `kv_latest` as the txn finds it (before it writes anything).
     fn latest(&self) -> &Self::Latest;
 
+    /// Whether a lease with this id exists (a put may name it).
+    fn lease_exists(&self, id: i64) -> Result<bool, MvccError>;
+
     /// The revisions a range inside the txn may read at this point.
     fn read_bounds(&self) -> RevisionBounds;
 
@@ -55,6 +58,7 @@ pub fn run(tables: &mut impl TxnTables, t: &TxnRequest) -> Result<TxnResponse, M
     let path = choose_path(tables.latest(), t)?;
     check_txn(
         tables.latest(),
+        &|id| tables.lease_exists(id),
         tables.read_bounds(),
         t,
         &mut path.iter().copied(),
@@ -71,13 +75,14 @@ pub fn rev_header(revision: i64) -> ResponseHeader {
     }
 }
 
-/// The checks a put needs the state for: an unknown lease (none is ever
-/// granted yet), and ignore_value/ignore_lease on a key that does not exist.
+/// The checks a put needs the state for: an unknown lease, and
+/// ignore_value/ignore_lease on a key that does not exist.
 pub fn check_put(
     latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    lease_exists: &dyn Fn(i64) -> Result<bool, MvccError>,
     p: &PutRequest,
 ) -> Result<(), MvccError> {
-    if p.lease != 0 {
+    if p.lease != 0 && !p.ignore_lease && !lease_exists(p.lease)? {
         return Err(MvccError::LeaseNotFound);
     }
     if (p.ignore_value || p.ignore_lease) && latest_get(latest, &p.key)?.is_none() {
@@ -142,6 +147,7 @@ fn branch(t: &TxnRequest, succeeded: bool) -> &[rafter_proto::etcdserverpb::Requ
 /// crashes on this case; see ARCHITECTURE.md).
 fn check_txn(
     latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    lease_exists: &dyn Fn(i64) -> Result<bool, MvccError>,
     bounds: RevisionBounds,
     t: &TxnRequest,
     path: &mut impl Iterator<Item = bool>,
@@ -151,7 +157,7 @@ fn check_txn(
     for op in branch(t, ok) {
         match &op.request {
             Some(Op::RequestPut(p)) => {
-                check_put(latest, p)?;
+                check_put(latest, lease_exists, p)?;
                 if (p.ignore_value || p.ignore_lease) && deleted.iter().any(|d| d.contains(&p.key))
                 {
                     return Err(MvccError::KeyNotFound);
@@ -160,7 +166,9 @@ fn check_txn(
             Some(Op::RequestRange(r)) => {
                 bounds.resolve(r.revision)?;
             }
-            Some(Op::RequestTxn(inner)) => check_txn(latest, bounds, inner, path, deleted)?,
+            Some(Op::RequestTxn(inner)) => {
+                check_txn(latest, lease_exists, bounds, inner, path, deleted)?
+            }
             Some(Op::RequestDeleteRange(d)) => deleted.push(KeyRange::new(&d.key, &d.range_end)),
             None => {}
         }

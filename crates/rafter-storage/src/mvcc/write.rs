@@ -3,13 +3,15 @@
 //! before touching anything or is applied whole, so a batch of many requests
 //! can share one transaction without a failed request leaving partial writes.
 
+use rafter_core::lease::LeaseChange;
 use rafter_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
 };
 use rafter_proto::mvccpb::event::EventType;
 use rafter_proto::mvccpb::Event;
-use redb::Table;
+use redb::{ReadableTable, Table};
 
 use super::keyrange::KeyRange;
 use super::read::{self, RevisionBounds};
@@ -18,6 +20,16 @@ use super::tables::latest_get;
 use super::txn::{self, rev_header, TxnTables};
 use super::{KvRequest, KvResponse, MvccError};
 
+/// The tables one apply transaction writes.
+pub struct WriteTables<'t> {
+    pub latest: Table<'t, &'static [u8], &'static [u8]>,
+    pub revs: Table<'t, (&'static [u8], u64), &'static [u8]>,
+    pub rev_index: Table<'t, (u64, u64), &'static [u8]>,
+    pub members: Table<'t, u64, &'static [u8]>,
+    pub leases: Table<'t, i64, (i64, i64)>,
+    pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+}
+
 /// The tables of one write transaction plus the revision bookkeeping of the
 /// request being applied.
 pub struct Writer<'t> {
@@ -25,6 +37,8 @@ pub struct Writer<'t> {
     pub revs: Table<'t, (&'static [u8], u64), &'static [u8]>,
     pub rev_index: Table<'t, (u64, u64), &'static [u8]>,
     pub members: Table<'t, u64, &'static [u8]>,
+    pub leases: Table<'t, i64, (i64, i64)>,
+    pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     /// Revision of the last applied change.
     pub current_rev: i64,
     pub compact_rev: i64,
@@ -33,32 +47,31 @@ pub struct Writer<'t> {
     /// Every change applied so far, with the key's previous value, in
     /// revision order: what watchers are told.
     pub events: Vec<Event>,
+    /// Leases granted, revoked or checkpointed so far, for the lessor.
+    pub lease_changes: Vec<LeaseChange>,
 }
 
 impl<'t> Writer<'t> {
-    pub fn new(
-        latest: Table<'t, &'static [u8], &'static [u8]>,
-        revs: Table<'t, (&'static [u8], u64), &'static [u8]>,
-        rev_index: Table<'t, (u64, u64), &'static [u8]>,
-        members: Table<'t, u64, &'static [u8]>,
-        current_rev: i64,
-        compact_rev: i64,
-    ) -> Self {
+    pub fn new(tables: WriteTables<'t>, current_rev: i64, compact_rev: i64) -> Self {
         Writer {
-            latest,
-            revs,
-            rev_index,
-            members,
+            latest: tables.latest,
+            revs: tables.revs,
+            rev_index: tables.rev_index,
+            members: tables.members,
+            leases: tables.leases,
+            lease_keys: tables.lease_keys,
             current_rev,
             compact_rev,
             changes: 0,
             events: Vec::new(),
+            lease_changes: Vec::new(),
         }
     }
 
     /// Applies one request. On error nothing was written.
     pub fn apply(&mut self, req: &KvRequest) -> Result<KvResponse, MvccError> {
         let events_before = self.events.len();
+        let leases_before = self.lease_changes.len();
         let resp = self.apply_request(req);
         if resp.is_err() {
             assert_eq!(
@@ -66,6 +79,7 @@ impl<'t> Writer<'t> {
                 "a failed request must not have written anything"
             );
             self.events.truncate(events_before);
+            self.lease_changes.truncate(leases_before);
         }
         resp
     }
@@ -74,8 +88,14 @@ impl<'t> Writer<'t> {
         self.changes = 0;
         let resp = match req {
             KvRequest::Put(p) => {
-                txn::check_put(&self.latest, p)?;
+                txn::check_put(&self.latest, &|id| self.lease_exists(id), p)?;
                 KvResponse::Put(self.put(p)?)
+            }
+            KvRequest::LeaseGrant(g) => KvResponse::LeaseGrant(self.lease_grant(g)?),
+            KvRequest::LeaseRevoke(r) => KvResponse::LeaseRevoke(self.lease_revoke(r)?),
+            KvRequest::LeaseCheckpoint(c) => {
+                self.lease_checkpoint(c)?;
+                KvResponse::LeaseCheckpoint
             }
             KvRequest::DeleteRange(d) => KvResponse::DeleteRange(self.delete_range(d)?),
             KvRequest::Txn(t) => KvResponse::Txn(txn::run(self, t)?),
@@ -117,6 +137,15 @@ impl<'t> Writer<'t> {
             tombstone: false,
         };
         self.record_change(&p.key, &rec)?;
+        let prev_lease = prev.as_ref().map_or(0, |r| r.lease);
+        if prev_lease != rec.lease {
+            if prev_lease != 0 {
+                self.lease_keys.remove((prev_lease, p.key.as_slice()))?;
+            }
+            if rec.lease != 0 {
+                self.lease_keys.insert((rec.lease, p.key.as_slice()), ())?;
+            }
+        }
         self.events.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(rec.to_key_value(&p.key)),
@@ -147,6 +176,9 @@ impl<'t> Writer<'t> {
                 tombstone: true,
             };
             self.record_change(key, &tomb)?;
+            if prev.lease != 0 {
+                self.lease_keys.remove((prev.lease, key.as_slice()))?;
+            }
             self.events.push(Event {
                 r#type: EventType::Delete as i32,
                 kv: Some(tomb.to_key_value(key)),
@@ -161,6 +193,82 @@ impl<'t> Writer<'t> {
             deleted: victims.len() as i64,
             prev_kvs,
         })
+    }
+
+    pub fn lease_exists(&self, id: i64) -> Result<bool, MvccError> {
+        Ok(self.leases.get(id)?.is_some())
+    }
+
+    fn lease_grant(&mut self, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse, MvccError> {
+        assert!(g.id > 0, "the proposer chooses a positive lease id");
+        if self.lease_exists(g.id)? {
+            return Err(MvccError::LeaseExists);
+        }
+        self.leases.insert(g.id, (g.ttl, 0))?;
+        self.lease_changes.push(LeaseChange::Granted {
+            id: g.id,
+            ttl_s: g.ttl,
+        });
+        Ok(LeaseGrantResponse {
+            header: None,
+            id: g.id,
+            ttl: g.ttl,
+            error: String::new(),
+        })
+    }
+
+    /// Deletes the lease and every key attached to it, all in one revision.
+    fn lease_revoke(&mut self, r: &LeaseRevokeRequest) -> Result<LeaseRevokeResponse, MvccError> {
+        if !self.lease_exists(r.id)? {
+            return Err(MvccError::LeaseNotFound);
+        }
+        let mut keys = Vec::new();
+        for item in self.lease_keys.range((r.id, &[][..])..)? {
+            let (k, _) = item?;
+            let (lease, key) = k.value();
+            if lease != r.id {
+                break;
+            }
+            keys.push(key.to_vec());
+        }
+        let rev = self.write_rev();
+        for key in &keys {
+            let Some(prev) = latest_get(&self.latest, key)? else {
+                continue;
+            };
+            let tomb = Record {
+                create_revision: 0,
+                mod_revision: rev,
+                version: 0,
+                lease: 0,
+                value: vec![],
+                tombstone: true,
+            };
+            self.record_change(key, &tomb)?;
+            self.lease_keys.remove((r.id, key.as_slice()))?;
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(tomb.to_key_value(key)),
+                prev_kv: Some(prev.to_key_value(key)),
+            });
+        }
+        self.leases.remove(r.id)?;
+        self.lease_changes.push(LeaseChange::Revoked { id: r.id });
+        Ok(LeaseRevokeResponse { header: None })
+    }
+
+    fn lease_checkpoint(&mut self, c: &LeaseCheckpointRequest) -> Result<(), MvccError> {
+        for cp in &c.checkpoints {
+            let ttl = self.leases.get(cp.id)?.map(|v| v.value().0);
+            if let Some(ttl) = ttl {
+                self.leases.insert(cp.id, (ttl, cp.remaining_ttl))?;
+                self.lease_changes.push(LeaseChange::Checkpointed {
+                    id: cp.id,
+                    remaining_s: cp.remaining_ttl,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Writes one change of `key` at the request's revision.
@@ -197,6 +305,10 @@ impl<'t> TxnTables for Writer<'t> {
 
     fn latest(&self) -> &Self::Latest {
         &self.latest
+    }
+
+    fn lease_exists(&self, id: i64) -> Result<bool, MvccError> {
+        Writer::lease_exists(self, id)
     }
 
     /// A read inside the request sees its own writes.
