@@ -208,7 +208,10 @@ async fn an_expiring_lease_releases_the_lock() {
     let acquired = finished(waiter, "the Lock behind an expiring lease").await;
     assert_eq!(text(acquired.key()), queue_key("mutex", second));
     let held = client
-        .get("mutex/", Some(GetOptions::new().with_prefix().with_keys_only()))
+        .get(
+            "mutex/",
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
         .await
         .expect("get");
     let keys: Vec<&[u8]> = held.kvs().iter().map(|kv| kv.key()).collect();
@@ -332,22 +335,21 @@ async fn unlock_of_a_missing_key_succeeds() {
 // -------------------------------------------------------------- election
 
 /// Campaigns for `name` with `lease` and `value` in a task of its own.
-fn spawn_campaign(
-    client: &Client,
-    name: &str,
-    value: &str,
-    lease: i64,
-) -> JoinHandle<LeaderKey> {
+fn spawn_campaign(client: &Client, name: &str, value: &str, lease: i64) -> JoinHandle<LeaderKey> {
     let (mut client, name, value) = (client.clone(), name.to_string(), value.to_string());
     tokio::spawn(async move {
         let mut response = client.campaign(name, value, lease).await.expect("campaign");
-        response.take_leader().expect("campaign returns the leader key")
+        response
+            .take_leader()
+            .expect("campaign returns the leader key")
     })
 }
 
 async fn campaign(client: &mut Client, name: &str, value: &str, lease: i64) -> LeaderKey {
     let mut response = client.campaign(name, value, lease).await.expect("campaign");
-    response.take_leader().expect("campaign returns the leader key")
+    response
+        .take_leader()
+        .expect("campaign returns the leader key")
 }
 
 /// The current leader's key and value.
@@ -361,7 +363,10 @@ async fn leader_of(client: &mut Client, name: &str) -> (String, String) {
 async fn campaign_returns_the_leader_key() {
     let (_server, mut client) = setup().await;
     let lease = grant(&mut client, 60).await;
-    let mut response = client.campaign("elect", "alpha", lease).await.expect("campaign");
+    let mut response = client
+        .campaign("elect", "alpha", lease)
+        .await
+        .expect("campaign");
     let header_rev = revision(response.header());
     let leader = response.take_leader().expect("leader key");
     assert_eq!(leader.name(), b"elect");
@@ -448,7 +453,10 @@ async fn proclaim_updates_the_leaders_value() {
     let lease = grant(&mut client, 60).await;
     let leader = campaign(&mut client, "elect", "v1", lease).await;
     let proclaim = client
-        .proclaim("v2", Some(ProclaimOptions::new().with_leader(leader.clone())))
+        .proclaim(
+            "v2",
+            Some(ProclaimOptions::new().with_leader(leader.clone())),
+        )
         .await
         .expect("proclaim");
     assert_eq!(revision(proclaim.header()), leader.rev() + 1);
@@ -616,7 +624,10 @@ async fn observe_follows_proclamations_and_leaders() {
     );
 
     let proclaim = client
-        .proclaim("one-b", Some(ProclaimOptions::new().with_leader(leader.clone())))
+        .proclaim(
+            "one-b",
+            Some(ProclaimOptions::new().with_leader(leader.clone())),
+        )
         .await
         .expect("proclaim");
     assert_eq!(

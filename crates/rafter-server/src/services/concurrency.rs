@@ -258,10 +258,12 @@ pub fn get_op(key: &[u8]) -> RequestOp {
 /// A txn op that deletes the single `key`.
 pub fn delete_op(key: &[u8]) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-            key: key.to_vec(),
-            ..Default::default()
-        })),
+        request: Some(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key: key.to_vec(),
+                ..Default::default()
+            },
+        )),
     }
 }
 

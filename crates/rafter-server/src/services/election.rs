@@ -120,7 +120,10 @@ impl ElectionService {
 
     /// etcd's `Election.Leader`.
     async fn leader(&self, name: &[u8]) -> Result<LeaderResponse, Status> {
-        let response = self.client.range(first_created(&queue_prefix(name))).await?;
+        let response = self
+            .client
+            .range(first_created(&queue_prefix(name)))
+            .await?;
         match response.kvs.into_iter().next() {
             Some(kv) => Ok(LeaderResponse {
                 header: response.header,
@@ -255,7 +258,7 @@ async fn observe(
                     break 'leader;
                 }
                 if let Some(kv) = event.kv {
-                    if !send(watched.header.clone(), kv).await {
+                    if !send(watched.header, kv).await {
                         return;
                     }
                 }
@@ -309,11 +312,7 @@ impl Election for ElectionService {
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
         let (tx, rx) = mpsc::channel(OBSERVE_QUEUE);
-        tokio::spawn(observe(
-            self.client.clone(),
-            request.into_inner().name,
-            tx,
-        ));
+        tokio::spawn(observe(self.client.clone(), request.into_inner().name, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
