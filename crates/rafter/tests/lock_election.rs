@@ -8,7 +8,8 @@
 //! Observe / Resign, and etcd's errors.
 //!
 //! Each test starts its own single-member server, so revisions are
-//! predictable. Every expectation is checked against the real etcd with
+//! predictable; one test runs a three-member cluster, where followers serve
+//! the services too. Every expectation is checked against the real etcd with
 //! `RAFTER_TEST_TARGET=etcd cargo test -p rafter --test lock_election`.
 //! Waits are reads with a deadline; "still blocked" is checked by a call
 //! that has not returned within [`STILL_BLOCKED`] after its key is queued.
@@ -678,5 +679,58 @@ async fn observe_starts_with_the_current_leader() {
             "two".to_string(),
             revision(revoke.header())
         )
+    );
+}
+
+// --------------------------------------------------------------- cluster
+
+#[tokio::test]
+async fn locks_and_elections_span_the_members_of_a_cluster() {
+    let _serial = common::cluster::exclusive().await;
+    let cluster = common::cluster::Cluster::start(3, &[]).await;
+    let leader = cluster.leader().await;
+    let followers = cluster.followers().await;
+    let mut on_leader = cluster.client(leader).await;
+    let mut on_first = cluster.client(followers[0]).await;
+    let on_second = cluster.client(followers[1]).await;
+    let (a, b) = (
+        grant(&mut on_first, 60).await,
+        grant(&mut on_first, 60).await,
+    );
+
+    // A lock taken through one follower excludes a locker on the other.
+    let held = on_first
+        .lock("mutex", Some(LockOptions::new().with_lease(a)))
+        .await
+        .expect("lock");
+    let mut waiter = spawn_lock(&on_second, "mutex", b);
+    wait_queued(&mut on_leader, "mutex", 2).await;
+    assert_blocked(&mut waiter, "the Lock on the other follower").await;
+    on_leader.unlock(held.key()).await.expect("unlock");
+    let acquired = finished(waiter, "the Lock on the other follower").await;
+    assert_eq!(text(acquired.key()), queue_key("mutex", b));
+
+    // A leader elected through a follower is observed on another member.
+    let first_observation = {
+        let mut client = on_leader.clone();
+        tokio::spawn(async move {
+            let mut observer = client.observe("elect").await.expect("observe");
+            let first = next_observed(&mut observer).await;
+            (observer, first)
+        })
+    };
+    let elected = campaign(&mut on_first, "elect", "one", a).await;
+    let (mut observer, observed) = finished(first_observation, "observe").await;
+    assert_eq!(observed.0, queue_key("elect", a));
+    assert_eq!(observed.1, "one");
+    let mut on_second = on_second;
+    on_second
+        .proclaim("two", Some(ProclaimOptions::new().with_leader(elected)))
+        .await
+        .expect("proclaim through another member");
+    assert_eq!(next_observed(&mut observer).await.1, "two");
+    assert_eq!(
+        leader_of(&mut on_second, "elect").await,
+        (queue_key("elect", a), "two".to_string())
     );
 }
