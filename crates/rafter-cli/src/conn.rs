@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use rafter_proto::etcdserverpb::{
-    cluster_client::ClusterClient, kv_client::KvClient, maintenance_client::MaintenanceClient,
-    watch_client::WatchClient,
+    cluster_client::ClusterClient, kv_client::KvClient, lease_client::LeaseClient,
+    maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -77,6 +77,12 @@ impl Conn {
         }
     }
 
+    /// A channel to the first endpoint that answers within the command
+    /// timeout, for streams that outlive a single request.
+    pub async fn channel(&self) -> Result<Channel, CliError> {
+        self.dial(Instant::now() + self.command_timeout).await
+    }
+
     /// Dials the endpoints in turn until one answers or the deadline passes.
     async fn dial(&self, deadline: Instant) -> Result<Channel, CliError> {
         let endpoints = self
@@ -129,6 +135,11 @@ pub fn watch(ch: Channel) -> WatchClient<Channel> {
 /// A Cluster client on `ch` with etcdctl's response size limit.
 pub fn cluster(ch: Channel) -> ClusterClient<Channel> {
     ClusterClient::new(ch).max_decoding_message_size(MAX_RECV_BYTES)
+}
+
+/// A Lease client on `ch` with etcdctl's response size limit.
+pub fn lease(ch: Channel) -> LeaseClient<Channel> {
+    LeaseClient::new(ch).max_decoding_message_size(MAX_RECV_BYTES)
 }
 
 /// The URL tonic dials for an etcdctl-style endpoint (`host:port`,

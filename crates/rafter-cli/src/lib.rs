@@ -1,5 +1,5 @@
 //! Client subcommands of `rafter` (put, get, del, txn, watch, compaction,
-//! endpoint, member) whose flags and output mirror etcdctl's, so scripts written for
+//! endpoint, member, lease) whose flags and output mirror etcdctl's, so scripts written for
 //! etcdctl work with `rafter` unchanged.
 
 mod commands;
@@ -17,7 +17,8 @@ pub use error::CliError;
 
 use commands::{
     compact::CompactCommand, del::DelCommand, endpoint::EndpointCommand, get::GetCommand,
-    member::MemberCommand, put::PutCommand, txn::TxnCommand, watch::WatchCommand,
+    lease::LeaseCommand, member::MemberCommand, put::PutCommand, txn::TxnCommand,
+    watch::WatchCommand,
 };
 use conn::Conn;
 use global::GlobalArgs;
@@ -45,6 +46,8 @@ pub enum ClientCommand {
     /// Membership related commands
     #[command(infer_subcommands = true)]
     Member(MemberCommand),
+    /// Lease related commands
+    Lease(LeaseCommand),
 }
 
 /// The streams a command talks to, and shortcuts every command needs.
@@ -98,6 +101,7 @@ pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
         ClientCommand::Compaction(c) => c.run(ctx).await,
         ClientCommand::Endpoint(c) => c.run(ctx).await,
         ClientCommand::Member(c) => c.run(ctx).await,
+        ClientCommand::Lease(c) => c.run(ctx).await,
     };
     let _ = ctx.out.flush();
     match result {

@@ -183,6 +183,11 @@ pub struct Node<S: Storage> {
     lessor: Lessor,
     /// Leadership as the lessor last saw it.
     leading: bool,
+    /// Keep-alives wait until this leader applied up to here (its log when
+    /// it took over): a revoke proposed in an earlier term may still be in
+    /// it, and renewing a lease whose revoke then applies would tell the
+    /// client it lives when it is gone.
+    lease_ready_index: u64,
 }
 
 impl<S: Storage> Node<S> {
@@ -215,6 +220,7 @@ impl<S: Storage> Node<S> {
                 lessor
             },
             leading: false,
+            lease_ready_index: 0,
         })
     }
 
@@ -231,6 +237,10 @@ impl<S: Storage> Node<S> {
                 return;
             }
             self.respond(req, Err(RequestError::NotLeader));
+            return;
+        }
+        if self.applied_index < self.lease_ready_index {
+            self.respond(req, Err(RequestError::NoLeader));
             return;
         }
         let renewed = self.lessor.renew(id);
@@ -280,6 +290,7 @@ impl<S: Storage> Node<S> {
         if leading != self.leading {
             self.leading = leading;
             if leading {
+                self.lease_ready_index = self.member.last_index();
                 self.lessor.promote();
             } else {
                 self.lessor.demote();

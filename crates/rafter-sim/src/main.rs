@@ -1,6 +1,7 @@
 //! `rafter-sim`: runs simulation campaigns. `--seeds N` runs N seeds from
 //! `--start` (default 0); `--seed S` replays one seed and prints its trace.
-//! `--keys K --clients C --run-ms T` size the workload (defaults as in CI).
+//! `--keys K --clients C --run-ms T` size the workload (defaults as in CI);
+//! `--lease-keys` runs lessees that attach keys, with no KV clients.
 
 use rafter_sim::sim::{self, SimConfig};
 
@@ -15,7 +16,11 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 }
 
 fn config(args: &[String], seed: u64) -> SimConfig {
-    let mut cfg = SimConfig::new(seed);
+    let mut cfg = if args.iter().any(|a| a == "--lease-keys") {
+        SimConfig::lease_keys_config(seed)
+    } else {
+        SimConfig::new(seed)
+    };
     if let Some(k) = arg(args, "--keys") {
         cfg.keys = k;
     }

@@ -33,7 +33,8 @@ fn replay_is_byte_for_byte() {
     feature = "fault-snapshot-late",
     feature = "fault-slot-by-index",
     feature = "fault-watch-skip-full",
-    feature = "fault-watch-dup"
+    feature = "fault-watch-dup",
+    feature = "fault-lease-renew-anywhere"
 )))]
 #[test]
 fn ci_seed_budget_passes() {
@@ -55,7 +56,8 @@ fn ci_seed_budget_passes() {
     feature = "fault-snapshot-late",
     feature = "fault-slot-by-index",
     feature = "fault-watch-skip-full",
-    feature = "fault-watch-dup"
+    feature = "fault-watch-dup",
+    feature = "fault-lease-renew-anywhere"
 ))]
 #[test]
 fn ci_seed_budget_catches_the_injected_bug() {
@@ -79,3 +81,30 @@ fn ci_seed_budget_catches_the_injected_bug() {
         caught[0]
     );
 }
+
+/// Lessees attach keys to their leases (no KV clients, whose history model
+/// counts revisions exactly): keys go with their lease, watchers see them
+/// go, and no kept-alive lease is revoked early.
+#[cfg(not(any(
+    feature = "fault-local-reads",
+    feature = "fault-ack-uncommitted",
+    feature = "fault-ack-before-fsync",
+    feature = "fault-read-before-applied",
+    feature = "fault-snapshot-late",
+    feature = "fault-slot-by-index",
+    feature = "fault-watch-skip-full",
+    feature = "fault-watch-dup",
+    feature = "fault-lease-renew-anywhere"
+)))]
+#[test]
+fn lease_keys_campaign_passes() {
+    let failures: Vec<String> = (0..LEASE_KEY_SEEDS)
+        .map(|seed| rafter_sim::verdict(&sim::run(SimConfig::lease_keys_config(seed))))
+        .filter(|v| !v.is_ok())
+        .map(|v| v.to_string())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Seeds of the lease-keys campaign CI runs.
+const LEASE_KEY_SEEDS: u64 = 100;

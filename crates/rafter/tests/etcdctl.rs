@@ -1,8 +1,9 @@
 //! Acceptance tests with the real `etcdctl` (API v3) as the client: put, get
 //! (prefix, --rev, --limit, --consistency=s, -w json), del, txn from stdin,
 //! compaction, `endpoint status -w table`, `watch` (--prefix, ranges,
-//! --rev, --prev-kv, -w json), `lock` and `elect` (campaign and `-l`)
-//! against the server under test.
+//! --rev, --prev-kv, -w json), `lease` (grant, put --lease, keep-alive
+//! --once, timetolive --keys, revoke, list, errors, expiry), `lock` and
+//! `elect` (campaign and `-l`) against the server under test.
 //!
 //! etcdctl is the tool operators already use, so its exact output is the
 //! contract. A missing etcdctl fails the tests (run
@@ -668,6 +669,189 @@ async fn watch_json() {
     assert_eq!(events[2]["kv"]["version"], Value::Null);
     assert_eq!(events[2]["prev_kv"]["value"], "djI=");
     assert_eq!(events[2]["prev_kv"]["version"].as_i64(), Some(2));
+}
+
+// ------------------------------------------------------------ lease
+
+/// Grants a lease with `etcdctl lease grant`, checks the line it prints and
+/// returns the lease id as etcdctl prints it (16 hex digits).
+#[track_caller]
+fn lease_grant(server: &Server, ttl: i64) -> String {
+    let out = etcdctl(server, &["lease", "grant", &ttl.to_string()]);
+    let id = out
+        .strip_prefix("lease ")
+        .and_then(|rest| rest.strip_suffix(&format!(" granted with TTL({ttl}s)\n")))
+        .unwrap_or_else(|| panic!("unexpected lease grant output {out:?}"));
+    assert_eq!(id.len(), 16, "etcdctl prints ids as 16 hex digits: {out:?}");
+    assert!(i64::from_str_radix(id, 16).is_ok(), "{out:?}");
+    id.to_string()
+}
+
+/// etcdctl's stderr without its client library's JSON log lines.
+fn error_lines(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|line| !line.starts_with("{\"level\""))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+#[tokio::test]
+async fn lease_grant_put_timetolive_keepalive_revoke() {
+    let server = Server::start().await;
+    let id = lease_grant(&server, 600);
+    let decimal = i64::from_str_radix(&id, 16).unwrap();
+    assert_eq!(
+        etcdctl(&server, &["put", "--lease", &id, "l/a", "1"]),
+        "OK\n"
+    );
+    assert_eq!(
+        etcdctl(&server, &["put", "l/b", "2", "--lease", &id]),
+        "OK\n"
+    );
+    put(&server, "l/free", "3");
+    let got = etcdctl_json(&server, &["get", "l/a"]);
+    assert_eq!(got["kvs"][0]["lease"].as_i64(), Some(decimal));
+
+    // Remaining TTL: 600 or 599 s, depending on when the second turned.
+    let ttl = etcdctl(&server, &["lease", "timetolive", &id]);
+    let expected = |remaining: i64, keys: &str| {
+        format!("lease {id} granted with TTL(600s), remaining({remaining}s){keys}\n")
+    };
+    assert!(
+        ttl == expected(600, "") || ttl == expected(599, ""),
+        "{ttl:?}"
+    );
+    // etcd lists a lease's keys in no fixed order.
+    let with_keys = etcdctl(&server, &["lease", "timetolive", &id, "--keys"]);
+    assert!(
+        [599, 600].iter().any(|&remaining| {
+            with_keys == expected(remaining, ", attached keys([l/a l/b])")
+                || with_keys == expected(remaining, ", attached keys([l/b l/a])")
+        }),
+        "{with_keys:?}"
+    );
+    let json = etcdctl_json(&server, &["lease", "timetolive", &id, "--keys"]);
+    assert_eq!(json["id"].as_i64(), Some(decimal));
+    assert_eq!(json["granted-ttl"].as_i64(), Some(600));
+    let mut keys: Vec<&str> = json["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k.as_str().expect("base64 key"))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["bC9h", "bC9i"], "base64 of l/a and l/b");
+
+    assert_eq!(
+        etcdctl(&server, &["lease", "keep-alive", "--once", &id]),
+        format!("lease {id} keepalived with TTL(600)\n")
+    );
+    let json = etcdctl_json(&server, &["lease", "keep-alive", "--once", &id]);
+    assert_eq!(
+        (json["ID"].as_i64(), json["TTL"].as_i64()),
+        (Some(decimal), Some(600))
+    );
+    assert!(json["revision"].as_i64().unwrap_or(0) >= 1, "{json}");
+
+    assert_eq!(
+        etcdctl(&server, &["lease", "revoke", &id]),
+        format!("lease {id} revoked\n")
+    );
+    assert_eq!(
+        etcdctl(&server, &["get", "l/", "--prefix"]),
+        simple(&[("l/free", "3")])
+    );
+    assert_eq!(
+        etcdctl(&server, &["lease", "timetolive", &id]),
+        format!("lease {id} already expired\n")
+    );
+}
+
+#[tokio::test]
+async fn lease_list() {
+    let server = Server::start().await;
+    assert_eq!(etcdctl(&server, &["lease", "list"]), "found 0 leases\n");
+    let mut ids = vec![lease_grant(&server, 60), lease_grant(&server, 120)];
+    ids.sort();
+    let out = etcdctl(&server, &["lease", "list"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.remove(0), "found 2 leases", "{out:?}");
+    // etcd lists leases in no fixed order.
+    lines.sort_unstable();
+    assert_eq!(lines, ids);
+    let json = etcdctl_json(&server, &["lease", "list"]);
+    let mut listed: Vec<i64> = json["leases"]
+        .as_array()
+        .expect("leases")
+        .iter()
+        .map(|l| l["id"].as_i64().expect("id"))
+        .collect();
+    listed.sort_unstable();
+    let expected: Vec<i64> = ids
+        .iter()
+        .map(|id| i64::from_str_radix(id, 16).unwrap())
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+#[tokio::test]
+async fn lease_errors() {
+    let server = Server::start().await;
+    let unknown = "1234abcd";
+    assert_eq!(
+        error_lines(&etcdctl_error(
+            &server,
+            &["put", "k", "v", "--lease", unknown]
+        )),
+        "Error: etcdserver: requested lease not found\n"
+    );
+    assert_eq!(
+        error_lines(&etcdctl_error(&server, &["lease", "revoke", unknown])),
+        "Error: failed to revoke lease (etcdserver: requested lease not found)\n"
+    );
+    let once = run_etcdctl(&server, &["lease", "keep-alive", "--once", unknown], "");
+    assert_eq!(once.status.code(), Some(2), "etcdctl's bad-connection code");
+    assert_eq!(
+        error_lines(&text(&once.stderr)),
+        "Error: etcdserver: requested lease not found\n"
+    );
+    assert_eq!(
+        etcdctl(&server, &["lease", "timetolive", unknown]),
+        "lease 000000001234abcd already expired\n"
+    );
+    assert_eq!(
+        error_lines(&etcdctl_error(&server, &["lease", "grant", "9000000001"])),
+        "Error: failed to grant lease (etcdserver: too large lease TTL)\n"
+    );
+    // etcd raises a TTL below its minimum (1 s with the harness's timers).
+    let out = etcdctl(&server, &["lease", "grant", "0"]);
+    assert!(out.ends_with(" granted with TTL(1s)\n"), "{out:?}");
+    let bad_id = run_etcdctl(&server, &["lease", "revoke", "zz"], "");
+    assert_eq!(bad_id.status.code(), Some(128));
+    assert_eq!(
+        error_lines(&text(&bad_id.stderr)),
+        "Error: bad lease ID arg (strconv.ParseInt: parsing \"zz\": invalid syntax), expecting ID in Hex\n"
+    );
+}
+
+#[tokio::test]
+async fn lease_expiry_deletes_keys() {
+    let server = Server::start().await;
+    let id = lease_grant(&server, 2);
+    assert_eq!(
+        etcdctl(&server, &["put", "gone", "x", "--lease", &id]),
+        "OK\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !etcdctl(&server, &["get", "gone"]).is_empty() {
+        assert!(Instant::now() < deadline, "the key outlived its lease");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        etcdctl(&server, &["lease", "timetolive", &id]),
+        format!("lease {id} already expired\n")
+    );
 }
 
 // ------------------------------------------------------- lock and elect

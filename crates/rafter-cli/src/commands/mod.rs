@@ -5,6 +5,7 @@ pub mod compact;
 pub mod del;
 pub mod endpoint;
 pub mod get;
+pub mod lease;
 pub mod member;
 pub mod put;
 pub mod txn;

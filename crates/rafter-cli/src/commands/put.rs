@@ -106,7 +106,7 @@ pub fn parse_lease_id(text: &str) -> Result<i64, CliError> {
 }
 
 /// Go's `strconv.ParseInt(text, 16, 64)`, with its error wording.
-fn parse_hex_i64(text: &str) -> Result<i64, &'static str> {
+pub(crate) fn parse_hex_i64(text: &str) -> Result<i64, &'static str> {
     let (negative, digits) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),

@@ -6,6 +6,7 @@ mod fields;
 mod humanize;
 mod json;
 pub mod jsonw;
+pub mod lease;
 pub mod quote;
 mod simple;
 mod table;

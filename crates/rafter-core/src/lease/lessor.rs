@@ -33,7 +33,7 @@ impl LessorConfig {
     /// etcd's settings for a member whose tick is `tick_us` long and whose
     /// election timeout is `election_ticks`: leases are extended by one
     /// election timeout on promotion, checkpointed every 5 minutes, revoked
-    /// at most 1,000 per second and retried after 5 seconds.
+    /// at most 1,000 per second and retried after 3 seconds.
     pub fn new(tick_us: u64, election_ticks: u64) -> LessorConfig {
         let ticks_per_s = (1_000_000 / tick_us.max(1)).max(1);
         LessorConfig {
@@ -41,7 +41,7 @@ impl LessorConfig {
             extend_on_promote_ticks: election_ticks,
             checkpoint_interval_ticks: 300 * ticks_per_s,
             max_revokes_per_tick: (1_000 / ticks_per_s).max(1) as usize,
-            revoke_retry_ticks: 5 * ticks_per_s,
+            revoke_retry_ticks: 3 * ticks_per_s,
         }
     }
 }

@@ -83,7 +83,7 @@ fn an_unapplied_revoke_is_proposed_again() {
     l.promote();
     l.on_changes(&[LeaseChange::Granted { id: 3, ttl_s: 1 }]);
     assert_eq!(tick_until_revoke(&mut l, 200), Some((100, vec![3])));
-    assert_eq!(tick_until_revoke(&mut l, 1000), Some((500, vec![3])));
+    assert_eq!(tick_until_revoke(&mut l, 1000), Some((300, vec![3])));
     l.on_changes(&[LeaseChange::Revoked { id: 3 }]);
     assert_eq!(tick_until_revoke(&mut l, 1000), None);
     assert!(l.is_empty());

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use raft::eraftpb::{Entry, Message, Snapshot};
+use rafter_core::lease::LeaseChange;
 use rafter_core::watch::{WatchConfig, WatchHub};
 use rafter_core::{
     apply_batch, Action, ApplyBatch, Granted, Node, NodeConfig, RaftStorage, RequestError,
@@ -57,6 +58,14 @@ pub enum Output {
     Note(String),
     /// A leadership transfer this member was asked for finished.
     Transferred(Result<(), RequestError>),
+    /// Lease changes this member applied.
+    LeaseChanges(Vec<LeaseChange>),
+    /// A keep-alive for lessee `lessee` was answered here: renewed for a
+    /// TTL, no such lease (`Ok(None)`), or refused (not the leader).
+    Renewed {
+        lessee: usize,
+        result: Result<Option<i64>, RequestError>,
+    },
 }
 
 /// An input that arrived while the member was blocked on an fsync.
@@ -66,6 +75,8 @@ enum Input {
     Submit(usize, OpKind),
     Transfer(u64),
     SnapshotStatus(u64, bool),
+    Propose(Box<rafter_storage::KvRequest>),
+    Renew(usize, i64),
 }
 
 /// Work queued for the simulated apply thread, in the core's order.
@@ -78,6 +89,9 @@ enum ApplyWork {
 enum Waiter {
     Op(usize, OpKind),
     Transfer,
+    /// A lessee's request whose answer nobody reads.
+    Untracked,
+    Renew(usize),
 }
 
 type Core = Node<RaftStorage<SimLog, MvccStore>>;
@@ -236,8 +250,9 @@ impl SimMember {
             compacted_index: log_state.first_index() - 1,
             lessor: rafter_core::lease::LessorConfig {
                 // Checkpoints every second of simulated time, so they
-                // happen in every run.
+                // happen in every run; a lost revoke is retried after one.
                 checkpoint_interval_ticks: 100,
+                revoke_retry_ticks: 100,
                 ..rafter_core::lease::LessorConfig::new(
                     SIM_TICK_US,
                     self.settings.election_tick as u64,
@@ -290,7 +305,7 @@ impl SimMember {
             .drain()
             .filter_map(|(_, w)| match w {
                 Waiter::Op(op, _) => Some(op),
-                Waiter::Transfer => None,
+                Waiter::Transfer | Waiter::Untracked | Waiter::Renew(_) => None,
             })
             .collect();
         lost.extend(
@@ -367,6 +382,39 @@ impl SimMember {
         self.drive(out);
     }
 
+    /// A lessee's grant or put: proposed; its outcome is observed through
+    /// what members apply.
+    pub fn propose_untracked(&mut self, request: rafter_storage::KvRequest, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::Propose(Box::new(request)));
+            return;
+        }
+        let req = self.next_request;
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        self.next_request += 1;
+        self.waiters.insert(req, Waiter::Untracked);
+        node.propose(req, request);
+        self.drive(out);
+    }
+
+    /// A keep-alive from lessee `lessee` arrives at this member.
+    pub fn lease_renew(&mut self, lessee: usize, id: i64, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::Renew(lessee, id));
+            return;
+        }
+        let req = self.next_request;
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        self.next_request += 1;
+        self.waiters.insert(req, Waiter::Renew(lessee));
+        node.lease_renew(req, id);
+        self.drive(out);
+    }
+
     /// A client operation arrives at this member.
     pub fn submit(&mut self, op: usize, kind: &OpKind, out: &mut Vec<Output>) {
         if self.blocked() {
@@ -416,6 +464,8 @@ impl SimMember {
                 Input::SnapshotStatus(peer, delivered) => {
                     self.report_snapshot(peer, delivered, out)
                 }
+                Input::Propose(request) => self.propose_untracked(*request, out),
+                Input::Renew(lessee, id) => self.lease_renew(lessee, id, out),
             }
         }
     }
@@ -436,6 +486,8 @@ impl SimMember {
                     let state = self.store.state().expect("store state");
                     self.watch
                         .on_store_replaced(state.current_revision, state.compact_revision);
+                    let leases = self.store.leases().expect("store leases");
+                    self.node.as_mut().expect("up").reset_leases(&leases);
                     // A restore is durable, as on the server.
                     self.durable_store = Some((snapshot.data.to_vec(), index));
                     let node = self.node.as_mut().expect("up");
@@ -459,6 +511,11 @@ impl SimMember {
             let feed = &applied.watch;
             self.watch
                 .on_applied(&feed.events, feed.current_rev, feed.compact_rev);
+            if !applied.leases.is_empty() {
+                let node = self.node.as_mut().expect("up");
+                node.on_lease_changes(&applied.leases);
+                out.push(Output::LeaseChanges(applied.leases.clone()));
+            }
             let e = &one.entries[0];
             let revision = self.store.state().expect("state").current_revision;
             out.push(Output::Applied {
@@ -565,7 +622,15 @@ impl SimMember {
                 out.push(Output::ApplyLater(self.incarnation));
             }
             Action::Respond(req, outcome) => match (self.waiters.remove(&req), outcome) {
-                (None, _) => {}
+                (None, _) | (Some(Waiter::Untracked), _) => {}
+                (Some(Waiter::Renew(lessee)), outcome) => {
+                    let result = match outcome {
+                        Ok(Granted::LeaseRenewed { ttl_s }) => Ok(ttl_s),
+                        Ok(other) => panic!("a keep-alive got {other:?}"),
+                        Err(e) => Err(e),
+                    };
+                    out.push(Output::Renewed { lessee, result });
+                }
                 (Some(Waiter::Transfer), outcome) => {
                     out.push(Output::Transferred(outcome.map(|_| ())));
                 }

@@ -6,6 +6,7 @@
 
 pub mod history;
 pub mod invariants;
+pub mod lessees;
 pub mod log;
 pub mod member;
 pub mod net;
@@ -20,8 +21,11 @@ use raft::eraftpb::{Message, MessageType};
 
 use history::{HistoryOp, OpKind, OpResult};
 use invariants::Invariants;
+use lessees::Lessee;
 use member::{MemberSettings, Output, SimMember};
 use net::{NetConfig, Network};
+use rafter_core::lease::LeaseChange;
+use rafter_core::RequestError;
 use rng::Rng;
 use watchers::{Connection, SimWatcher};
 
@@ -33,6 +37,13 @@ pub struct SimConfig {
     pub clients: usize,
     /// Watch clients (each keeps one watch open and checks its events).
     pub watchers: usize,
+    /// Lease clients (each grants a lease and keeps it alive or abandons it).
+    pub lessees: usize,
+    /// Lessees attach a key to their lease. Those writes are outside the
+    /// client history, whose model counts revisions exactly, so runs with
+    /// KV clients leave this off (`lease_keys_config` turns it on with no
+    /// KV clients).
+    pub lease_keys: bool,
     pub keys: u8,
     /// Virtual time with faults and client load.
     pub run_ms: u64,
@@ -57,12 +68,26 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// A run whose lessees attach keys to their leases, with watchers and
+    /// no KV clients: checks that keys go with their lease and that
+    /// watchers see them go.
+    pub fn lease_keys_config(seed: u64) -> Self {
+        SimConfig {
+            clients: 0,
+            lessees: 5,
+            lease_keys: true,
+            ..SimConfig::new(seed)
+        }
+    }
+
     pub fn new(seed: u64) -> Self {
         SimConfig {
             seed,
             members: 3,
             clients: 4,
             watchers: 3,
+            lessees: 3,
+            lease_keys: false,
             keys: 3,
             run_ms: 4_000,
             settle_ms: 3_000,
@@ -123,6 +148,8 @@ enum Event {
     Heal(u64, u64),
     /// A watcher reads its stream (or reconnects when its member is gone).
     WatchPoll(usize),
+    /// A lessee's turn: grant, attach or keep alive.
+    LeaseTurn(usize),
 }
 
 struct Sim {
@@ -145,6 +172,7 @@ struct Sim {
     trace: String,
     load_on: bool,
     watchers: Vec<SimWatcher>,
+    lessees: Vec<Lessee>,
 }
 
 /// Runs one simulation.
@@ -163,6 +191,9 @@ pub fn run(cfg: SimConfig) -> Outcome {
         .collect();
     let watchers = (0..cfg.watchers)
         .map(|w| SimWatcher::random(w, &mut rng, cfg.keys))
+        .collect();
+    let lessees = (0..cfg.lessees)
+        .map(|l| Lessee::random(l, &mut rng, cfg.run_ms, cfg.lease_keys))
         .collect();
     let tick_period_ms = (0..cfg.members)
         .map(|_| rng.between(cfg.tick_ms * 9 / 10, cfg.tick_ms * 11 / 10))
@@ -184,6 +215,7 @@ pub fn run(cfg: SimConfig) -> Outcome {
         trace: String::new(),
         load_on: true,
         watchers,
+        lessees,
     };
     // raft-rs asserts its own invariants (e.g. a commit index beyond the
     // log): such a panic inside a member is a found bug, not a crash of the
@@ -228,6 +260,10 @@ impl Sim {
         for w in 0..self.watchers.len() {
             let at = self.rng.between(1, 300);
             self.schedule(at, Event::WatchPoll(w));
+        }
+        for l in 0..self.lessees.len() {
+            let at = self.rng.between(1, 300);
+            self.schedule(at, Event::LeaseTurn(l));
         }
         if self.cfg.faults {
             self.schedule_faults();
@@ -329,6 +365,11 @@ impl Sim {
                     self.rng.between(1, 25)
                 };
                 self.schedule(self.now_ms + pause, Event::WatchPoll(w));
+            }
+            Event::LeaseTurn(l) => {
+                self.lease_turn(l);
+                let next = self.now_ms + self.lessees[l].turn_ms();
+                self.schedule(next, Event::LeaseTurn(l));
             }
             Event::Tick(m) => {
                 self.members[m].watch_sync();
@@ -499,6 +540,58 @@ impl Sim {
                             .between(self.cfg.min_fsync_ms, self.cfg.max_fsync_ms);
                     self.schedule(at, Event::FsyncDone(m, epoch));
                 }
+                Output::LeaseChanges(changes) => {
+                    for change in changes {
+                        let (id, revoked) = match change {
+                            LeaseChange::Granted { id, .. } => (id, false),
+                            LeaseChange::Revoked { id } => (id, true),
+                            LeaseChange::Checkpointed { .. } => continue,
+                        };
+                        let now = self.now_ms;
+                        if let Some(l) = self.lessees.iter_mut().find(|l| l.id == id) {
+                            let at = if revoked {
+                                &mut l.revoked_at_ms
+                            } else {
+                                &mut l.granted_at_ms
+                            };
+                            if at.is_none() {
+                                let _ = writeln!(
+                                    self.trace,
+                                    "{now} lease {id} {} (first applied at m{})",
+                                    if revoked { "revoked" } else { "granted" },
+                                    m + 1
+                                );
+                                *at = Some(now);
+                            }
+                        }
+                    }
+                }
+                Output::Renewed { lessee, result } => match result {
+                    Ok(ttl) => {
+                        let _ = writeln!(
+                            self.trace,
+                            "{} lease {} keep-alive answered by m{}: {ttl:?}",
+                            self.now_ms,
+                            self.lessees[lessee].id,
+                            m + 1
+                        );
+                        self.lessees[lessee].renewed(self.now_ms, ttl)
+                    }
+                    Err(RequestError::NotLeader) => {
+                        // The server forwards a keep-alive to the leader.
+                        let from = m as u64 + 1;
+                        let leader = self.members.iter().position(|x| x.is_leader());
+                        if let Some(leader) = leader {
+                            if !self.net.is_cut(from, leader as u64 + 1) {
+                                let id = self.lessees[lessee].id;
+                                let mut more = Vec::new();
+                                self.members[leader].lease_renew(lessee, id, &mut more);
+                                self.process(leader, more);
+                            }
+                        }
+                    }
+                    Err(_) => {}
+                },
                 Output::Applied {
                     index,
                     term,
@@ -665,6 +758,45 @@ impl Sim {
         }
     }
 
+    /// A lessee's turn: propose its grant or put, or send a keep-alive, to
+    /// a random member that is up.
+    fn lease_turn(&mut self, l: usize) {
+        let up: Vec<usize> = (0..self.members.len())
+            .filter(|m| self.members[*m].is_up())
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let member = up[self.rng.below(up.len() as u64) as usize];
+        let mut out = Vec::new();
+        if let Some(request) = self.lessees[l].proposal() {
+            self.members[member].propose_untracked(request, &mut out);
+        } else if self.lessees[l].keeps_alive(self.now_ms)
+            && self.lessees[l].revoked_at_ms.is_none()
+        {
+            let id = self.lessees[l].id;
+            self.members[member].lease_renew(l, id, &mut out);
+        }
+        self.process(member, out);
+    }
+
+    fn check_lessees(&mut self) {
+        let Some(source) = (0..self.members.len())
+            .filter(|m| self.members[*m].is_up())
+            .max_by_key(|m| self.members[*m].applied())
+        else {
+            return;
+        };
+        let end_ms = self.now_ms;
+        let mut problems = Vec::new();
+        for l in &self.lessees {
+            problems.extend(l.check(self.members[source].store(), self.cfg.tick_ms, end_ms));
+        }
+        for p in problems {
+            self.invariants.violate(format!("lease: {p}"));
+        }
+    }
+
     /// After settling, every watcher reads until its member has nothing
     /// more for it; then its events are checked against the history.
     fn check_watchers(&mut self) {
@@ -706,6 +838,7 @@ impl Sim {
 
     fn finish(&mut self) {
         self.check_watchers();
+        self.check_lessees();
         let up: Vec<&SimMember> = self.members.iter().filter(|m| m.is_up()).collect();
         let applied: Vec<u64> = up.iter().map(|m| m.applied()).collect();
         let hashes: Vec<u32> = up.iter().map(|m| m.hash()).collect();
