@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "etcd/kv.proto",
         "etcd/auth.proto",
         "etcd/rpc.proto",
+        "etcd/v3lock.proto",
+        "etcd/v3election.proto",
         "rafter/raftcmd.proto",
         "rafter/peer.proto",
     ];

@@ -21,6 +21,16 @@ pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
 
+/// `v3lockpb`: the Lock service (etcd's server-side mutex).
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// `v3electionpb`: the Election service (etcd's server-side election).
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
 /// `rafterpb`: the commands Rafter replicates through its Raft log.
 pub mod rafterpb {
     tonic::include_proto!("rafterpb");

@@ -29,6 +29,8 @@ use rafter_proto::etcdserverpb::{
     Member as PbMember,
 };
 use rafter_proto::rafterpb::raft_peer_server::RaftPeerServer;
+use rafter_proto::v3electionpb::election_server::ElectionServer;
+use rafter_proto::v3lockpb::lock_server::LockServer;
 use rafter_storage::{MvccStore, RaftLog};
 
 use config::ServeArgs;
@@ -256,10 +258,21 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     // traffic is served meanwhile.
     tokio::spawn(publish_attributes(node.clone(), attributes));
     let max_msg = args.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let mut servers = Vec::new();
+    let mut listeners = Vec::new();
     for url in urls::split(&args.listen_client_urls) {
         let addr = urls::socket_addr(&url).map_err(ServerError::Config)?;
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        listeners.push((url, tokio::net::TcpListener::bind(addr).await?));
+    }
+    // Lock and Election run etcd's client-side concurrency recipes against
+    // this member's own client port, as etcd's v3lock and v3election do.
+    let self_client = match listeners.first() {
+        Some((_, listener)) => {
+            services::concurrency::SelfClient::connect_lazy(listener.local_addr()?)
+        }
+        None => return Err(ServerError::Config("no --listen-client-urls".into())),
+    };
+    let mut servers = Vec::new();
+    for (url, listener) in listeners {
         tracing::info!("listening for client requests on {url}");
         let incoming = no_delay(listener);
         let router = tonic::transport::Server::builder()
@@ -292,7 +305,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             ))
             .add_service(AuthServer::new(services::auth::AuthService::new(
                 node.clone(),
-            )));
+            )))
+            .add_service(LockServer::new(services::lock::LockService::new(
+                self_client.clone(),
+            )))
+            .add_service(ElectionServer::new(
+                services::election::ElectionService::new(self_client.clone()),
+            ));
         servers.push(tokio::spawn(
             router.serve_with_incoming_shutdown(incoming, shutdown_signal()),
         ));

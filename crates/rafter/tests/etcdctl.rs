@@ -1,9 +1,9 @@
 //! Acceptance tests with the real `etcdctl` (API v3) as the client: put, get
 //! (prefix, --rev, --limit, --consistency=s, -w json), del, txn from stdin,
 //! compaction, `endpoint status -w table`, `watch` (--prefix, ranges,
-//! --rev, --prev-kv, -w json) and `lease` (grant, put --lease, keep-alive
-//! --once, timetolive --keys, revoke, list, errors, expiry) against the
-//! server under test.
+//! --rev, --prev-kv, -w json), `lease` (grant, put --lease, keep-alive
+//! --once, timetolive --keys, revoke, list, errors, expiry), `lock` and
+//! `elect` (campaign and `-l`) against the server under test.
 //!
 //! etcdctl is the tool operators already use, so its exact output is the
 //! contract. A missing etcdctl fails the tests (run
@@ -370,7 +370,8 @@ async fn endpoint_status_table() {
 /// How long a test waits for `etcdctl watch` to print what it expects.
 const WATCH_DEADLINE: Duration = Duration::from_secs(15);
 
-/// A running `etcdctl watch`, which runs until killed: its stdout lines are
+/// A running `etcdctl watch` (or another long-running etcdctl command, such
+/// as `lock` or `elect`), which runs until killed: its stdout lines are
 /// read by a thread as they appear; dropping it kills and reaps the process.
 struct EtcdctlWatch {
     child: Child,
@@ -383,6 +384,11 @@ struct EtcdctlWatch {
 impl EtcdctlWatch {
     /// Starts `etcdctl watch <args>` against `server`.
     fn spawn(server: &Server, args: &[&str]) -> EtcdctlWatch {
+        EtcdctlWatch::spawn_command(server, "watch", args)
+    }
+
+    /// Starts `etcdctl <command> <args>` against `server`.
+    fn spawn_command(server: &Server, subcommand: &str, args: &[&str]) -> EtcdctlWatch {
         let mut command = Command::new(find_on_path("etcdctl"));
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("ETCDCTL_") {
@@ -392,7 +398,7 @@ impl EtcdctlWatch {
         command
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", server.address()))
-            .arg("watch")
+            .arg(subcommand)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -423,7 +429,10 @@ impl EtcdctlWatch {
             lines,
             seen: Vec::new(),
             stderr,
-            args: args.iter().map(|a| a.to_string()).collect(),
+            args: std::iter::once(subcommand)
+                .chain(args.iter().copied())
+                .map(String::from)
+                .collect(),
         }
     }
 
@@ -446,7 +455,7 @@ impl EtcdctlWatch {
                     };
                     let status = self.child.try_wait().ok().flatten();
                     panic!(
-                        "etcdctl watch {:?} printed {} of {count} lines {why} (exit status \
+                        "etcdctl {:?} printed {} of {count} lines {why} (exit status \
                          {status:?}):\n{:#?}\nstderr: {}",
                         self.args,
                         self.seen.len(),
@@ -457,6 +466,35 @@ impl EtcdctlWatch {
             }
         }
         self.seen.clone()
+    }
+
+    /// Asserts that nothing more than the `count` lines seen so far is
+    /// printed within `wait`.
+    #[track_caller]
+    fn printed_nothing_more(&mut self, count: usize, wait: Duration) {
+        assert_eq!(self.seen.len(), count, "lines so far: {:#?}", self.seen);
+        if let Ok(line) = self.lines.recv_timeout(wait) {
+            panic!(
+                "etcdctl {:?} printed {line:?} after {:#?}, expected nothing yet",
+                self.args, self.seen
+            );
+        }
+    }
+
+    /// Sends `signal` to etcdctl and waits for it to exit.
+    fn stop_with(&mut self, signal: libc::c_int) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child, which is not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal etcdctl");
+        let deadline = Instant::now() + WATCH_DEADLINE;
+        while self.child.try_wait().expect("poll etcdctl").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "etcdctl {:?} did not exit after signal {signal}",
+                self.args
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -813,5 +851,156 @@ async fn lease_expiry_deletes_keys() {
     assert_eq!(
         etcdctl(&server, &["lease", "timetolive", &id]),
         format!("lease {id} already expired\n")
+    );
+}
+
+// ------------------------------------------------------- lock and elect
+//
+// etcdctl's lock and elect use the client-side concurrency package (KV,
+// Lease and Watch), not the Lock and Election services; these tests check
+// that etcdctl's recipes work against the server as against etcd.
+
+/// How long a waiting `etcdctl lock` or `elect` must print nothing to count
+/// as blocked.
+const STILL_BLOCKED: Duration = Duration::from_millis(300);
+
+/// The keys under `prefix`.
+#[track_caller]
+fn keys_under(server: &Server, prefix: &str) -> Vec<String> {
+    etcdctl(server, &["get", prefix, "--prefix", "--keys-only"])
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Waits until `count` keys exist under `prefix` and returns them.
+#[track_caller]
+fn wait_for_keys(server: &Server, prefix: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + WATCH_DEADLINE;
+    loop {
+        let keys = keys_under(server, prefix);
+        if keys.len() == count {
+            return keys;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{prefix}: keys {keys:?}, expected {count}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `key` is a lock or election key under `name`: `name/<lease hex>`.
+fn is_session_key(key: &str, name: &str) -> bool {
+    key.strip_prefix(&format!("{name}/"))
+        .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[tokio::test]
+async fn lock_prints_the_key_and_holds_the_lock_until_signalled() {
+    let server = Server::start().await;
+    let mut first = EtcdctlWatch::spawn_command(&server, "lock", &["mylock"]);
+    // etcdctl prints the key, then an empty line.
+    let printed = first.lines(2);
+    assert!(is_session_key(&printed[0], "mylock"), "{printed:?}");
+    assert_eq!(printed[1], "");
+    assert_eq!(keys_under(&server, "mylock/"), [printed[0].clone()]);
+
+    let mut second = EtcdctlWatch::spawn_command(&server, "lock", &["mylock"]);
+    wait_for_keys(&server, "mylock/", 2);
+    second.printed_nothing_more(0, STILL_BLOCKED);
+
+    // On SIGTERM etcdctl unlocks: the second gets the lock.
+    first.stop_with(libc::SIGTERM);
+    let acquired = second.lines(2);
+    assert!(is_session_key(&acquired[0], "mylock"), "{acquired:?}");
+    assert_ne!(acquired[0], printed[0]);
+    assert_eq!(keys_under(&server, "mylock/"), [acquired[0].clone()]);
+    second.stop_with(libc::SIGINT);
+    assert_eq!(keys_under(&server, "mylock/"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_killed_lock_holder_releases_when_its_lease_expires() {
+    let server = Server::start().await;
+    let mut first = EtcdctlWatch::spawn_command(&server, "lock", &["mylock", "--ttl=1"]);
+    let held = first.lines(1)[0].clone();
+    let mut second = EtcdctlWatch::spawn_command(&server, "lock", &["mylock"]);
+    wait_for_keys(&server, "mylock/", 2);
+    // SIGKILL: no unlock, no more keep-alives; the 1 s lease expires.
+    first.stop_with(libc::SIGKILL);
+    let acquired = second.lines(1)[0].clone();
+    assert_ne!(acquired, held);
+    assert_eq!(keys_under(&server, "mylock/"), [acquired]);
+}
+
+#[tokio::test]
+async fn lock_runs_a_command_while_holding_the_lock() {
+    let server = Server::start().await;
+    let out = etcdctl(
+        &server,
+        &[
+            "lock",
+            "mylock",
+            "--",
+            "sh",
+            "-c",
+            "echo $ETCD_LOCK_KEY $ETCD_LOCK_REV",
+        ],
+    );
+    let (key, rev) = out
+        .trim_end()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"));
+    assert!(is_session_key(key, "mylock"), "{out:?}");
+    let rev: i64 = rev.parse().expect("ETCD_LOCK_REV is a revision");
+    // The lock key was created at ETCD_LOCK_REV and deleted afterwards.
+    assert_eq!(current_revision(&server), rev + 1);
+    assert_eq!(keys_under(&server, "mylock/"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn elect_campaigns_and_elect_l_observes_the_leaders() {
+    let server = Server::start().await;
+    let mut alpha = EtcdctlWatch::spawn_command(&server, "elect", &["myelect", "alpha"]);
+    // Elected: etcdctl prints the leader key and its value.
+    let elected = alpha.lines(2);
+    assert!(is_session_key(&elected[0], "myelect"), "{elected:?}");
+    assert_eq!(elected[1], "alpha");
+
+    let mut beta = EtcdctlWatch::spawn_command(&server, "elect", &["myelect", "beta"]);
+    wait_for_keys(&server, "myelect/", 2);
+    beta.printed_nothing_more(0, STILL_BLOCKED);
+
+    let mut observer = EtcdctlWatch::spawn_command(&server, "elect", &["-l", "myelect"]);
+    assert_eq!(observer.lines(2), [elected[0].clone(), "alpha".to_string()]);
+
+    // On SIGINT etcdctl resigns: beta leads, and the observer sees it.
+    alpha.stop_with(libc::SIGINT);
+    let next = beta.lines(2);
+    assert!(is_session_key(&next[0], "myelect"), "{next:?}");
+    assert_ne!(next[0], elected[0]);
+    assert_eq!(next[1], "beta");
+    assert_eq!(
+        observer.lines(4),
+        [
+            elected[0].clone(),
+            "alpha".to_string(),
+            next[0].clone(),
+            "beta".to_string()
+        ]
+    );
+    beta.stop_with(libc::SIGINT);
+    assert_eq!(keys_under(&server, "myelect/"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn elect_without_a_proposal_needs_l() {
+    let server = Server::start().await;
+    let stderr = etcdctl_error(&server, &["elect", "myelect"]);
+    assert!(
+        stderr.contains("no proposal argument but -l not set"),
+        "{stderr:?}"
     );
 }
