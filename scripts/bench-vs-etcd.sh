@@ -203,11 +203,13 @@ PY
 member_pids=()
 endpoints=""
 
-# start_cluster SYSTEM N: starts N members of etcd or rafter and waits until
-# every member answers a health check. Returns 1 when they do not.
+# start_cluster SYSTEM N [NAME]: starts N members of etcd or rafter (data in
+# a directory of their own, NAME telling apart clusters of the same system)
+# and waits until every member answers a health check. Returns 1 when they
+# do not.
 start_cluster() {
     local system=$1 n=$2 i ports initial_cluster="" client_port peer_port
-    local dir="$work/$system-$n"
+    local dir="$work/$system-$n${3:+-$3}"
     mkdir -p "$dir"
     read -r -a ports <<<"$(free_ports $((2 * n)))"
     for ((i = 0; i < n; i++)); do
@@ -343,7 +345,7 @@ run_lease_workloads() {
         case "$label" in lease-*) ;; *) continue ;; esac
         case ",${only_workloads:-$label}," in *",$label,"*) ;; *) continue ;; esac
         note "starting a fresh $members-member $system cluster for $label"
-        if start_cluster "$system" "$members"; then
+        if start_cluster "$system" "$members" "$label"; then
             run_workloads "$system" "$label"
         else
             echo "the $system cluster for $label did not start" >&2
