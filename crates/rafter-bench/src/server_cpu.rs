@@ -45,6 +45,33 @@ fn stat_cpu(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 1000 / CLOCK_TICKS_PER_S))
 }
 
+/// Peak resident memory of a process so far (`VmHWM` of
+/// `/proc/PID/status`) in KiB, or `None` when it is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Resident memory of a process now (`VmRSS`) in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field_kib(&status, field)
+}
+
+/// The value of a `Name:   1234 kB` line of `/proc/PID/status`.
+fn status_field_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Total CPU time of `pids` so far (processes that are gone count 0).
 pub fn total_cpu(pids: &[u32]) -> Duration {
     pids.iter().filter_map(|pid| process_cpu(*pid)).sum()
@@ -136,6 +163,15 @@ mod tests {
         let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4";
         assert_eq!(stat_cpu(stat), Some(Duration::from_millis(3000)));
         assert!(own_cpu().is_some());
+    }
+
+    #[test]
+    fn reads_memory_figures() {
+        let status = "Name:\tetcd\nVmHWM:\t   51234 kB\nVmRSS:\t   40000 kB\n";
+        assert_eq!(status_field_kib(status, "VmHWM:"), Some(51234));
+        assert_eq!(status_field_kib(status, "VmRSS:"), Some(40000));
+        assert_eq!(status_field_kib(status, "VmSwap:"), None);
+        assert!(peak_rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
     }
 
     #[test]

@@ -238,3 +238,71 @@ async fn election_run_against_etcd_counts_messages_from_its_log() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("[T, 2T) only"), "stderr: {stderr}");
 }
+
+/// A short lease run (200 leases kept alive every 500 ms on 2 streams for
+/// 2 s) against `target`: every lease is granted and revoked, every
+/// keep-alive sent is answered with a live TTL, and the server's CPU time
+/// and peak memory are measured (its process found by port).
+async fn lease_run_keeps_every_lease_alive(target: Target) {
+    let server = Server::start_target(target, &[]).await;
+    let endpoint = server.endpoint();
+    let report = tokio::task::spawn_blocking(move || {
+        bench_json(&[
+            "lease",
+            "--endpoints",
+            &endpoint,
+            "--leases",
+            "200",
+            "--ttl",
+            "30",
+            "--keepalive-interval",
+            "500ms",
+            "--keepalive-streams",
+            "2",
+            "--duration",
+            "2s",
+            "--conns",
+            "2",
+            "--clients",
+            "8",
+            "--output",
+            "json",
+        ])
+    })
+    .await
+    .expect("the bench thread panicked");
+    assert_eq!(report["settings"]["workload"], "lease");
+    assert_eq!(report["settings"]["keepalive_streams"], 2, "{report}");
+    assert_eq!(report["grant"]["ops"], 200, "report: {report}");
+    assert_eq!(report["grant"]["errors"], 0, "report: {report}");
+    assert_eq!(report["revoke"]["ops"], 200, "report: {report}");
+    assert_eq!(report["revoke"]["errors"], 0, "report: {report}");
+    let keepalive = &report["keepalive"];
+    let sent = keepalive["sent"].as_u64().unwrap();
+    // Four rounds of 200 in 2 s, give or take the last send tick.
+    assert!(sent >= 700, "report: {report}");
+    assert_eq!(keepalive["answered"], sent, "report: {report}");
+    for zero in ["unanswered", "expired", "unexpected", "stream_errors"] {
+        assert_eq!(keepalive[zero], 0, "{zero}: {report}");
+    }
+    assert!(keepalive["latency"]["p99_us"].as_u64().unwrap() > 0);
+    assert!(keepalive["keepalives_per_s"].as_f64().unwrap() > 0.0);
+    let members = report["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{report}");
+    assert!(members[0]["cpu_ms"].is_u64(), "report: {report}");
+    assert!(
+        members[0]["peak_rss_kib"].as_u64().unwrap() > 0,
+        "report: {report}"
+    );
+}
+
+#[tokio::test]
+async fn lease_run_against_etcd_keeps_every_lease_alive() {
+    lease_run_keeps_every_lease_alive(Target::Etcd).await;
+}
+
+/// The same against Rafter's server (whatever `RAFTER_TEST_TARGET` says).
+#[tokio::test]
+async fn lease_run_against_rafter_keeps_every_lease_alive() {
+    lease_run_keeps_every_lease_alive(Target::Rafter).await;
+}
