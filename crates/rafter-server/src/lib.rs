@@ -7,6 +7,7 @@ pub mod config;
 mod error;
 mod grpc_limits;
 mod handle;
+mod lease_forward;
 mod http;
 pub mod ids;
 mod message_counts;

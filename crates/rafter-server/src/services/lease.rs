@@ -3,6 +3,8 @@
 //! so every member applies the same values). Keep-alives and time-to-live
 //! need the leader's lessor: on a follower they are forwarded to the
 //! leader's client URL, as etcd forwards them over its peer HTTP API.
+//! A stream's keep-alives are handled concurrently and answered in order,
+//! so one slow answer does not hold the ones behind it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ApiError;
 use crate::handle::NodeHandle;
+use crate::lease_forward::KeepAliveForwarder;
 
 /// Keep-alive responses queued for a client that reads slowly.
 const KEEP_ALIVE_QUEUE: usize = 64;
@@ -41,6 +44,8 @@ pub struct LeaseService {
     next_id: Arc<AtomicI64>,
     /// A client of the current leader, for forwarded requests.
     leader: Arc<Mutex<Option<LeaderClient>>>,
+    /// Keep-alives forwarded to the leader over one stream.
+    forwarder: KeepAliveForwarder,
 }
 
 impl LeaseService {
@@ -50,6 +55,7 @@ impl LeaseService {
             min_ttl_s,
             next_id: Arc::new(AtomicI64::new(first_id.max(1))),
             leader: Arc::new(Mutex::new(None)),
+            forwarder: KeepAliveForwarder::default(),
         }
     }
 
@@ -79,18 +85,10 @@ impl LeaseService {
                 ttl: ttl.unwrap_or(0),
             }),
             Err(ApiError::NotLeader) => {
-                let mut leader = self.leader_client().await?;
-                let (tx, rx) = mpsc::channel(1);
-                let _ = tx.send(LeaseKeepAliveRequest { id }).await;
-                drop(tx);
-                let mut stream = leader
-                    .lease_keep_alive(ReceiverStream::new(rx))
-                    .await?
-                    .into_inner();
-                stream
-                    .message()
-                    .await?
-                    .ok_or_else(|| Status::unavailable("etcdserver: leader closed the keep-alive"))
+                let url = self.node.leader_client_url()?;
+                self.forwarder
+                    .keep_alive(&url, id, self.node.request_timeout)
+                    .await
             }
             Err(e) => Err(e.into()),
         }
@@ -142,13 +140,24 @@ impl Lease for LeaseService {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel(KEEP_ALIVE_QUEUE);
+        // Each keep-alive runs as its own task; the answers are sent in the
+        // order the requests came.
+        let (pending_tx, mut pending_rx) = mpsc::channel(KEEP_ALIVE_QUEUE);
         let service = self.clone();
         tokio::spawn(async move {
-            while let Some(next) = requests.next().await {
-                let Ok(req) = next else {
+            while let Some(Ok(req)) = requests.next().await {
+                let service = service.clone();
+                let task = tokio::spawn(async move { service.keep_alive_once(req.id).await });
+                if pending_tx.send(task).await.is_err() {
                     return;
-                };
-                let answer = service.keep_alive_once(req.id).await;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(task) = pending_rx.recv().await {
+                let answer = task
+                    .await
+                    .unwrap_or_else(|e| Err(Status::internal(format!("keep-alive task: {e}"))));
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
                     return;
