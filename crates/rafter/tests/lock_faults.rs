@@ -5,7 +5,8 @@
 //! kept alive while it waits and holds). Each competitor talks to one member
 //! and moves on to the next when a request fails or hangs. Meanwhile the test
 //! kills -9 and restarts members one at a time (the leader, a follower, the
-//! leader again) and pauses the leader with SIGSTOP / SIGCONT for a second.
+//! leader again) and pauses the leader and a follower with SIGSTOP / SIGCONT
+//! for a second each.
 //!
 //! A holder reads a fencing counter and writes counter+1, both in a Txn
 //! guarded by `mod_revision(lock key) > 0` (its lock key still exists:
@@ -379,13 +380,15 @@ async fn lock_stays_exclusive_and_live_across_kill9_restart_and_pause() {
     }
     wait_progress(&cluster, &history, test_started, "before any fault").await;
 
-    // Kill -9 and restart, one member at a time: the leader, a follower,
-    // then (after a pause of the leader) the leader again.
+    // Kill -9 and restart, or pause, one member at a time: the leader, a
+    // follower, then (after pausing the leader and a follower) the leader
+    // again.
     let mut faults = Vec::new();
     for fault in [
         "kill the leader",
         "kill a follower",
         "pause the leader",
+        "pause a follower",
         "kill the leader",
     ] {
         let leader = cluster.leader().await;
@@ -409,7 +412,7 @@ async fn lock_stays_exclusive_and_live_across_kill9_restart_and_pause() {
             )
             .await;
             faults.push(format!(
-                "paused {name} {:?}; progress {after:?} after",
+                "{fault}: paused {name} {:?}; progress {after:?} after",
                 resumed - began
             ));
         } else {
@@ -427,7 +430,7 @@ async fn lock_stays_exclusive_and_live_across_kill9_restart_and_pause() {
             )
             .await;
             faults.push(format!(
-                "killed {name} for {:?}; progress {during:?} into it, {after:?} after the restart",
+                "{fault}: killed {name} for {:?}; progress {during:?} into it, {after:?} after the restart",
                 restarted - began
             ));
         }
