@@ -168,6 +168,11 @@ impl Cluster {
         self.members[index].child.is_some()
     }
 
+    /// The member's process id while it runs, e.g. to pause it with SIGSTOP.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.members[index].child.as_ref().map(Child::id)
+    }
+
     /// The indices of the running members.
     pub fn running(&self) -> Vec<usize> {
         (0..self.size()).filter(|&i| self.is_running(i)).collect()
