@@ -60,7 +60,9 @@ impl KeepAliveForwarder {
         requests
             .send(LeaseKeepAliveRequest { id })
             .await
-            .map_err(|_| Status::unavailable("etcdserver: the leader's keep-alive stream closed"))?;
+            .map_err(|_| {
+                Status::unavailable("etcdserver: the leader's keep-alive stream closed")
+            })?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(Status::unavailable(
@@ -95,7 +97,11 @@ fn open(url: &str) -> Result<Link, Status> {
                                 let _ = w.send(Ok(answer));
                             }
                         }
-                        Ok(None) => break Status::unavailable("etcdserver: leader closed the keep-alive stream"),
+                        Ok(None) => {
+                            break Status::unavailable(
+                                "etcdserver: leader closed the keep-alive stream",
+                            )
+                        }
                         Err(status) => break status,
                     }
                 }
