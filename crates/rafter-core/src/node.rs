@@ -18,6 +18,8 @@
 //! machine in order (possibly on another thread), each reported back with
 //! [`Node::on_applied`] / [`Node::on_snapshot_installed`].
 
+use std::collections::BTreeMap;
+
 use raft::eraftpb::{Entry, HardState, Message, Snapshot, SnapshotMetadata};
 use raft::Storage;
 use rafter_proto::rafterpb::{raft_command::Request as KvRequest, RaftCommand};
@@ -188,6 +190,10 @@ pub struct Node<S: Storage> {
     /// it, and renewing a lease whose revoke then applies would tell the
     /// client it lives when it is gone.
     lease_ready_index: u64,
+    /// Keep-alives of leases that had a checkpoint, answered once the
+    /// checkpoint is cleared through the log: lease id → (request, TTL,
+    /// deadline tick).
+    renewals_clearing: BTreeMap<i64, Vec<(RequestId, i64, u64)>>,
 }
 
 impl<S: Storage> Node<S> {
@@ -221,6 +227,7 @@ impl<S: Storage> Node<S> {
             },
             leading: false,
             lease_ready_index: 0,
+            renewals_clearing: BTreeMap::new(),
         })
     }
 
@@ -244,15 +251,27 @@ impl<S: Storage> Node<S> {
             return;
         }
         let renewed = self.lessor.renew(id);
-        if let Some((_, true)) = renewed {
-            self.propose_internal(KvRequest::LeaseCheckpoint(
-                rafter_proto::etcdserverpb::LeaseCheckpointRequest {
-                    checkpoints: vec![rafter_proto::etcdserverpb::LeaseCheckpoint {
-                        id,
-                        remaining_ttl: 0,
-                    }],
-                },
-            ));
+        if let Some((ttl, true)) = renewed {
+            // The lease had a checkpointed remainder: a next leader would
+            // start from it. As etcd, answer only once the checkpoint is
+            // cleared through the log.
+            let deadline = self.deadline();
+            let waiting = self.renewals_clearing.entry(id).or_default();
+            if waiting.is_empty() {
+                self.propose_internal(KvRequest::LeaseCheckpoint(
+                    rafter_proto::etcdserverpb::LeaseCheckpointRequest {
+                        checkpoints: vec![rafter_proto::etcdserverpb::LeaseCheckpoint {
+                            id,
+                            remaining_ttl: 0,
+                        }],
+                    },
+                ));
+            }
+            self.renewals_clearing
+                .entry(id)
+                .or_default()
+                .push((req, ttl, deadline));
+            return;
         }
         let ttl_s = renewed.map(|(ttl, _)| ttl);
         self.respond(req, Ok(Granted::LeaseRenewed { ttl_s }));
@@ -277,6 +296,17 @@ impl<S: Storage> Node<S> {
     /// Lease grants, revokes and checkpoints the state machine applied.
     pub fn on_lease_changes(&mut self, changes: &[crate::lease::LeaseChange]) {
         self.lessor.on_changes(changes);
+        for change in changes {
+            let (id, renewed) = match *change {
+                crate::lease::LeaseChange::Checkpointed { id, remaining_s: 0 } => (id, true),
+                crate::lease::LeaseChange::Revoked { id } => (id, false),
+                _ => continue,
+            };
+            for (req, ttl, _) in self.renewals_clearing.remove(&id).unwrap_or_default() {
+                let ttl_s = renewed.then_some(ttl);
+                self.respond(req, Ok(Granted::LeaseRenewed { ttl_s }));
+            }
+        }
     }
 
     /// The state machine was replaced (snapshot): its leases, as listed.
@@ -544,6 +574,16 @@ impl<S: Storage> Node<S> {
                 gone.push(t.req);
             }
             live
+        });
+        self.renewals_clearing.retain(|_, waiting| {
+            waiting.retain(|&(req, _, deadline)| {
+                let live = deadline > now;
+                if !live {
+                    gone.push(req);
+                }
+                live
+            });
+            !waiting.is_empty()
         });
         for req in gone {
             self.respond(req, Err(RequestError::Timeout));

@@ -30,6 +30,9 @@ pub struct Lessee {
     renewals_ms: Vec<u64>,
     puts: u32,
     attach_key: bool,
+    /// When the keep-alive in flight reached a member (the renewal the
+    /// leader makes is no earlier).
+    pub keep_alive_sent_ms: u64,
     /// A keep-alive answered that the lease is gone.
     pub gone: bool,
 }
@@ -46,6 +49,7 @@ impl Lessee {
             renewals_ms: Vec::new(),
             puts: 0,
             attach_key,
+            keep_alive_sent_ms: 0,
             gone: false,
         }
     }
@@ -80,9 +84,11 @@ impl Lessee {
         None
     }
 
-    pub fn renewed(&mut self, now_ms: u64, ttl_s: Option<i64>) {
+    /// A keep-alive was answered: renewed (at the latest when it was
+    /// sent, which is what the leader's count down starts from), or gone.
+    pub fn renewed(&mut self, ttl_s: Option<i64>) {
         match ttl_s {
-            Some(_) => self.renewals_ms.push(now_ms),
+            Some(_) => self.renewals_ms.push(self.keep_alive_sent_ms),
             None => self.gone = true,
         }
     }
@@ -109,9 +115,12 @@ impl Lessee {
                 ));
             }
         }
-        let abandoned = self
+        // Counted from the last moment the lease could have been renewed:
+        // a grant can still be applied after the lessee stopped.
+        let last_alive = self
             .abandon_at_ms
-            .is_some_and(|t| t + self.ttl_ms + 1000 < end_ms);
+            .map(|t| t.max(self.granted_at_ms.unwrap_or(0)));
+        let abandoned = last_alive.is_some_and(|t| t + self.ttl_ms + 1000 < end_ms);
         if abandoned && self.granted_at_ms.is_some() && self.revoked_at_ms.is_none() {
             problems.push(format!(
                 "{name} was abandoned at {} ms and never revoked",

@@ -575,7 +575,7 @@ impl Sim {
                             self.lessees[lessee].id,
                             m + 1
                         );
-                        self.lessees[lessee].renewed(self.now_ms, ttl)
+                        self.lessees[lessee].renewed(ttl)
                     }
                     Err(RequestError::NotLeader) => {
                         // The server forwards a keep-alive to the leader.
@@ -775,6 +775,7 @@ impl Sim {
             && self.lessees[l].revoked_at_ms.is_none()
         {
             let id = self.lessees[l].id;
+            self.lessees[l].keep_alive_sent_ms = self.now_ms;
             self.members[member].lease_renew(l, id, &mut out);
         }
         self.process(member, out);
