@@ -25,17 +25,7 @@ fn replay_is_byte_for_byte() {
     assert_ne!(a.trace, c.trace, "different seeds should differ");
 }
 
-#[cfg(not(any(
-    feature = "fault-local-reads",
-    feature = "fault-ack-uncommitted",
-    feature = "fault-ack-before-fsync",
-    feature = "fault-read-before-applied",
-    feature = "fault-snapshot-late",
-    feature = "fault-slot-by-index",
-    feature = "fault-watch-skip-full",
-    feature = "fault-watch-dup",
-    feature = "fault-lease-renew-anywhere"
-)))]
+#[cfg(not(feature = "mutation"))]
 #[test]
 fn ci_seed_budget_passes() {
     let failures: Vec<String> = campaign()
@@ -48,17 +38,7 @@ fn ci_seed_budget_passes() {
 
 /// With an injected bug, some seed in the budget must fail, naming the
 /// violated property.
-#[cfg(any(
-    feature = "fault-local-reads",
-    feature = "fault-ack-uncommitted",
-    feature = "fault-ack-before-fsync",
-    feature = "fault-read-before-applied",
-    feature = "fault-snapshot-late",
-    feature = "fault-slot-by-index",
-    feature = "fault-watch-skip-full",
-    feature = "fault-watch-dup",
-    feature = "fault-lease-renew-anywhere"
-))]
+#[cfg(feature = "mutation")]
 #[test]
 fn ci_seed_budget_catches_the_injected_bug() {
     let verdicts = campaign();
@@ -85,17 +65,7 @@ fn ci_seed_budget_catches_the_injected_bug() {
 /// Lessees attach keys to their leases (no KV clients, whose history model
 /// counts revisions exactly): keys go with their lease, watchers see them
 /// go, and no kept-alive lease is revoked early.
-#[cfg(not(any(
-    feature = "fault-local-reads",
-    feature = "fault-ack-uncommitted",
-    feature = "fault-ack-before-fsync",
-    feature = "fault-read-before-applied",
-    feature = "fault-snapshot-late",
-    feature = "fault-slot-by-index",
-    feature = "fault-watch-skip-full",
-    feature = "fault-watch-dup",
-    feature = "fault-lease-renew-anywhere"
-)))]
+#[cfg(not(feature = "mutation"))]
 #[test]
 fn lease_keys_campaign_passes() {
     let failures: Vec<String> = (0..LEASE_KEY_SEEDS)
