@@ -422,3 +422,34 @@ async fn rafter_observes_etcdctl_leaders_and_the_reverse() {
     next.stop_with(libc::SIGINT);
     assert_eq!(mine.stop_with(libc::SIGINT), theirs.stop_with(libc::SIGINT));
 }
+
+#[tokio::test]
+async fn a_lost_session_ends_lock_as_etcdctl_does() {
+    let server = Server::start().await;
+    // (etcdctl 3.4's elect does not notice a revoked lease within the
+    // deadline, so only lock is compared here.)
+    for (subcommand, args) in [("lock", &["lost"][..])] {
+        let mut outcomes = Vec::new();
+        for tool in TOOLS {
+            let mut holder = Running::spawn(tool, &server, subcommand, args);
+            holder.lines(2);
+            let lease = holder.raw()[0].rsplit_once('/').expect("key").1.to_string();
+            let revoked = run("etcdctl", &server, "lease", &["revoke", &lease]);
+            assert_eq!(revoked.code, Some(0), "{revoked:?}");
+            let deadline = Instant::now() + DEADLINE;
+            let status = loop {
+                if let Some(status) = holder.child.try_wait().expect("poll") {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{tool} {subcommand} kept running"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            std::thread::sleep(Duration::from_millis(100));
+            outcomes.push((status.code(), clean_stderr(&holder.stderr.lock().unwrap())));
+        }
+        assert_eq!(outcomes[1], outcomes[0], "{subcommand}: rafter vs etcdctl");
+    }
+}
