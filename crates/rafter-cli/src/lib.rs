@@ -1,5 +1,5 @@
 //! Client subcommands of `rafter` (put, get, del, txn, watch, compaction,
-//! endpoint, member, lease) whose flags and output mirror etcdctl's, so scripts written for
+//! endpoint, member, lease, lock, elect) whose flags and output mirror etcdctl's, so scripts written for
 //! etcdctl work with `rafter` unchanged.
 
 mod commands;
@@ -16,9 +16,9 @@ use std::io::{Read, Write};
 pub use error::CliError;
 
 use commands::{
-    compact::CompactCommand, del::DelCommand, endpoint::EndpointCommand, get::GetCommand,
-    lease::LeaseCommand, member::MemberCommand, put::PutCommand, txn::TxnCommand,
-    watch::WatchCommand,
+    compact::CompactCommand, del::DelCommand, elect::ElectCommand, endpoint::EndpointCommand,
+    get::GetCommand, lease::LeaseCommand, lock::LockCommand, member::MemberCommand,
+    put::PutCommand, txn::TxnCommand, watch::WatchCommand,
 };
 use conn::Conn;
 use global::GlobalArgs;
@@ -48,6 +48,10 @@ pub enum ClientCommand {
     Member(MemberCommand),
     /// Lease related commands
     Lease(LeaseCommand),
+    /// Acquires a named lock
+    Lock(LockCommand),
+    /// Observes and participates in leader election
+    Elect(ElectCommand),
 }
 
 /// The streams a command talks to, and shortcuts every command needs.
@@ -102,6 +106,8 @@ pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
         ClientCommand::Endpoint(c) => c.run(ctx).await,
         ClientCommand::Member(c) => c.run(ctx).await,
         ClientCommand::Lease(c) => c.run(ctx).await,
+        ClientCommand::Lock(c) => c.run(ctx).await,
+        ClientCommand::Elect(c) => c.run(ctx).await,
     };
     let _ = ctx.out.flush();
     match result {

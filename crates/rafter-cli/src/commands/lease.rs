@@ -214,7 +214,7 @@ impl LeaseCommand {
 }
 
 /// One LeaseKeepAlive stream.
-struct KeepAliveStream {
+pub(crate) struct KeepAliveStream {
     requests: mpsc::UnboundedSender<LeaseKeepAliveRequest>,
     responses: tonic::Streaming<LeaseKeepAliveResponse>,
 }
@@ -222,7 +222,7 @@ struct KeepAliveStream {
 impl KeepAliveStream {
     /// Opens the stream with a first keep-alive for `id` already queued
     /// (etcd answers the call only once it has a message to send).
-    async fn open(channel: Channel, id: i64) -> Result<KeepAliveStream, CliError> {
+    pub(crate) async fn open(channel: Channel, id: i64) -> Result<KeepAliveStream, CliError> {
         let (requests, receiver) = mpsc::unbounded_channel();
         requests
             .send(LeaseKeepAliveRequest { id })
@@ -237,13 +237,13 @@ impl KeepAliveStream {
         })
     }
 
-    fn send(&mut self, id: i64) -> Result<(), CliError> {
+    pub(crate) fn send(&mut self, id: i64) -> Result<(), CliError> {
         self.requests
             .send(LeaseKeepAliveRequest { id })
             .map_err(|_| CliError::failed("keep-alive stream closed"))
     }
 
-    async fn next(&mut self) -> Result<LeaseKeepAliveResponse, CliError> {
+    pub(crate) async fn next(&mut self) -> Result<LeaseKeepAliveResponse, CliError> {
         match self.responses.message().await? {
             Some(resp) => Ok(resp),
             None => Err(CliError::failed("keep-alive stream closed by the server")),

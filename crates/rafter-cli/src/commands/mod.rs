@@ -3,10 +3,13 @@
 
 pub mod compact;
 pub mod del;
+pub mod elect;
 pub mod endpoint;
 pub mod get;
 pub mod lease;
+pub mod lock;
 pub mod member;
 pub mod put;
+pub mod session;
 pub mod txn;
 pub mod watch;
