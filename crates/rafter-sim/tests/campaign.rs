@@ -56,7 +56,9 @@ fn ci_seed_budget_catches_the_injected_bug() {
         caught[0]
             .problems
             .iter()
-            .any(|p| p.contains("linearizab") || p.contains("safety")),
+            .any(|p| ["linearizab", "safety", "watch:", "lease:"]
+                .iter()
+                .any(|property| p.contains(property))),
         "report must name the violated property: {}",
         caught[0]
     );
