@@ -55,6 +55,9 @@ struct LeaseState {
     deadline_tick: Option<u64>,
     /// Only on the primary: a revoke was proposed at this tick.
     revoking_since: Option<u64>,
+    /// Only on the primary: a checkpoint of this lease was proposed and
+    /// not yet applied (a renewal must then clear it too).
+    checkpoint_in_flight: bool,
 }
 
 pub struct Lessor {
@@ -116,6 +119,7 @@ impl Lessor {
                         remaining_s,
                         deadline_tick: None,
                         revoking_since: None,
+                        checkpoint_in_flight: false,
                     },
                 )
             })
@@ -138,6 +142,7 @@ impl Lessor {
                             remaining_s: 0,
                             deadline_tick,
                             revoking_since: None,
+                            checkpoint_in_flight: false,
                         },
                     );
                     if let Some(d) = deadline_tick {
@@ -150,6 +155,7 @@ impl Lessor {
                 LeaseChange::Checkpointed { id, remaining_s } => {
                     if let Some(l) = self.leases.get_mut(&id) {
                         l.remaining_s = remaining_s;
+                        l.checkpoint_in_flight = false;
                     }
                 }
             }
@@ -173,6 +179,7 @@ impl Lessor {
             let d = now + (left_s.max(0) as u64).saturating_mul(1_000_000) / tick_us + extend;
             l.deadline_tick = Some(d);
             l.revoking_since = None;
+            l.checkpoint_in_flight = false;
             self.heap.push(Reverse((d, *id)));
         }
         self.next_checkpoint_tick = now + self.config.checkpoint_interval_ticks;
@@ -185,6 +192,7 @@ impl Lessor {
         for l in self.leases.values_mut() {
             l.deadline_tick = None;
             l.revoking_since = None;
+            l.checkpoint_in_flight = false;
         }
     }
 
@@ -207,7 +215,7 @@ impl Lessor {
         let d = now + ticks;
         l.deadline_tick = Some(d);
         // A keep-alive makes the checkpointed remaining TTL obsolete.
-        let had_checkpoint = l.remaining_s > 0;
+        let had_checkpoint = l.remaining_s > 0 || l.checkpoint_in_flight;
         l.remaining_s = 0;
         self.heap.push(Reverse((d, id)));
         Some((l.ttl_s, had_checkpoint))
@@ -268,10 +276,13 @@ impl Lessor {
         let mut checkpoints = Vec::new();
         if self.config.checkpoint_interval_ticks > 0 && now >= self.next_checkpoint_tick {
             self.next_checkpoint_tick = now + self.config.checkpoint_interval_ticks;
-            for (id, l) in &self.leases {
+            let now = self.now_tick;
+            let tick_us = self.config.tick_us;
+            for (id, l) in self.leases.iter_mut() {
                 if let (Some(d), None) = (l.deadline_tick, l.revoking_since) {
-                    let left = self.seconds_left(d);
+                    let left = (d.saturating_sub(now) * tick_us).div_ceil(1_000_000) as i64;
                     if left < l.ttl_s {
+                        l.checkpoint_in_flight = true;
                         checkpoints.push((*id, left.max(1)));
                     }
                 }

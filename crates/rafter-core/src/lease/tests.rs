@@ -95,3 +95,28 @@ fn min_ttl_is_one_and_a_half_election_timeouts_rounded_up() {
     assert_eq!(min_lease_ttl_s(100), 1);
     assert_eq!(min_lease_ttl_s(2000), 3);
 }
+
+#[test]
+fn a_renewal_during_an_unapplied_checkpoint_clears_it_too() {
+    let mut l = lessor();
+    l.promote();
+    l.on_changes(&[LeaseChange::Granted { id: 1, ttl_s: 5 }]);
+    let mut checkpoints = Vec::new();
+    for _ in 0..100 {
+        checkpoints.extend(l.tick().1);
+    }
+    assert_eq!(checkpoints, vec![(1, 4)]);
+    // The checkpoint is proposed, not applied, when the keep-alive comes:
+    // the renewal must clear it through the log.
+    assert_eq!(l.renew(1), Some((5, true)));
+    l.on_changes(&[LeaseChange::Checkpointed {
+        id: 1,
+        remaining_s: 4,
+    }]);
+    assert_eq!(l.renew(1), Some((5, true)));
+    l.on_changes(&[LeaseChange::Checkpointed {
+        id: 1,
+        remaining_s: 0,
+    }]);
+    assert_eq!(l.renew(1), Some((5, false)));
+}
