@@ -150,6 +150,13 @@ impl NodeHandle {
         self.store.state().map_or(0, |s| s.current_revision)
     }
 
+    /// The store's current and compaction revisions.
+    pub fn revisions(&self) -> (i64, i64) {
+        self.store
+            .state()
+            .map_or((0, -1), |s| (s.current_revision, s.compact_revision))
+    }
+
     /// A response header for `revision` with this member's identity and term.
     pub fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {

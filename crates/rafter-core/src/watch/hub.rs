@@ -234,8 +234,18 @@ impl WatchHub {
     /// (the stream closed while the request was in flight). `store_rev` is
     /// the store's revision now, which may be ahead of the hub's (applied
     /// batches on their way to the hub): a watch "from now" starts after it,
-    /// as etcd's does.
-    pub fn request(&mut self, stream: StreamId, req: WatchRequest, store_rev: i64) {
+    /// as etcd's does. `store_compact_rev` is the store's compaction
+    /// revision now: a watch from below it is cancelled even when the hub
+    /// has not yet been handed that compaction.
+    pub fn request(
+        &mut self,
+        stream: StreamId,
+        req: WatchRequest,
+        store_rev: i64,
+        store_compact_rev: i64,
+    ) {
+        self.compact_rev = self.compact_rev.max(store_compact_rev);
+        let compact_rev = self.compact_rev;
         let current_rev = self.current_rev;
         let now_rev = current_rev.max(store_rev);
         let Some(s) = self.streams.get_mut(&stream) else {
@@ -243,7 +253,12 @@ impl WatchHub {
         };
         match req.request_union {
             Some(RequestUnion::CreateRequest(create)) => {
-                create_watch(s, create, current_rev, now_rev)
+                if let Some(id) = create_watch(s, create, current_rev, now_rev) {
+                    // etcd sends the created response, then the cancel.
+                    if s.watches[&id].next_rev < compact_rev {
+                        cancel_compacted(s, id, compact_rev);
+                    }
+                }
             }
             // etcd answers only a cancel of a watch that exists.
             Some(RequestUnion::CancelRequest(cancel))
@@ -443,7 +458,13 @@ fn response(revision: i64, watch_id: i64, fill: impl FnOnce(&mut WatchResponse))
 
 /// Creates a watch; the hub has events up to `current_rev`, the store is at
 /// `now_rev`.
-fn create_watch(s: &mut Stream, create: WatchCreateRequest, current_rev: i64, now_rev: i64) {
+/// Returns the new watch's id, if one was created.
+fn create_watch(
+    s: &mut Stream,
+    create: WatchCreateRequest,
+    current_rev: i64,
+    now_rev: i64,
+) -> Option<i64> {
     let range = match WatchRange::new(&create.key, &create.range_end) {
         Ok(range) => range,
         Err(e) => {
@@ -452,7 +473,7 @@ fn create_watch(s: &mut Stream, create: WatchCreateRequest, current_rev: i64, no
                 r.canceled = true;
                 r.cancel_reason = e.to_string();
             }));
-            return;
+            return None;
         }
     };
     if create.start_revision < 0 {
@@ -463,7 +484,7 @@ fn create_watch(s: &mut Stream, create: WatchCreateRequest, current_rev: i64, no
             r.canceled = true;
             r.cancel_reason = NEGATIVE_START.to_string();
         }));
-        return;
+        return None;
     }
     let id = if create.watch_id != 0 {
         if s.watches.contains_key(&create.watch_id) {
@@ -472,7 +493,7 @@ fn create_watch(s: &mut Stream, create: WatchCreateRequest, current_rev: i64, no
                 r.canceled = true;
                 r.cancel_reason = DUPLICATE_WATCH_ID.to_string();
             }));
-            return;
+            return None;
         }
         create.watch_id
     } else {
@@ -504,6 +525,7 @@ fn create_watch(s: &mut Stream, create: WatchCreateRequest, current_rev: i64, no
         },
     );
     s.push(response(now_rev, id, |r| r.created = true));
+    Some(id)
 }
 
 /// etcd's answer to a watch whose next revision was compacted: cancelled,

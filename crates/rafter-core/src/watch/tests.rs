@@ -134,7 +134,7 @@ fn a_watch_from_now_sees_later_events_of_its_range_only() {
     let mut log = Log::default();
     let mut hub = WatchHub::new(WatchConfig::default(), 1, -1);
     let s = hub.open_stream();
-    hub.request(s, create("a", "b", 0, |_| {}), 0);
+    hub.request(s, create("a", "b", 0, |_| {}), 0, -1);
     apply(&mut hub, &mut log, &["a1", "b1"], Some("x"));
     apply(&mut hub, &mut log, &["z"], Some("x"));
     let out = drain(&mut hub, s);
@@ -160,7 +160,7 @@ fn a_watch_from_a_past_revision_replays_history_then_follows() {
         apply(&mut hub, &mut log, &[&format!("k{i}")], Some("v"));
     }
     let s = hub.open_stream();
-    hub.request(s, create("k", "l", 3, |c| c.prev_kv = true), 0);
+    hub.request(s, create("k", "l", 3, |c| c.prev_kv = true), 0, -1);
     assert!(hub.needs_sync());
     while hub.sync(&log).expect("sync") {}
     apply(&mut hub, &mut log, &["k9"], Some("v"));
@@ -183,7 +183,7 @@ fn a_full_stream_falls_behind_and_catches_up_without_loss_or_duplicates() {
     };
     let mut hub = WatchHub::new(config, 1, -1);
     let s = hub.open_stream();
-    hub.request(s, create("", "\0", 0, |_| {}), 0);
+    hub.request(s, create("", "\0", 0, |_| {}), 0, -1);
     let mut got = Vec::new();
     for i in 0..60 {
         apply(
@@ -230,11 +230,12 @@ fn compacted_start_is_cancelled_with_the_compaction_revision() {
     log.compacted = 4;
     hub.on_applied(&[], log.rev(), 4);
     let s = hub.open_stream();
-    hub.request(s, create("k", "", 2, |_| {}), 0);
-    hub.request(s, create("k", "", 4, |_| {}), 0);
+    hub.request(s, create("k", "", 2, |_| {}), 0, -1);
+    hub.request(s, create("k", "", 4, |_| {}), 0, -1);
     while hub.sync(&log).expect("sync") {}
     let out = drain(&mut hub, s);
-    assert!(out[0].created && out[1].created);
+    // Created, then cancelled at once (etcd's order); the second is created.
+    assert!(out[0].created && out[1].canceled && out[2].created);
     let cancel = out.iter().find(|r| r.canceled).expect("a cancel");
     assert_eq!((cancel.watch_id, cancel.compact_revision), (0, 4));
     assert_eq!(
@@ -247,9 +248,9 @@ fn compacted_start_is_cancelled_with_the_compaction_revision() {
 fn errors_as_etcd_sends_them() {
     let mut hub = WatchHub::new(WatchConfig::default(), 1, -1);
     let s = hub.open_stream();
-    hub.request(s, create("a", "", 0, |c| c.watch_id = 7), 0);
-    hub.request(s, create("b", "", 0, |c| c.watch_id = 7), 0);
-    hub.request(s, create("b", "a", 0, |_| {}), 0);
+    hub.request(s, create("a", "", 0, |c| c.watch_id = 7), 0, -1);
+    hub.request(s, create("b", "", 0, |c| c.watch_id = 7), 0, -1);
+    hub.request(s, create("b", "a", 0, |_| {}), 0, -1);
     hub.request(
         s,
         WatchRequest {
@@ -258,6 +259,7 @@ fn errors_as_etcd_sends_them() {
             })),
         },
         0,
+        -1,
     );
     hub.request(
         s,
@@ -267,6 +269,7 @@ fn errors_as_etcd_sends_them() {
             })),
         },
         0,
+        -1,
     );
     let out = drain(&mut hub, s);
     assert_eq!(out.len(), 4);
@@ -287,6 +290,7 @@ fn filters_drop_the_filtered_kind() {
         s,
         create("k", "", 0, |c| c.filters = vec![FilterType::Noput as i32]),
         0,
+        -1,
     );
     hub.request(
         s,
@@ -294,6 +298,7 @@ fn filters_drop_the_filtered_kind() {
             c.filters = vec![FilterType::Nodelete as i32]
         }),
         0,
+        -1,
     );
     apply(&mut hub, &mut log, &["k"], Some("v"));
     apply(&mut hub, &mut log, &["k"], None);
@@ -320,11 +325,11 @@ fn a_progress_request_waits_until_every_watch_is_synced() {
         apply(&mut hub, &mut log, &["k"], Some("v"));
     }
     let s = hub.open_stream();
-    hub.request(s, create("k", "", 2, |_| {}), 0);
+    hub.request(s, create("k", "", 2, |_| {}), 0, -1);
     let progress = WatchRequest {
         request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
     };
-    hub.request(s, progress, 0);
+    hub.request(s, progress, 0, -1);
     assert!(drain(&mut hub, s)
         .iter()
         .all(|r| r.watch_id != PROGRESS_WATCH_ID));
@@ -341,9 +346,9 @@ fn periodic_progress_only_for_quiet_synced_watches() {
     let mut log = Log::default();
     let mut hub = WatchHub::new(WatchConfig::default(), 1, -1);
     let s = hub.open_stream();
-    hub.request(s, create("a", "", 0, |c| c.progress_notify = true), 0);
-    hub.request(s, create("b", "", 0, |c| c.progress_notify = true), 0);
-    hub.request(s, create("c", "", 0, |_| {}), 0);
+    hub.request(s, create("a", "", 0, |c| c.progress_notify = true), 0, -1);
+    hub.request(s, create("b", "", 0, |c| c.progress_notify = true), 0, -1);
+    hub.request(s, create("c", "", 0, |_| {}), 0, -1);
     drain(&mut hub, s);
     apply(&mut hub, &mut log, &["a"], Some("v"));
     drain(&mut hub, s);
@@ -364,8 +369,8 @@ fn large_responses_are_fragmented_only_when_asked() {
     };
     let mut hub = WatchHub::new(config, 1, -1);
     let s = hub.open_stream();
-    hub.request(s, create("k", "l", 0, |c| c.fragment = true), 0);
-    hub.request(s, create("k", "l", 0, |_| {}), 0);
+    hub.request(s, create("k", "l", 0, |c| c.fragment = true), 0, -1);
+    hub.request(s, create("k", "l", 0, |_| {}), 0, -1);
     let keys: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     apply(&mut hub, &mut log, &refs, Some(&"x".repeat(40)));
@@ -383,4 +388,19 @@ fn large_responses_are_fragmented_only_when_asked() {
         .filter(|r| r.watch_id == 1 && !r.created)
         .collect();
     assert_eq!((whole.len(), whole[0].events.len()), (1, 20));
+}
+
+#[test]
+fn a_watch_below_a_compaction_the_hub_was_not_yet_told_of_is_cancelled() {
+    let mut log = Log::default();
+    let mut hub = WatchHub::new(WatchConfig::default(), 1, -1);
+    apply(&mut hub, &mut log, &["k"], Some("v"));
+    // The store compacted at 4 and moved on; the hub has not seen it yet.
+    let s = hub.open_stream();
+    hub.request(s, create("k", "", 2, |_| {}), 4, 4);
+    let out = drain(&mut hub, s);
+    assert!(out[0].created);
+    assert!(out[1].canceled && out[1].compact_revision == 4);
+    apply(&mut hub, &mut log, &["k"], Some("w"));
+    assert!(drain(&mut hub, s).is_empty());
 }

@@ -33,17 +33,33 @@ impl LockService {
         // Queue up (or find this lease already queued: locking twice with
         // one lease is one acquisition), and read the holder in the same
         // round trip.
-        let response = self
-            .client
-            .txn(TxnRequest {
+        // The txn runs as its own task: a caller that goes away while it is
+        // in flight must still leave the queue if the txn put its key.
+        let queueing = tokio::spawn({
+            let client = self.client.clone();
+            let txn = TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![
                     put_op(&key, vec![], lease),
                     range_op(first_created(&prefix)),
                 ],
                 failure: vec![get_op(&key), range_op(first_created(&prefix))],
-            })
-            .await?;
+            };
+            async move { client.txn(txn).await }
+        });
+        let mut in_flight = QueueingInFlight {
+            client: self.client.clone(),
+            key: key.clone(),
+            task: Some(queueing),
+        };
+        let response = in_flight
+            .task
+            .as_mut()
+            .expect("just set")
+            .await
+            .map_err(|e| Status::internal(format!("lock queueing task: {e}")))?;
+        in_flight.task = None;
+        let response = response?;
         let mut my_rev = response.header.as_ref().map_or(0, |h| h.revision);
         if !response.succeeded {
             my_rev = range_of(response.responses.first())
@@ -74,6 +90,31 @@ impl LockService {
                 Ok(LockResponse { header, key })
             }
             Err(e) => Err(e), // `leave` deletes the key
+        }
+    }
+}
+
+/// A queueing txn still running when its Lock call is dropped: once it
+/// finishes, the key it put (if it put one) is deleted.
+struct QueueingInFlight {
+    client: SelfClient,
+    key: Vec<u8>,
+    task: Option<tokio::task::JoinHandle<Result<rafter_proto::etcdserverpb::TxnResponse, Status>>>,
+}
+
+impl Drop for QueueingInFlight {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            let (client, key) = (self.client.clone(), std::mem::take(&mut self.key));
+            tokio::spawn(async move {
+                if let Ok(Ok(response)) = task.await {
+                    if response.succeeded {
+                        if let Err(e) = client.delete(key).await {
+                            tracing::debug!("leaving a lock queue: {e}");
+                        }
+                    }
+                }
+            });
         }
     }
 }

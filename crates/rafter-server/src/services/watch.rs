@@ -70,9 +70,9 @@ impl Watch for WatchService {
             while let Some(next) = requests.next().await {
                 match next {
                     Ok(req) => {
-                        let store_rev = node.current_revision();
+                        let (store_rev, store_compact_rev) = node.revisions();
                         let mut hub = shared.hub();
-                        hub.request(id, req, store_rev);
+                        hub.request(id, req, store_rev, store_compact_rev);
                         let catch_up = hub.stream_needs_sync(id);
                         drop(hub);
                         if catch_up {

@@ -720,13 +720,13 @@ impl Sim {
             let member = up[self.rng.below(up.len() as u64) as usize];
             let request = self.watchers[w].create_request();
             let incarnation = self.members[member].incarnation;
-            let store_rev = self.members[member]
+            let (store_rev, store_compact_rev) = self.members[member]
                 .store()
                 .state()
-                .map_or(0, |s| s.current_revision);
+                .map_or((0, -1), |s| (s.current_revision, s.compact_revision));
             let hub = self.members[member].watch_hub().expect("up");
             let stream = hub.open_stream();
-            hub.request(stream, request, store_rev);
+            hub.request(stream, request, store_rev, store_compact_rev);
             let _ = writeln!(
                 self.trace,
                 "{} w{w} watches on m{}",
@@ -754,7 +754,7 @@ impl Sim {
             }
         }
         if progress {
-            hub.request(c.stream, SimWatcher::progress_request(), store_rev);
+            hub.request(c.stream, SimWatcher::progress_request(), store_rev, -1);
         }
     }
 
