@@ -200,7 +200,11 @@ impl<'t> Writer<'t> {
     }
 
     fn lease_grant(&mut self, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse, MvccError> {
-        assert!(g.id > 0, "the proposer chooses a positive lease id");
+        // The proposer picks an id when the client gave none; 0 is etcd's
+        // "no lease" and can never be granted.
+        if g.id == 0 {
+            return Err(MvccError::LeaseNotFound);
+        }
         if self.lease_exists(g.id)? {
             return Err(MvccError::LeaseExists);
         }
