@@ -46,6 +46,11 @@ impl LessorConfig {
     }
 }
 
+/// Whole seconds (rounded up) from tick `now` to tick `deadline`.
+fn seconds_between(now: u64, deadline: u64, tick_us: u64) -> i64 {
+    (deadline.saturating_sub(now) * tick_us).div_ceil(1_000_000) as i64
+}
+
 #[derive(Debug, Clone)]
 struct LeaseState {
     ttl_s: i64,
@@ -87,8 +92,7 @@ impl Lessor {
     }
 
     fn seconds_left(&self, deadline_tick: u64) -> i64 {
-        let ticks = deadline_tick.saturating_sub(self.now_tick);
-        (ticks * self.config.tick_us).div_ceil(1_000_000) as i64
+        seconds_between(self.now_tick, deadline_tick, self.config.tick_us)
     }
 
     pub fn is_primary(&self) -> bool {
@@ -280,7 +284,7 @@ impl Lessor {
             let tick_us = self.config.tick_us;
             for (id, l) in self.leases.iter_mut() {
                 if let (Some(d), None) = (l.deadline_tick, l.revoking_since) {
-                    let left = (d.saturating_sub(now) * tick_us).div_ceil(1_000_000) as i64;
+                    let left = seconds_between(now, d, tick_us);
                     if left < l.ttl_s {
                         l.checkpoint_in_flight = true;
                         checkpoints.push((*id, left.max(1)));

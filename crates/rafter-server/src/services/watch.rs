@@ -118,23 +118,19 @@ async fn send_loop(
         if catch_up {
             shared.wake();
         }
-        match batch.is_empty() {
-            false => {
-                for mut resp in batch {
-                    node.stamp(&mut resp.header);
-                    if tx.send(Ok(resp)).await.is_err() {
-                        return; // the client is gone
-                    }
-                }
+        if batch.is_empty() {
+            if guard.client_done.load(Ordering::Acquire) {
+                return;
             }
-            true => {
-                if guard.client_done.load(Ordering::Acquire) {
-                    return;
-                }
-                tokio::select! {
-                    _ = notify.notified() => {}
-                    _ = tx.closed() => return,
-                }
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tx.closed() => return,
+            }
+        }
+        for mut resp in batch {
+            node.stamp(&mut resp.header);
+            if tx.send(Ok(resp)).await.is_err() {
+                return; // the client is gone
             }
         }
     }

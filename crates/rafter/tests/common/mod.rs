@@ -439,4 +439,5 @@ pub fn revision(header: Option<&ResponseHeader>) -> i64 {
     header.expect("response has a header").revision()
 }
 pub mod cluster;
+pub mod output;
 pub mod watch;
