@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "etcd/v3election.proto",
         "rafter/raftcmd.proto",
         "rafter/peer.proto",
+        "rafter/dial.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

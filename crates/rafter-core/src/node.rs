@@ -22,14 +22,16 @@ use std::collections::BTreeMap;
 
 use raft::eraftpb::{Entry, HardState, Message, Snapshot, SnapshotMetadata};
 use raft::Storage;
-use rafter_proto::rafterpb::{raft_command::Request as KvRequest, RaftCommand};
+use rafter_proto::rafterpb::{
+    raft_command::Request as KvRequest, ClientTag, ClusterClock, RaftCommand, SessionCancel,
+};
 
 use crate::command::{encode_command, peek_command_id};
 use crate::compaction::Compaction;
 use crate::forwarded::Forwarded;
 use crate::lease::{Lessor, LessorConfig};
 use crate::member::{Member, MemberConfig};
-use crate::proposals::Proposals;
+use crate::proposals::{AtDeadline, Proposals};
 use crate::reads::{ReadWaiter, Reads};
 use crate::state_machine::{ApplyBatch, RequestId};
 
@@ -51,6 +53,25 @@ pub struct NodeConfig {
     /// The leases the state machine holds at start: (id, TTL, checkpointed
     /// remaining TTL or 0).
     pub leases: Vec<(i64, i64, i64)>,
+    /// Length of a tick (what the cluster clock counts in).
+    pub tick_us: u64,
+    /// A leader proposes a cluster clock entry this often while sessions
+    /// are open.
+    pub cluster_clock_ms: u64,
+    /// Client sessions the state machine holds at start.
+    pub sessions_open: u64,
+}
+
+/// How long a proposal may wait for its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The member's request timeout.
+    Default,
+    /// As long as it takes: a lost proposal is proposed again (only for
+    /// requests that are idempotent: tagged with a session, or a cancel).
+    Blocking,
+    /// At most this many ticks.
+    Ticks(u64),
 }
 
 /// What a request that is not a proposal was granted.
@@ -76,6 +97,10 @@ pub enum RequestError {
     NotLeader,
     #[error("request timed out")]
     Timeout,
+    /// A session request's timeout passed and the cancel that would decide
+    /// its fate could not be ordered in time: its outcome is not known yet.
+    #[error("request outcome pending")]
+    Pending,
 }
 
 /// A log write: a snapshot's truncation point (if any), entries and hard
@@ -144,7 +169,7 @@ enum Stage {
 enum Deferred {
     Tick,
     Step(Box<Message>),
-    Propose(RequestId, Box<KvRequest>),
+    Propose(RequestId, Box<KvRequest>, Option<ClientTag>, Wait),
     Read(RequestId),
     Transfer(RequestId, u64),
     Unreachable(u64),
@@ -194,6 +219,14 @@ pub struct Node<S: Storage> {
     /// checkpoint is cleared through the log: lease id → (request, TTL,
     /// deadline tick).
     renewals_clearing: BTreeMap<i64, Vec<(RequestId, i64, u64)>>,
+    tick_us: u64,
+    cluster_clock_ticks: u64,
+    sessions_open: u64,
+    /// While leading: the tick the cluster clock last counted to.
+    clock_from_tick: Option<u64>,
+    /// Ticks after which a blocking proposal that got no answer is proposed
+    /// again (it may have been lost with a leader).
+    retry_ticks: u64,
 }
 
 impl<S: Storage> Node<S> {
@@ -228,6 +261,11 @@ impl<S: Storage> Node<S> {
             leading: false,
             lease_ready_index: 0,
             renewals_clearing: BTreeMap::new(),
+            tick_us: cfg.tick_us.max(1),
+            cluster_clock_ticks: (cfg.cluster_clock_ms * 1000 / cfg.tick_us.max(1)).max(1),
+            sessions_open: cfg.sessions_open,
+            clock_from_tick: None,
+            retry_ticks: 2 * cfg.member.election_tick.max(1) as u64,
         })
     }
 
@@ -319,6 +357,7 @@ impl<S: Storage> Node<S> {
         let leading = self.member.is_leader();
         if leading != self.leading {
             self.leading = leading;
+            self.clock_from_tick = leading.then_some(self.now_tick);
             if leading {
                 self.lease_ready_index = self.member.last_index();
                 self.lessor.promote();
@@ -355,6 +394,33 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// How many client sessions the state machine holds (after an apply
+    /// that changed it, or a snapshot).
+    pub fn on_sessions_open(&mut self, open: u64) {
+        self.sessions_open = open;
+    }
+
+    /// The leader's share of cluster time: while sessions are open, its
+    /// elapsed ticks go into the log every `cluster_clock_ms`.
+    fn cluster_clock_tick(&mut self) {
+        let Some(from) = self.clock_from_tick else {
+            return;
+        };
+        let elapsed_ticks = self.now_tick - from;
+        if self.sessions_open == 0 {
+            // Idle time is nobody's: sessions opened later start from now.
+            self.clock_from_tick = Some(self.now_tick);
+            return;
+        }
+        if elapsed_ticks >= self.cluster_clock_ticks {
+            self.clock_from_tick = Some(self.now_tick);
+            self.propose_internal(KvRequest::ClusterClock(ClusterClock {
+                // Rounded down: cluster time never runs ahead.
+                elapsed_ms: elapsed_ticks * self.tick_us / 1000,
+            }));
+        }
+    }
+
     fn propose_internal(&mut self, request: KvRequest) {
         if self.busy() {
             self.deferred.push(Deferred::Internal(Box::new(request)));
@@ -365,6 +431,7 @@ impl<S: Storage> Node<S> {
         let cmd = RaftCommand {
             id,
             request: Some(request),
+            client: None,
         };
         // A refused proposal (leadership just lost) is retried by the lessor.
         let _ = self.member.propose(encode_command(&cmd));
@@ -423,29 +490,128 @@ impl<S: Storage> Node<S> {
     /// A client mutation: proposed now; answered when its entry is applied
     /// (the [`ApplyBatch`] names it), or with an error.
     pub fn propose(&mut self, req: RequestId, request: KvRequest) {
+        self.propose_with(req, request, None, Wait::Default);
+    }
+
+    /// A mutation made in a client session: applied at most once, and its
+    /// outcome is definite. At its deadline the core orders a cancel of it
+    /// and answers with the cancel's result (the original answer if the
+    /// request was applied first, `Cancelled` if not), or `Pending` when not
+    /// even the cancel could be ordered in time. Blocking requests are
+    /// proposed again until one copy is applied.
+    pub fn propose_in_session(
+        &mut self,
+        req: RequestId,
+        request: KvRequest,
+        tag: ClientTag,
+        wait: Wait,
+    ) {
+        self.propose_with(req, request, Some(tag), wait);
+    }
+
+    /// Orders a cancel of (session, seq): answered with what it decided.
+    /// With `Wait::Blocking` it is proposed again until ordered.
+    pub fn decide_outcome(&mut self, req: RequestId, session_id: u64, seq: u64, wait: Wait) {
+        let cancel = KvRequest::SessionCancel(SessionCancel { session_id, seq });
+        self.propose_with(req, cancel, None, wait);
+    }
+
+    fn propose_with(
+        &mut self,
+        req: RequestId,
+        request: KvRequest,
+        client: Option<ClientTag>,
+        wait: Wait,
+    ) {
         if self.busy() {
             self.deferred
-                .push(Deferred::Propose(req, Box::new(request)));
+                .push(Deferred::Propose(req, Box::new(request), client, wait));
             return;
         }
+        let blocking = wait == Wait::Blocking;
+        debug_assert!(
+            !blocking || client.is_some() || matches!(request, KvRequest::SessionCancel(_)),
+            "only idempotent requests may be proposed again"
+        );
+        let (deadline, at_deadline) = match (wait, client) {
+            (Wait::Blocking, _) => (
+                self.now_tick + self.retry_ticks,
+                AtDeadline::Retry {
+                    request: Box::new(request.clone()),
+                    client,
+                },
+            ),
+            (Wait::Default, None) => (self.deadline(), AtDeadline::TimeOut),
+            (Wait::Ticks(t), None) => (self.now_tick + t.max(1), AtDeadline::TimeOut),
+            (wait, Some(tag)) => {
+                let ticks = match wait {
+                    Wait::Ticks(t) => t.max(1),
+                    _ => self.request_timeout_ticks,
+                };
+                let cancel = AtDeadline::Cancel {
+                    session_id: tag.session_id,
+                    seq: tag.seq,
+                    grace_ticks: ticks.min(self.request_timeout_ticks),
+                };
+                (self.now_tick + ticks, cancel)
+            }
+        };
         if self.member.leader_id().is_none() {
-            self.respond(req, Err(RequestError::NoLeader));
+            if blocking {
+                // Nothing to propose to yet: wait for a leader, then retry.
+                let id = self.take_command_id();
+                self.proposals.insert(id, req, deadline, at_deadline, None);
+            } else {
+                self.respond(req, Err(RequestError::NoLeader));
+            }
             return;
         }
-        let id = self.next_command_id;
-        self.next_command_id += 1;
+        let id = self.take_command_id();
         let cmd = RaftCommand {
             id,
             request: Some(request),
+            client,
         };
         match self.member.propose(encode_command(&cmd)) {
             Ok(()) => {
                 let appended_at = self.member.is_leader().then(|| self.member.last_index());
-                let deadline = self.deadline();
-                self.proposals.insert(id, req, deadline, appended_at);
+                self.proposals
+                    .insert(id, req, deadline, at_deadline, appended_at);
             }
+            Err(_) if blocking => self.proposals.insert(id, req, deadline, at_deadline, None),
             Err(_) => self.respond(req, Err(RequestError::NoLeader)),
         }
+    }
+
+    /// A session request's deadline passed: orders a cancel of it, which
+    /// answers the request's client; `Pending` if it cannot be ordered.
+    fn propose_cancel(&mut self, req: RequestId, session_id: u64, seq: u64, grace_ticks: u64) {
+        debug_assert!(!self.busy(), "deadlines are checked between cycles");
+        if self.member.leader_id().is_none() {
+            self.respond(req, Err(RequestError::Pending));
+            return;
+        }
+        let id = self.take_command_id();
+        let cmd = RaftCommand {
+            id,
+            request: Some(KvRequest::SessionCancel(SessionCancel { session_id, seq })),
+            client: None,
+        };
+        match self.member.propose(encode_command(&cmd)) {
+            Ok(()) => {
+                let appended_at = self.member.is_leader().then(|| self.member.last_index());
+                let deadline = self.now_tick + grace_ticks.max(1);
+                self.proposals
+                    .insert(id, req, deadline, AtDeadline::Pending, appended_at);
+            }
+            Err(_) => self.respond(req, Err(RequestError::Pending)),
+        }
+    }
+
+    fn take_command_id(&mut self) -> u64 {
+        let id = self.next_command_id;
+        self.next_command_id += 1;
+        id
     }
 
     /// A linearizable read: granted once a read index is known and applied.
@@ -537,7 +703,9 @@ impl<S: Storage> Node<S> {
                         tracing::debug!("raft rejected a peer message: {e}");
                     }
                 }
-                Deferred::Propose(req, request) => self.propose(req, *request),
+                Deferred::Propose(req, request, client, wait) => {
+                    self.propose_with(req, *request, client, wait)
+                }
                 Deferred::Read(req) => self.read(req),
                 Deferred::Transfer(req, target) => self.transfer_leader(req, target),
                 Deferred::Unreachable(peer) => self.report_unreachable(peer),
@@ -555,6 +723,7 @@ impl<S: Storage> Node<S> {
         self.now_tick += 1;
         self.member.tick();
         self.lease_tick();
+        self.cluster_clock_tick();
         if self.now_tick >= self.next_expiry_tick {
             // Checking every waiter on every tick would cost O(waiters) per
             // tick at fine tick rates; a sixteenth of the timeout is close
@@ -566,7 +735,21 @@ impl<S: Storage> Node<S> {
 
     fn expire(&mut self) {
         let now = self.now_tick;
-        let mut gone = self.proposals.expire(now);
+        let mut gone = Vec::new();
+        for (req, at_deadline) in self.proposals.expire(now) {
+            match at_deadline {
+                AtDeadline::TimeOut => gone.push(req),
+                AtDeadline::Pending => self.respond(req, Err(RequestError::Pending)),
+                AtDeadline::Cancel {
+                    session_id,
+                    seq,
+                    grace_ticks,
+                } => self.propose_cancel(req, session_id, seq, grace_ticks),
+                AtDeadline::Retry { request, client } => {
+                    self.propose_with(req, *request, client, Wait::Blocking)
+                }
+            }
+        }
         gone.extend(self.reads.expire(now));
         self.transfers.retain(|t| {
             let live = t.deadline_tick > now;
@@ -858,6 +1041,9 @@ mod tests {
                 compacted_index: 0,
                 lessor: crate::lease::LessorConfig::new(100_000, 10),
                 leases: vec![],
+                tick_us: 100_000,
+                cluster_clock_ms: 1000,
+                sessions_open: 0,
             };
             let logger = slog::Logger::root(slog::Discard, slog::o!());
             let mut node = Node::new(&cfg, storage.clone(), &logger).expect("node");

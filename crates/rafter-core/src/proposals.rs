@@ -1,18 +1,47 @@
 //! Proposals waiting for their entry: which request an applied entry
 //! answers, and when a proposal is abandoned.
 //!
+//! A proposal made in a client session does not simply time out: at its
+//! deadline the core orders a cancel of it through the log, and the cancel's
+//! result (applied before, or cancelled) answers the client; only when the
+//! cancel cannot be ordered in time is the answer "pending".
+//!
 //! A proposal is matched to its entry by command id, never by log position:
 //! a new leader may overwrite the slot a proposal was appended at with a
 //! different entry, whose result must not reach this proposal's client.
 
 use std::collections::HashMap;
 
+use rafter_proto::rafterpb::{raft_command::Request as KvRequest, ClientTag};
+
 use crate::state_machine::RequestId;
 
-#[derive(Debug, Clone, Copy)]
+/// What a proposal's deadline means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AtDeadline {
+    /// The client hears "timed out" (the entry may still apply later).
+    TimeOut,
+    /// Order a cancel of (session, seq) and answer with its result; wait
+    /// for it up to `grace_ticks`.
+    Cancel {
+        session_id: u64,
+        seq: u64,
+        grace_ticks: u64,
+    },
+    /// This is the cancel: past its deadline the outcome is pending.
+    Pending,
+    /// A blocking proposal that may have been lost: propose it again.
+    Retry {
+        request: Box<KvRequest>,
+        client: Option<ClientTag>,
+    },
+}
+
+#[derive(Debug, Clone)]
 struct Waiting {
     req: RequestId,
     deadline_tick: u64,
+    at_deadline: AtDeadline,
     /// Log index the leader appended it at (used only by the
     /// `fault-slot-by-index` mutation check).
     appended_at: Option<u64>,
@@ -30,6 +59,7 @@ impl Proposals {
         command_id: u64,
         req: RequestId,
         deadline_tick: u64,
+        at_deadline: AtDeadline,
         appended_at: Option<u64>,
     ) {
         let old = self.by_command.insert(
@@ -37,6 +67,7 @@ impl Proposals {
             Waiting {
                 req,
                 deadline_tick,
+                at_deadline,
                 appended_at,
             },
         );
@@ -59,18 +90,18 @@ impl Proposals {
         self.by_command.remove(&command_id?).map(|w| w.req)
     }
 
-    /// Removes and returns the proposals whose deadline has passed: their
-    /// clients get a timeout (the entry may still be applied later).
-    pub fn expire(&mut self, now_tick: u64) -> Vec<RequestId> {
+    /// Removes and returns the proposals whose deadline has passed, with
+    /// what their deadline means, in request order.
+    pub fn expire(&mut self, now_tick: u64) -> Vec<(RequestId, AtDeadline)> {
         let mut out = Vec::new();
         self.by_command.retain(|_, w| {
             let live = w.deadline_tick > now_tick;
             if !live {
-                out.push(w.req);
+                out.push((w.req, w.at_deadline.clone()));
             }
             live
         });
-        out.sort_unstable();
+        out.sort_unstable_by_key(|(req, _)| *req);
         out
     }
 
@@ -98,7 +129,7 @@ mod tests {
     #[test]
     fn an_overwritten_slot_answers_nobody() {
         let mut p = Proposals::default();
-        p.insert(100, 1, 50, Some(7));
+        p.insert(100, 1, 50, AtDeadline::TimeOut, Some(7));
         // Another leader's entry (command 200) landed at index 7.
         assert_eq!(p.take_answered(7, Some(200)), None);
         assert_eq!(p.take_answered(9, Some(100)), Some(1));
@@ -108,10 +139,10 @@ mod tests {
     #[test]
     fn expired_proposals_are_returned_once() {
         let mut p = Proposals::default();
-        p.insert(1, 10, 5, None);
-        p.insert(2, 11, 9, None);
-        assert_eq!(p.expire(5), vec![10]);
-        assert_eq!(p.expire(5), Vec::<RequestId>::new());
+        p.insert(1, 10, 5, AtDeadline::TimeOut, None);
+        p.insert(2, 11, 9, AtDeadline::Pending, None);
+        assert_eq!(p.expire(5), vec![(10, AtDeadline::TimeOut)]);
+        assert!(p.expire(5).is_empty());
         assert_eq!(p.len(), 1);
     }
 }

@@ -10,6 +10,7 @@
 
 use raft::eraftpb::Entry;
 use rafter_proto::rafterpb::raft_command::Request as KvRequest;
+use rafter_proto::rafterpb::ClientTag;
 
 use crate::command::{decode_command, CommandError};
 use crate::lease::LeaseChange;
@@ -24,6 +25,8 @@ pub struct Command<'a> {
     pub index: u64,
     /// `None` for entries with no state effect (a new leader's empty entry).
     pub request: Option<&'a KvRequest>,
+    /// The client session tag of a mutation made in a session.
+    pub client: Option<&'a ClientTag>,
 }
 
 /// The replicated state.
@@ -57,6 +60,8 @@ pub struct SmApplied<R> {
     pub watch: WatchFeed,
     /// Leases granted, revoked or checkpointed, for the lessor.
     pub leases: Vec<LeaseChange>,
+    /// Open client sessions after the batch, if the batch changed how many.
+    pub sessions_open: Option<u64>,
 }
 
 /// The changes of an applied batch as the watch hub takes them
@@ -114,6 +119,9 @@ pub struct Applied<R> {
     pub watch: WatchFeed,
     /// The batch's lease changes, for the lessor (`Node::on_lease_changes`).
     pub leases: Vec<LeaseChange>,
+    /// Open client sessions after the batch, if it changed
+    /// (`Node::on_sessions_open`).
+    pub sessions_open: Option<u64>,
     /// Requests the batch named whose entry produced no result (it carried
     /// no request). The core names a proposal only for the entry carrying
     /// it, so this is empty unless the core is broken (the
@@ -140,6 +148,7 @@ pub fn apply_batch<SM: StateMachine>(
         .map(|(index, cmd)| Command {
             index: *index,
             request: cmd.as_ref().and_then(|c| c.request.as_ref()),
+            client: cmd.as_ref().and_then(|c| c.client.as_ref()),
         })
         .collect();
     let SmApplied {
@@ -147,6 +156,7 @@ pub fn apply_batch<SM: StateMachine>(
         results,
         watch,
         leases,
+        sessions_open,
     } = sm
         .apply(&commands)
         .map_err(|e| ApplyError::StateMachine(e.to_string()))?;
@@ -165,6 +175,7 @@ pub fn apply_batch<SM: StateMachine>(
         replies,
         watch,
         leases,
+        sessions_open,
         unanswered,
     })
 }

@@ -44,6 +44,9 @@ const PUBLISH_RETRY: Duration = Duration::from_millis(10);
 
 /// etcd's allowance for gRPC framing on top of `--max-request-bytes`.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// How often a leader records its elapsed time in the log while client
+/// sessions are open (the only clock sessions expire by).
+const CLUSTER_CLOCK_MS: u64 = 500;
 
 /// Why the server could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,9 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 timing.election_tick as u64,
             ),
             leases: store.leases()?,
+            tick_us: timing.tick_us,
+            cluster_clock_ms: CLUSTER_CLOCK_MS,
+            sessions_open: store.sessions_open()?,
         },
         rafter_storage::MemberStorage {
             log: log.clone(),

@@ -17,6 +17,7 @@ impl StateMachine for MvccStore {
             .map(|c| ApplyEntry {
                 index: c.index,
                 request: c.request,
+                client: c.client,
             })
             .collect();
         let outcome = self.apply_with_events(&entries, false)?;
@@ -29,6 +30,7 @@ impl StateMachine for MvccStore {
                 compact_rev: outcome.state.compact_revision,
             },
             leases: outcome.lease_changes,
+            sessions_open: outcome.sessions_open,
         })
     }
 

@@ -1013,6 +1013,7 @@ apply: {applied:?}"
         let entries: Vec<ApplyEntry<'_>> = (first..)
             .zip(&batch.requests)
             .map(|(index, request)| ApplyEntry {
+                client: None,
                 index,
                 request: request.as_ref(),
             })
@@ -1112,6 +1113,7 @@ apply: {applied:?}"
             ..Default::default()
         });
         let entry = ApplyEntry {
+            client: None,
             index: self.model.applied_index,
             request: Some(&put),
         };

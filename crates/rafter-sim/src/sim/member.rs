@@ -259,6 +259,10 @@ impl SimMember {
                 )
             },
             leases: self.store.leases().expect("store leases"),
+            tick_us: SIM_TICK_US,
+            // Often, so sessions expire within a run.
+            cluster_clock_ms: 200,
+            sessions_open: self.store.sessions_open().expect("store sessions"),
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let storage = RaftStorage {

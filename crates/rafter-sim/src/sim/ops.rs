@@ -497,6 +497,7 @@ mod tests {
         let (_, mut results) = store
             .apply(
                 &[ApplyEntry {
+                    client: None,
                     index,
                     request: Some(&request),
                 }],

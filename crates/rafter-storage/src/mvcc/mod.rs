@@ -12,6 +12,7 @@ pub mod keyrange;
 mod read;
 pub mod read_only;
 pub mod record;
+pub mod sessions;
 mod snapshot;
 mod tables;
 mod txn;
@@ -31,7 +32,7 @@ use tables::*;
 
 /// Everything that can go wrong in the KV layer, request errors (mapped to
 /// etcd's gRPC codes at the API edge) and storage failures alike.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MvccError {
     #[error("mvcc: required revision has been compacted")]
     Compacted,
@@ -57,8 +58,56 @@ pub enum MvccError {
     /// caller's mistake: such a txn must be proposed through Raft).
     #[error("mvcc: a txn that writes cannot be served as a read")]
     NotReadOnly,
+    /// The request's client session is gone (expired or closed, or never
+    /// opened): the request was not applied.
+    #[error("rafter: session expired")]
+    SessionExpired,
+    #[error("rafter: session already exists")]
+    SessionExists,
+    /// The request was cancelled (its timeout passed) before it was
+    /// ordered: it never changes the store.
+    #[error("rafter: request cancelled")]
+    Cancelled,
+    /// A retry of a request the client had already acknowledged.
+    #[error("rafter: request already acknowledged")]
+    AlreadyAcknowledged,
     #[error("storage: {0}")]
     Storage(String),
+}
+
+impl MvccError {
+    /// Every variant but `Storage` (which is never an answer) in code
+    /// order: a kept session answer stores the code, never the text.
+    const CODED: [MvccError; 15] = [
+        MvccError::Compacted,
+        MvccError::FutureRevision,
+        MvccError::EmptyKey,
+        MvccError::KeyNotFound,
+        MvccError::ValueProvided,
+        MvccError::LeaseProvided,
+        MvccError::LeaseNotFound,
+        MvccError::LeaseExists,
+        MvccError::TooManyOps,
+        MvccError::DuplicateKey,
+        MvccError::NotReadOnly,
+        MvccError::SessionExpired,
+        MvccError::SessionExists,
+        MvccError::Cancelled,
+        MvccError::AlreadyAcknowledged,
+    ];
+
+    /// The stable code of an answer-error (`None` for storage failures).
+    pub fn code(&self) -> Option<u32> {
+        Self::CODED
+            .iter()
+            .position(|e| std::mem::discriminant(e) == std::mem::discriminant(self))
+            .map(|i| i as u32 + 1)
+    }
+
+    pub fn from_code(code: u32) -> Option<MvccError> {
+        let i = usize::try_from(code).ok()?.checked_sub(1)?;
+        Self::CODED.get(i).cloned()
+    }
 }
 
 macro_rules! storage_error_from {
@@ -97,6 +146,14 @@ pub enum KvResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint,
+    SessionOpened {
+        session_id: u64,
+    },
+    SessionAlive,
+    SessionClosed,
+    /// What a `SessionCancel` decided.
+    Outcome(sessions::RequestOutcome),
+    ClockAdvanced,
 }
 
 impl KvResponse {
@@ -109,7 +166,13 @@ impl KvResponse {
             KvResponse::Compact(r) => r.header = header,
             KvResponse::LeaseGrant(r) => r.header = header,
             KvResponse::LeaseRevoke(r) => r.header = header,
-            KvResponse::MemberAttributes | KvResponse::LeaseCheckpoint => {}
+            KvResponse::MemberAttributes
+            | KvResponse::LeaseCheckpoint
+            | KvResponse::SessionOpened { .. }
+            | KvResponse::SessionAlive
+            | KvResponse::SessionClosed
+            | KvResponse::Outcome(_)
+            | KvResponse::ClockAdvanced => {}
         }
         self
     }
@@ -121,6 +184,8 @@ impl KvResponse {
 pub struct ApplyEntry<'a> {
     pub index: u64,
     pub request: Option<&'a KvRequest>,
+    /// The request's client session tag, if it has one.
+    pub client: Option<&'a rafter_proto::rafterpb::ClientTag>,
 }
 
 /// What the applied state looks like after a batch.
@@ -139,6 +204,9 @@ pub struct ApplyOutcome {
     pub events: Vec<rafter_proto::mvccpb::Event>,
     /// Leases granted, revoked or checkpointed, for the lessor.
     pub lease_changes: Vec<rafter_core::lease::LeaseChange>,
+    /// Open sessions after the batch, when the batch opened, closed or
+    /// expired any.
+    pub sessions_open: Option<u64>,
 }
 
 /// The MVCC store. Reads run concurrently with the single writer.
@@ -171,6 +239,8 @@ impl MvccStore {
             txn.open_table(MEMBERS)?;
             txn.open_table(LEASES)?;
             txn.open_table(LEASE_KEYS)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(SESSION_RESULTS)?;
         }
         txn.commit()?;
         Ok(store)
@@ -239,6 +309,7 @@ impl MvccStore {
         let state;
         let events;
         let lease_changes;
+        let sessions_open;
         {
             let mut meta = txn.open_table(META)?;
             let mut applied = meta_get(&meta, META_APPLIED_INDEX, 0)?;
@@ -250,9 +321,12 @@ impl MvccStore {
                     members: txn.open_table(MEMBERS)?,
                     leases: txn.open_table(LEASES)?,
                     lease_keys: txn.open_table(LEASE_KEYS)?,
+                    sessions: txn.open_table(SESSIONS)?,
+                    session_results: txn.open_table(SESSION_RESULTS)?,
                 },
                 meta_get(&meta, META_CURRENT_REV, 1)? as i64,
                 compact_revision(&meta)?,
+                meta_get(&meta, META_CLUSTER_TIME, 0)?,
             );
             for e in entries {
                 if e.index <= applied {
@@ -264,7 +338,7 @@ impl MvccStore {
                 applied = e.index;
                 let result = match e.request {
                     None => None,
-                    Some(r) => match w.apply(r) {
+                    Some(r) => match w.apply(r, e.client) {
                         // A failing disk stops the batch: nothing of it commits.
                         Err(MvccError::Storage(s)) => return Err(MvccError::Storage(s)),
                         other => Some(other),
@@ -282,6 +356,12 @@ impl MvccStore {
                 current_revision: w.current_rev,
                 compact_revision: w.compact_rev,
             };
+            meta.insert(META_CLUSTER_TIME, w.cluster_time_ms)?;
+            sessions_open = if w.sessions_touched {
+                Some(redb::ReadableTableMetadata::len(&w.sessions)?)
+            } else {
+                None
+            };
             events = std::mem::take(&mut w.events);
             lease_changes = std::mem::take(&mut w.lease_changes);
         }
@@ -291,7 +371,15 @@ impl MvccStore {
             results,
             events,
             lease_changes,
+            sessions_open,
         })
+    }
+
+    /// How many client sessions are open (what the leader's cluster clock
+    /// waits for: with none open, cluster time need not advance).
+    pub fn sessions_open(&self) -> Result<u64, MvccError> {
+        let txn = self.db.begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(&txn.open_table(SESSIONS)?)?)
     }
 
     /// Every lease: (id, granted TTL, checkpointed remaining TTL or 0), in

@@ -16,6 +16,8 @@ const TAG_META: u8 = 4;
 const TAG_MEMBERS: u8 = 5;
 const TAG_LEASES: u8 = 6;
 const TAG_LEASE_KEYS: u8 = 7;
+const TAG_SESSIONS: u8 = 8;
+const TAG_SESSION_RESULTS: u8 = 9;
 
 fn push_row(out: &mut Vec<u8>, tag: u8, key: &[u8], value: &[u8]) {
     out.push(tag);
@@ -80,6 +82,21 @@ pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
         let mut row_key = lease.to_be_bytes().to_vec();
         row_key.extend_from_slice(key);
         push_row(&mut out, TAG_LEASE_KEYS, &row_key, &[]);
+    }
+    for item in txn.open_table(SESSIONS)?.iter()? {
+        let (k, v) = item?;
+        let (timeout_ms, last_active_ms, acked_below) = v.value();
+        let mut value = timeout_ms.to_le_bytes().to_vec();
+        value.extend_from_slice(&last_active_ms.to_le_bytes());
+        value.extend_from_slice(&acked_below.to_le_bytes());
+        push_row(&mut out, TAG_SESSIONS, &k.value().to_be_bytes(), &value);
+    }
+    for item in txn.open_table(SESSION_RESULTS)?.iter()? {
+        let (k, v) = item?;
+        let (id, seq) = k.value();
+        let mut key = id.to_be_bytes().to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        push_row(&mut out, TAG_SESSION_RESULTS, &key, v.value());
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -147,7 +164,11 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
     clear(&txn, MEMBERS)?;
     clear(&txn, LEASES)?;
     clear(&txn, LEASE_KEYS)?;
+    clear(&txn, SESSIONS)?;
+    clear(&txn, SESSION_RESULTS)?;
     {
+        let mut sessions = txn.open_table(SESSIONS)?;
+        let mut session_results = txn.open_table(SESSION_RESULTS)?;
         let mut leases = txn.open_table(LEASES)?;
         let mut lease_keys = txn.open_table(LEASE_KEYS)?;
         let mut revs = txn.open_table(KV_REVS)?;
@@ -200,6 +221,24 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                     }
                     let id = i64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
                     lease_keys.insert((id, &r.key[8..]), ())?;
+                }
+                TAG_SESSIONS => {
+                    let id = u64::from_be_bytes(r.key.try_into().map_err(|_| bad())?);
+                    if r.value.len() != 24 {
+                        return Err(bad());
+                    }
+                    let word = |i: usize| {
+                        u64::from_le_bytes(r.value[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+                    };
+                    sessions.insert(id, (word(0), word(1), word(2)))?;
+                }
+                TAG_SESSION_RESULTS => {
+                    if r.key.len() != 16 {
+                        return Err(bad());
+                    }
+                    let id = u64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
+                    let seq = u64::from_be_bytes(r.key[8..].try_into().expect("8 bytes"));
+                    session_results.insert((id, seq), r.value)?;
                 }
                 _ => return Err(bad()),
             }

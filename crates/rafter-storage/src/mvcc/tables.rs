@@ -10,6 +10,10 @@
 //!   (seconds; 0 = never checkpointed).
 //! - `lease_keys`: (lease id, key) -> (). The keys attached to each lease,
 //!   deleted with it.
+//! - `sessions`: session id -> (timeout, last active, acked below), in
+//!   cluster milliseconds (see `sessions.rs`).
+//! - `session_results`: (session id, seq) -> the kept answer of a request
+//!   made in a session, or its cancellation.
 //! - `members`:   member id -> published name and client URLs.
 //! - `meta`:      applied index, current and compacted revision. Written in
 //!   the same transaction as the data, so they can never disagree with it.
@@ -25,12 +29,17 @@ pub const REV_INDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
+pub const SESSIONS: TableDefinition<u64, (u64, u64, u64)> = TableDefinition::new("sessions");
+pub const SESSION_RESULTS: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("session_results");
 /// member id -> its published attributes (`rafterpb.MemberAttributes`).
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 
 pub const META_APPLIED_INDEX: &str = "applied_index";
 pub const META_CURRENT_REV: &str = "current_revision";
 pub const META_COMPACT_REV: &str = "compact_revision";
+/// Cluster time in milliseconds: the sum of the applied `ClusterClock`s.
+pub const META_CLUSTER_TIME: &str = "cluster_time_ms";
 
 /// Reads a meta counter, `default` when absent.
 pub fn meta_get(

@@ -11,6 +11,7 @@ use rafter_proto::etcdserverpb::{
 };
 use rafter_proto::mvccpb::event::EventType;
 use rafter_proto::mvccpb::Event;
+use rafter_proto::rafterpb::ClientTag;
 use redb::{ReadableTable, Table};
 
 use super::keyrange::KeyRange;
@@ -28,6 +29,8 @@ pub struct WriteTables<'t> {
     pub members: Table<'t, u64, &'static [u8]>,
     pub leases: Table<'t, i64, (i64, i64)>,
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    pub sessions: Table<'t, u64, (u64, u64, u64)>,
+    pub session_results: Table<'t, (u64, u64), &'static [u8]>,
 }
 
 /// The tables of one write transaction plus the revision bookkeeping of the
@@ -39,6 +42,12 @@ pub struct Writer<'t> {
     pub members: Table<'t, u64, &'static [u8]>,
     pub leases: Table<'t, i64, (i64, i64)>,
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    pub sessions: Table<'t, u64, (u64, u64, u64)>,
+    pub session_results: Table<'t, (u64, u64), &'static [u8]>,
+    /// Cluster time (see `sessions.rs`).
+    pub cluster_time_ms: u64,
+    /// A session was opened, closed or expired in this batch.
+    pub sessions_touched: bool,
     /// Revision of the last applied change.
     pub current_rev: i64,
     pub compact_rev: i64,
@@ -52,7 +61,12 @@ pub struct Writer<'t> {
 }
 
 impl<'t> Writer<'t> {
-    pub fn new(tables: WriteTables<'t>, current_rev: i64, compact_rev: i64) -> Self {
+    pub fn new(
+        tables: WriteTables<'t>,
+        current_rev: i64,
+        compact_rev: i64,
+        cluster_time_ms: u64,
+    ) -> Self {
         Writer {
             latest: tables.latest,
             revs: tables.revs,
@@ -60,6 +74,10 @@ impl<'t> Writer<'t> {
             members: tables.members,
             leases: tables.leases,
             lease_keys: tables.lease_keys,
+            sessions: tables.sessions,
+            session_results: tables.session_results,
+            cluster_time_ms,
+            sessions_touched: false,
             current_rev,
             compact_rev,
             changes: 0,
@@ -68,8 +86,24 @@ impl<'t> Writer<'t> {
         }
     }
 
-    /// Applies one request. On error nothing was written.
-    pub fn apply(&mut self, req: &KvRequest) -> Result<KvResponse, MvccError> {
+    /// Applies one request, at most once per (session, seq) when it is a
+    /// mutation tagged with a client session. On error nothing of the
+    /// request was written (a session's bookkeeping aside).
+    pub fn apply(
+        &mut self,
+        req: &KvRequest,
+        client: Option<&ClientTag>,
+    ) -> Result<KvResponse, MvccError> {
+        match client {
+            Some(tag) if super::sessions::is_session_scoped(req) => {
+                self.apply_in_session(tag, req)
+            }
+            _ => self.apply_plain(req),
+        }
+    }
+
+    /// Applies one request as such. On error nothing was written.
+    pub(super) fn apply_plain(&mut self, req: &KvRequest) -> Result<KvResponse, MvccError> {
         let events_before = self.events.len();
         let leases_before = self.lease_changes.len();
         let resp = self.apply_request(req);
@@ -100,6 +134,11 @@ impl<'t> Writer<'t> {
             KvRequest::DeleteRange(d) => KvResponse::DeleteRange(self.delete_range(d)?),
             KvRequest::Txn(t) => KvResponse::Txn(txn::run(self, t)?),
             KvRequest::Compaction(c) => KvResponse::Compact(self.compact(c)?),
+            KvRequest::SessionOpen(o) => return self.session_open(o.session_id, o.timeout_ms),
+            KvRequest::SessionKeepAlive(k) => return self.session_keep_alive(k.session_id),
+            KvRequest::SessionClose(c) => return self.session_close(c.session_id),
+            KvRequest::SessionCancel(c) => return self.session_cancel(c.session_id, c.seq),
+            KvRequest::ClusterClock(c) => return self.cluster_clock(c.elapsed_ms),
             KvRequest::MemberAttributes(a) => {
                 let encoded = prost::Message::encode_to_vec(a);
                 self.members.insert(a.member_id, encoded.as_slice())?;
