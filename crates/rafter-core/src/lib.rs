@@ -20,7 +20,7 @@ pub mod wire;
 
 pub use command::{decode_command, encode_command, peek_command_id, CommandError};
 pub use member::{Cycle, Member, MemberConfig, Persisted, ProposeError};
-pub use node::{Action, Granted, LogWrite, Node, NodeConfig, RequestError};
+pub use node::{Action, Granted, LogWrite, Node, NodeConfig, RequestError, Wait};
 pub use raft_storage::RaftStorage;
 pub use state_machine::{
     apply_batch, Applied, ApplyBatch, ApplyError, Command, RequestId, SmApplied, StateMachine,

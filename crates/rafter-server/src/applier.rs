@@ -158,6 +158,9 @@ impl Applier {
         if !applied.leases.is_empty() {
             let _ = self.raft_tx.send(NodeRequest::LeaseChanges(applied.leases));
         }
+        if let Some(open) = applied.sessions_open {
+            let _ = self.raft_tx.send(NodeRequest::SessionsOpen(open));
+        }
         for id in applied.unanswered {
             tracing::error!(
                 request = id,
@@ -214,6 +217,11 @@ impl Applier {
             .leases()
             .map_err(|e| format!("reading the restored leases failed: {e}"))?;
         let _ = self.raft_tx.send(NodeRequest::LeasesReset(leases));
+        let sessions = self
+            .store
+            .sessions_open()
+            .map_err(|e| format!("reading the restored sessions failed: {e}"))?;
+        let _ = self.raft_tx.send(NodeRequest::SessionsOpen(sessions));
         self.applied_index = index;
         self.status.applied_index.store(index, Ordering::Release);
         let _ = self.raft_tx.send(NodeRequest::SnapshotInstalled(index));

@@ -23,6 +23,13 @@ pub enum ApiError {
     BadLeaderTransferee,
     #[error("too large lease TTL")]
     LeaseTtlTooLarge,
+    /// A session request timed out and its cancel could not be ordered in
+    /// time either: ask `Outcome` later.
+    #[error("request timed out, outcome pending")]
+    OutcomePending,
+    /// Malformed session metadata on an etcd request.
+    #[error("{0}")]
+    BadSessionTag(String),
 }
 
 impl From<ApiError> for Status {
@@ -38,6 +45,11 @@ impl From<ApiError> for Status {
                 | MvccError::LeaseProvided
                 | MvccError::TooManyOps
                 | MvccError::DuplicateKey => (Code::InvalidArgument, None),
+                MvccError::SessionExpired | MvccError::AlreadyAcknowledged => {
+                    (Code::FailedPrecondition, Some(k.to_string()))
+                }
+                MvccError::SessionExists => (Code::AlreadyExists, Some(k.to_string())),
+                MvccError::Cancelled => (Code::Aborted, Some(k.to_string())),
                 MvccError::Storage(s) => {
                     tracing::error!("storage failure answering a request: {s}");
                     (Code::Internal, None)
@@ -52,6 +64,8 @@ impl From<ApiError> for Status {
             ApiError::NotLeader => (Code::FailedPrecondition, None),
             ApiError::BadLeaderTransferee => (Code::FailedPrecondition, None),
             ApiError::LeaseTtlTooLarge => (Code::OutOfRange, None),
+            ApiError::OutcomePending => (Code::Unavailable, Some(format!("rafter: {e}"))),
+            ApiError::BadSessionTag(_) => (Code::InvalidArgument, Some(format!("rafter: {e}"))),
         };
         let msg: String = msg.unwrap_or_else(|| format!("etcdserver: {e}"));
         Status::new(code, msg)

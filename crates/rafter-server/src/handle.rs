@@ -7,8 +7,9 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rafter_core::Granted;
+use rafter_core::{Granted, Wait};
 use rafter_proto::etcdserverpb::ResponseHeader;
+use rafter_proto::rafterpb::ClientTag;
 use rafter_storage::mvcc::KvResponse;
 use rafter_storage::{KvRequest, MvccStore};
 use tokio::sync::oneshot;
@@ -27,6 +28,8 @@ pub struct NodeHandle {
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// The core's tick, for turning client timeouts into ticks.
+    pub tick_us: u64,
 }
 
 impl NodeHandle {
@@ -40,6 +43,7 @@ impl NodeHandle {
         request_timeout: Duration,
         max_request_bytes: usize,
         max_txn_ops: usize,
+        tick_us: u64,
     ) -> Self {
         NodeHandle {
             tx,
@@ -50,6 +54,7 @@ impl NodeHandle {
             request_timeout,
             max_request_bytes,
             max_txn_ops,
+            tick_us,
         }
     }
 
@@ -60,6 +65,64 @@ impl NodeHandle {
             .send(NodeRequest::Propose { request, reply })
             .map_err(|_| ApiError::Stopped)?;
         self.await_reply(rx).await
+    }
+
+    /// Replicates a mutation made in a client session: applied at most
+    /// once; by `wait` at the latest the core answers with its result, its
+    /// cancellation (`MvccError::Cancelled`) or `OutcomePending`. No timer
+    /// here: the core keeps the deadline (a blocking request waits as long
+    /// as it takes).
+    pub async fn propose_in_session(
+        &self,
+        request: KvRequest,
+        tag: ClientTag,
+        wait: Wait,
+    ) -> Result<KvResponse, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::ProposeInSession {
+                request,
+                tag,
+                wait,
+                reply,
+            })
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)?
+    }
+
+    /// Decides a session request's fate through the log; answers with what
+    /// was decided (`KvResponse::Outcome`).
+    pub async fn decide_outcome(
+        &self,
+        session_id: u64,
+        seq: u64,
+        wait: Wait,
+    ) -> Result<KvResponse, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::DecideOutcome {
+                session_id,
+                seq,
+                wait,
+                reply,
+            })
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)?
+    }
+
+    /// The core's wait for a client's deadline: blocking, the given
+    /// timeout, or (0) this member's request timeout.
+    pub fn wait_for(&self, blocking: bool, timeout_ms: u64) -> Wait {
+        if blocking {
+            return Wait::Blocking;
+        }
+        let timeout = if timeout_ms == 0 {
+            self.request_timeout
+        } else {
+            Duration::from_millis(timeout_ms)
+        };
+        let ticks = timeout.as_micros() as u64 / self.tick_us.max(1);
+        Wait::Ticks(ticks.max(1))
     }
 
     /// Returns once this member has applied everything that was committed

@@ -229,6 +229,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         request_timeout,
         args.max_request_bytes,
         args.max_txn_ops,
+        timing.tick_us,
     );
     let attributes = rafter_proto::rafterpb::MemberAttributes {
         member_id,
@@ -278,6 +279,9 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         }
         None => return Err(ServerError::Config("no --listen-client-urls".into())),
     };
+    let session_ids = std::sync::Arc::new(services::dial::SessionIds::new(
+        ((member_id & 0x7fff) << 48) | ((unix_ms & 0xff_ffff) << 24),
+    ));
     let mut servers = Vec::new();
     for (url, listener) in listeners {
         tracing::info!("listening for client requests on {url}");
@@ -318,7 +322,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             )))
             .add_service(ElectionServer::new(
                 services::election::ElectionService::new(self_client.clone()),
-            ));
+            ))
+            .add_service(
+                rafter_proto::rafterpb::dial_server::DialServer::new(
+                    services::dial::DialService::new(node.clone(), session_ids.clone()),
+                )
+                .max_decoding_message_size(max_msg),
+            );
         servers.push(tokio::spawn(
             router.serve_with_incoming_shutdown(incoming, shutdown_signal()),
         ));

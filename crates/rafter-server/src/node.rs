@@ -12,7 +12,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rafter_core::{Action, Granted, LogWrite, Node, RequestError, RequestId};
+use rafter_core::{Action, Granted, LogWrite, Node, RequestError, RequestId, Wait};
+use rafter_proto::rafterpb::ClientTag;
 use rafter_storage::{KvRequest, MemberStorage, RaftLog};
 use tokio::sync::oneshot;
 
@@ -33,6 +34,23 @@ pub enum NodeRequest {
         request: KvRequest,
         reply: ProposalReply,
     },
+    /// A mutation in a client session (exactly-once, definite outcome); the
+    /// core answers it by `wait` at the latest, or with `Pending`.
+    ProposeInSession {
+        request: KvRequest,
+        tag: ClientTag,
+        wait: Wait,
+        reply: ProposalReply,
+    },
+    /// Decide a session request's fate through the log (`Outcome`).
+    DecideOutcome {
+        session_id: u64,
+        seq: u64,
+        wait: Wait,
+        reply: ProposalReply,
+    },
+    /// Client sessions the store holds (after a batch that changed it).
+    SessionsOpen(u64),
     /// Answered once a linearizable read may read the local store.
     ReadIndex {
         reply: oneshot::Sender<Result<(), ApiError>>,
@@ -121,6 +139,7 @@ impl From<RequestError> for ApiError {
             RequestError::NoLeader => ApiError::NoLeader,
             RequestError::NotLeader => ApiError::NotLeader,
             RequestError::Timeout => ApiError::Timeout,
+            RequestError::Pending => ApiError::OutcomePending,
         }
     }
 }
@@ -170,6 +189,26 @@ impl RaftLoop {
                         replies.insert(id, Reply::Proposal(reply));
                         self.node.propose(id, request);
                     }
+                    NodeRequest::ProposeInSession {
+                        request,
+                        tag,
+                        wait,
+                        reply,
+                    } => {
+                        self.status.proposals.fetch_add(1, Ordering::Relaxed);
+                        replies.insert(id, Reply::Proposal(reply));
+                        self.node.propose_in_session(id, request, tag, wait);
+                    }
+                    NodeRequest::DecideOutcome {
+                        session_id,
+                        seq,
+                        wait,
+                        reply,
+                    } => {
+                        replies.insert(id, Reply::Proposal(reply));
+                        self.node.decide_outcome(id, session_id, seq, wait);
+                    }
+                    NodeRequest::SessionsOpen(open) => self.node.on_sessions_open(open),
                     NodeRequest::ReadIndex { reply } => {
                         replies.insert(id, Reply::Read(reply));
                         self.node.read(id);

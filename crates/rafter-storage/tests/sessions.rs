@@ -111,7 +111,11 @@ fn a_cancel_first_means_never_applied() {
     assert_eq!(s.cancel(7, 1), RequestOutcome::Cancelled);
     assert_eq!(s.put(7, 1, 1, "a"), Err(MvccError::Cancelled));
     assert_eq!(s.revision(), rev, "a cancelled request changed the store");
-    assert_eq!(s.cancel(7, 1), RequestOutcome::Cancelled, "decided for good");
+    assert_eq!(
+        s.cancel(7, 1),
+        RequestOutcome::Cancelled,
+        "decided for good"
+    );
 }
 
 #[test]

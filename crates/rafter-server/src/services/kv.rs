@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::handle::NodeHandle;
+use crate::services::session_meta::session_tag;
 
 pub struct KvService {
     node: NodeHandle,
@@ -19,6 +20,22 @@ pub struct KvService {
 impl KvService {
     pub fn new(node: NodeHandle) -> Self {
         KvService { node }
+    }
+
+    /// Proposes a mutation, exactly-once when the request carries a
+    /// session tag (`session_meta.rs`).
+    async fn mutate(
+        &self,
+        request: KvRequest,
+        tag: Option<rafter_proto::rafterpb::ClientTag>,
+    ) -> Result<KvResponse, ApiError> {
+        match tag {
+            Some(tag) => {
+                let wait = self.node.wait_for(false, 0);
+                self.node.propose_in_session(request, tag, wait).await
+            }
+            None => self.node.propose(request).await,
+        }
     }
 
     fn check_size(&self, encoded_len: usize) -> Result<(), ApiError> {
@@ -103,10 +120,11 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let tag = session_tag(request.metadata())?;
         let r = request.into_inner();
         validate::check_put(&r).map_err(ApiError::from)?;
         self.check_size(r.encoded_len())?;
-        match self.node.propose(KvRequest::Put(r)).await? {
+        match self.mutate(KvRequest::Put(r), tag).await? {
             KvResponse::Put(mut p) => {
                 self.node.stamp(&mut p.header);
                 Ok(Response::new(p))
@@ -119,10 +137,11 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let tag = session_tag(request.metadata())?;
         let r = request.into_inner();
         validate::check_delete(&r).map_err(ApiError::from)?;
         self.check_size(r.encoded_len())?;
-        match self.node.propose(KvRequest::DeleteRange(r)).await? {
+        match self.mutate(KvRequest::DeleteRange(r), tag).await? {
             KvResponse::DeleteRange(mut d) => {
                 self.node.stamp(&mut d.header);
                 Ok(Response::new(d))
@@ -132,6 +151,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let tag = session_tag(request.metadata())?;
         let r = request.into_inner();
         validate::check_txn(&r, self.node.max_txn_ops).map_err(ApiError::from)?;
         if read_only::is_read_only(&r) {
@@ -140,7 +160,7 @@ impl Kv for KvService {
             return self.txn_read(r).await.map(Response::new);
         }
         self.check_size(r.encoded_len())?;
-        match self.node.propose(KvRequest::Txn(r)).await? {
+        match self.mutate(KvRequest::Txn(r), tag).await? {
             KvResponse::Txn(mut t) => {
                 // As etcd: only the outer header is complete; the headers of
                 // responses inside the txn carry just the revision.

@@ -4,12 +4,14 @@
 pub mod auth;
 pub mod cluster;
 pub mod concurrency;
+pub mod dial;
 pub mod election;
 pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod peer;
+pub mod session_meta;
 pub mod watch;
 
 /// Defines trait methods that answer `Unimplemented` naming the RPC. It

@@ -379,7 +379,9 @@ impl MvccStore {
     /// waits for: with none open, cluster time need not advance).
     pub fn sessions_open(&self) -> Result<u64, MvccError> {
         let txn = self.db.begin_read()?;
-        Ok(redb::ReadableTableMetadata::len(&txn.open_table(SESSIONS)?)?)
+        Ok(redb::ReadableTableMetadata::len(
+            &txn.open_table(SESSIONS)?,
+        )?)
     }
 
     /// Every lease: (id, granted TTL, checkpointed remaining TTL or 0), in

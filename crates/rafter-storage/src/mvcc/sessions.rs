@@ -63,7 +63,8 @@ impl Writer<'_> {
         let (timeout_ms, _, old_acked) = row;
         let acked = old_acked.max(acked_below);
         if acked > old_acked {
-            self.session_results.retain_in((id, old_acked)..(id, acked), |_, _| false)?;
+            self.session_results
+                .retain_in((id, old_acked)..(id, acked), |_, _| false)?;
         }
         self.sessions
             .insert(id, (timeout_ms, self.cluster_time_ms, acked))?;
@@ -109,7 +110,11 @@ impl Writer<'_> {
         result
     }
 
-    pub(super) fn session_open(&mut self, id: u64, timeout_ms: u64) -> Result<KvResponse, MvccError> {
+    pub(super) fn session_open(
+        &mut self,
+        id: u64,
+        timeout_ms: u64,
+    ) -> Result<KvResponse, MvccError> {
         self.sessions_touched = true;
         if id == 0 || timeout_ms == 0 {
             return Err(MvccError::SessionExpired);
@@ -117,7 +122,8 @@ impl Writer<'_> {
         if self.session(id)?.is_some() {
             return Err(MvccError::SessionExists);
         }
-        self.sessions.insert(id, (timeout_ms, self.cluster_time_ms, 1))?;
+        self.sessions
+            .insert(id, (timeout_ms, self.cluster_time_ms, 1))?;
         Ok(KvResponse::SessionOpened { session_id: id })
     }
 

@@ -95,9 +95,7 @@ impl<'t> Writer<'t> {
         client: Option<&ClientTag>,
     ) -> Result<KvResponse, MvccError> {
         match client {
-            Some(tag) if super::sessions::is_session_scoped(req) => {
-                self.apply_in_session(tag, req)
-            }
+            Some(tag) if super::sessions::is_session_scoped(req) => self.apply_in_session(tag, req),
             _ => self.apply_plain(req),
         }
     }
