@@ -57,7 +57,10 @@ mod tests {
     #[test]
     fn peeked_id_matches_the_decoded_one() {
         for id in [1, 127, 128, 300, u64::MAX >> 1, u64::MAX] {
-            let data = encode_command(&RaftCommand { id, request: None });
+            let data = encode_command(&RaftCommand {
+                id,
+                ..Default::default()
+            });
             assert_eq!(peek_command_id(&data), Some(id), "id {id}");
         }
         assert_eq!(peek_command_id(&[]), None);

@@ -70,7 +70,7 @@ mod tests {
             .map(|id| Entry {
                 data: encode_command(&RaftCommand {
                     id: *id,
-                    request: None,
+                    ..Default::default()
                 })
                 .into(),
                 ..Default::default()

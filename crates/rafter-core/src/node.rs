@@ -1008,6 +1008,7 @@ mod tests {
     use raft::eraftpb::ConfState;
     use raft::storage::MemStorage;
     use rafter_proto::etcdserverpb::PutRequest;
+    use rafter_proto::rafterpb::{ClientTag, SessionCancel};
 
     use super::*;
     use crate::command::decode_command;
@@ -1019,11 +1020,20 @@ mod tests {
         storage: MemStorage,
         handed: Vec<ApplyBatch>,
         responses: Vec<(RequestId, Result<Granted, RequestError>)>,
+        /// Every entry written to the log.
+        persisted: Vec<Entry>,
     }
 
     impl Harness {
         fn new() -> Self {
-            let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1], vec![])));
+            Self::with_voters(vec![1])
+        }
+
+        /// Member 1 leads `voters`; with a second voter that never acks an
+        /// append, nothing commits.
+        fn with_voters(voters: Vec<u64>) -> Self {
+            let storage =
+                MemStorage::new_with_conf_state(ConfState::from((voters.clone(), vec![])));
             let cfg = NodeConfig {
                 member: MemberConfig {
                     id: 1,
@@ -1053,10 +1063,41 @@ mod tests {
                 storage,
                 handed: vec![],
                 responses: vec![],
+                persisted: vec![],
             };
             h.run();
+            if voters.len() > 1 {
+                h.node.member.campaign().expect("campaign");
+                h.run();
+                for msg_type in [
+                    raft::eraftpb::MessageType::MsgRequestPreVoteResponse,
+                    raft::eraftpb::MessageType::MsgRequestVoteResponse,
+                ] {
+                    let mut m = Message::default();
+                    m.set_msg_type(msg_type);
+                    m.from = 2;
+                    m.to = 1;
+                    m.term = h.node.term()
+                        + u64::from(
+                            msg_type == raft::eraftpb::MessageType::MsgRequestPreVoteResponse,
+                        );
+                    h.node.step(m).expect("vote");
+                    h.run();
+                }
+            }
             assert!(h.node.is_leader());
             h
+        }
+
+        /// Member 2 answers a heartbeat (so member 1 keeps leading) but
+        /// never acknowledges an append.
+        fn heartbeat_from_2(&mut self) {
+            let mut m = Message::default();
+            m.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeatResponse);
+            m.from = 2;
+            m.to = 1;
+            m.term = self.node.term();
+            self.node.step(m).expect("heartbeat response");
         }
 
         /// Carries out actions until there are none; applies nothing.
@@ -1069,6 +1110,7 @@ mod tests {
                 for a in actions {
                     match a {
                         Action::Persist(w) => {
+                            self.persisted.extend(w.entries.iter().cloned());
                             let mut core = self.storage.wl();
                             core.append(&w.entries).expect("append");
                             if let Some(hs) = w.hard_state {
@@ -1158,6 +1200,102 @@ mod tests {
         h.run();
         assert_eq!(h.responses, vec![(8, Err(RequestError::Timeout))]);
         assert_eq!(h.node.waiting_requests(), 0);
+    }
+
+    fn persisted_requests(h: &Harness) -> Vec<KvRequest> {
+        h.persisted
+            .iter()
+            .filter_map(|e| decode_command(e.index, &e.data).expect("decodes")?.request)
+            .collect()
+    }
+
+    const TAG: ClientTag = ClientTag {
+        session_id: 5,
+        seq: 9,
+        acked_below: 1,
+    };
+
+    /// Ticks the pair's leader `n` times, member 2 answering heartbeats
+    /// only.
+    fn tick_uncommitted(h: &mut Harness, n: usize) {
+        for _ in 0..n {
+            h.node.tick();
+            h.heartbeat_from_2();
+            h.run();
+        }
+    }
+
+    #[test]
+    fn a_session_request_past_its_deadline_orders_a_cancel_then_is_pending() {
+        let mut h = Harness::with_voters(vec![1, 2]);
+        h.node.propose_in_session(7, put(), TAG, Wait::Ticks(3));
+        h.run();
+        tick_uncommitted(&mut h, 3);
+        assert!(h.responses.is_empty(), "answered before the cancel decided");
+        let cancel = KvRequest::SessionCancel(SessionCancel {
+            session_id: 5,
+            seq: 9,
+        });
+        assert!(
+            persisted_requests(&h).contains(&cancel),
+            "no cancel ordered at the deadline"
+        );
+        // The cancel cannot commit either: the outcome is pending.
+        tick_uncommitted(&mut h, 4);
+        assert_eq!(h.responses, vec![(7, Err(RequestError::Pending))]);
+        assert_eq!(h.node.waiting_requests(), 0);
+    }
+
+    #[test]
+    fn a_plain_proposal_past_its_deadline_times_out_without_a_cancel() {
+        let mut h = Harness::with_voters(vec![1, 2]);
+        h.node.propose_with(7, put(), None, Wait::Ticks(3));
+        h.run();
+        tick_uncommitted(&mut h, 4);
+        assert_eq!(h.responses, vec![(7, Err(RequestError::Timeout))]);
+        assert!(!persisted_requests(&h)
+            .iter()
+            .any(|r| matches!(r, KvRequest::SessionCancel(_))));
+    }
+
+    #[test]
+    fn a_blocking_proposal_is_proposed_again_until_answered() {
+        let mut h = Harness::with_voters(vec![1, 2]);
+        h.node.propose_in_session(7, put(), TAG, Wait::Blocking);
+        h.run();
+        tick_uncommitted(&mut h, 45);
+        assert!(h.responses.is_empty(), "a blocking request gave up");
+        let copies = persisted_requests(&h)
+            .into_iter()
+            .filter(|r| r == &put())
+            .count();
+        assert!(copies > 1, "not proposed again: {copies} copies");
+    }
+
+    #[test]
+    fn the_leader_records_its_elapsed_time_only_while_sessions_are_open() {
+        let mut h = Harness::new();
+        let clocks = |h: &Harness| -> Vec<u64> {
+            persisted_requests(h)
+                .into_iter()
+                .filter_map(|r| match r {
+                    KvRequest::ClusterClock(c) => Some(c.elapsed_ms),
+                    _ => None,
+                })
+                .collect()
+        };
+        for _ in 0..25 {
+            h.node.tick();
+        }
+        h.run();
+        assert!(clocks(&h).is_empty(), "a clock entry with no session open");
+        h.node.on_sessions_open(1);
+        for _ in 0..25 {
+            h.node.tick();
+        }
+        h.run();
+        // 100 ms ticks, an entry every 1000 ms.
+        assert_eq!(clocks(&h), vec![1000, 1000]);
     }
 
     #[test]
