@@ -21,7 +21,8 @@ fi
 # seed budget must catch it (the test fails if the bug goes unnoticed).
 for fault in fault-local-reads fault-ack-uncommitted fault-ack-before-fsync \
     fault-read-before-applied fault-snapshot-late fault-slot-by-index \
-    fault-watch-skip-full fault-watch-dup fault-lease-renew-anywhere; do
+    fault-watch-skip-full fault-watch-dup fault-lease-renew-anywhere \
+    fault-apply-after-cancel fault-forget-session-result; do
     echo "mutation check: $fault"
     cargo test -p rafter-sim --features "$fault" --test campaign
 done

@@ -53,12 +53,15 @@ fn ci_seed_budget_catches_the_injected_bug() {
         caught[0]
     );
     assert!(
-        caught[0]
-            .problems
-            .iter()
-            .any(|p| ["linearizab", "safety", "watch:", "lease:"]
-                .iter()
-                .any(|property| p.contains(property))),
+        caught[0].problems.iter().any(|p| [
+            "linearizab",
+            "safety",
+            "watch:",
+            "lease:",
+            "exactly-once"
+        ]
+        .iter()
+        .any(|property| p.contains(property))),
         "report must name the violated property: {}",
         caught[0]
     );

@@ -268,7 +268,12 @@ fn validate(req: &KvRequest) -> Result<(), MvccError> {
         | KvRequest::MemberAttributes(_)
         | KvRequest::LeaseGrant(_)
         | KvRequest::LeaseRevoke(_)
-        | KvRequest::LeaseCheckpoint(_) => Ok(()),
+        | KvRequest::LeaseCheckpoint(_)
+        | KvRequest::SessionOpen(_)
+        | KvRequest::SessionKeepAlive(_)
+        | KvRequest::SessionClose(_)
+        | KvRequest::SessionCancel(_)
+        | KvRequest::ClusterClock(_) => Ok(()),
     }
 }
 
@@ -395,8 +400,13 @@ impl Model {
             | KvRequest::MemberAttributes(_)
             | KvRequest::LeaseGrant(_)
             | KvRequest::LeaseRevoke(_)
-            | KvRequest::LeaseCheckpoint(_) => {
-                unreachable!("the generator makes no compaction, membership or lease here")
+            | KvRequest::LeaseCheckpoint(_)
+            | KvRequest::SessionOpen(_)
+            | KvRequest::SessionKeepAlive(_)
+            | KvRequest::SessionClose(_)
+            | KvRequest::SessionCancel(_)
+            | KvRequest::ClusterClock(_) => {
+                unreachable!("the generator makes no compaction, membership, lease or session here")
             }
         };
         Ok(change.finish(resp))
@@ -1179,6 +1189,7 @@ fn describe(req: &KvRequest) -> String {
         KvRequest::LeaseGrant(g) => format!("grant lease {} ttl {}", g.id, g.ttl),
         KvRequest::LeaseRevoke(r) => format!("revoke lease {}", r.id),
         KvRequest::LeaseCheckpoint(c) => format!("checkpoint {} leases", c.checkpoints.len()),
+        other => format!("{other:?}"),
     }
 }
 

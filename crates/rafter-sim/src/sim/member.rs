@@ -15,8 +15,11 @@ use rafter_core::lease::LeaseChange;
 use rafter_core::watch::{WatchConfig, WatchHub};
 use rafter_core::{
     apply_batch, Action, ApplyBatch, Granted, Node, NodeConfig, RaftStorage, RequestError,
-    RequestId, StateMachine,
+    RequestId, StateMachine, Wait,
 };
+use rafter_proto::rafterpb::{ClientTag, SessionOpen};
+use rafter_storage::mvcc::sessions::RequestOutcome;
+use rafter_storage::mvcc::{KvResponse, MvccError};
 use rafter_storage::MvccStore;
 
 use super::history::{OpKind, OpResult};
@@ -66,6 +69,52 @@ pub enum Output {
         lessee: usize,
         result: Result<Option<i64>, RequestError>,
     },
+    /// Client `client`'s open of session `id` was answered: `opened` (or
+    /// it already existed: an earlier attempt went through), or not.
+    SessionOpen {
+        client: usize,
+        id: u64,
+        opened: bool,
+    },
+    /// A session op, or a question about its outcome, was answered.
+    Session(usize, SessionAnswer),
+}
+
+/// What a client learns about an operation made in its session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionAnswer {
+    /// Applied exactly once: its (original) answer.
+    Applied(OpResult),
+    /// Ordered after its cancel: never applied.
+    Cancelled,
+    /// Refused: the session had expired. Never applied.
+    Expired,
+    /// This submission was never proposed (no leader).
+    NotProposed,
+    /// Not decided yet (timed out, pending): ask again.
+    Undecided,
+    /// The session is gone, and with it what became of the op.
+    Forgotten,
+    /// The store says the client acknowledged it (it never did).
+    Acknowledged,
+}
+
+impl SessionAnswer {
+    /// The answer an applied session request (or the cancel that decided
+    /// it) gave.
+    pub fn of(kind: &OpKind, result: Result<KvResponse, MvccError>) -> SessionAnswer {
+        match result {
+            Ok(KvResponse::Outcome(RequestOutcome::Applied(r))) => SessionAnswer::of(kind, *r),
+            Ok(KvResponse::Outcome(RequestOutcome::Cancelled)) | Err(MvccError::Cancelled) => {
+                SessionAnswer::Cancelled
+            }
+            Ok(KvResponse::Outcome(RequestOutcome::SessionExpired)) => SessionAnswer::Forgotten,
+            Ok(KvResponse::Outcome(RequestOutcome::Acknowledged))
+            | Err(MvccError::AlreadyAcknowledged) => SessionAnswer::Acknowledged,
+            Err(MvccError::SessionExpired) => SessionAnswer::Expired,
+            other => SessionAnswer::Applied(ops::result_of(kind, other)),
+        }
+    }
 }
 
 /// An input that arrived while the member was blocked on an fsync.
@@ -77,6 +126,9 @@ enum Input {
     SnapshotStatus(u64, bool),
     Propose(Box<rafter_storage::KvRequest>),
     Renew(usize, i64),
+    SessionOpen(usize, u64, u64),
+    SubmitInSession(usize, OpKind, ClientTag, u64),
+    AskOutcome(usize, OpKind, u64, u64, u64),
 }
 
 /// Work queued for the simulated apply thread, in the core's order.
@@ -92,6 +144,11 @@ enum Waiter {
     /// A lessee's request whose answer nobody reads.
     Untracked,
     Renew(usize),
+    SessionOpen(usize, u64),
+    /// A session op.
+    Session(usize, OpKind),
+    /// A question about a session op's outcome.
+    Outcome(usize, OpKind),
 }
 
 type Core = Node<RaftStorage<SimLog, MvccStore>>;
@@ -308,15 +365,20 @@ impl SimMember {
             .waiters
             .drain()
             .filter_map(|(_, w)| match w {
-                Waiter::Op(op, _) => Some(op),
-                Waiter::Transfer | Waiter::Untracked | Waiter::Renew(_) => None,
+                Waiter::Op(op, _) | Waiter::Session(op, _) | Waiter::Outcome(op, _) => Some(op),
+                Waiter::Transfer
+                | Waiter::Untracked
+                | Waiter::Renew(_)
+                | Waiter::SessionOpen(..) => None,
             })
             .collect();
         lost.extend(
             std::mem::take(&mut self.inbox)
                 .into_iter()
                 .filter_map(|i| match i {
-                    Input::Submit(op, _) => Some(op),
+                    Input::Submit(op, _)
+                    | Input::SubmitInSession(op, ..)
+                    | Input::AskOutcome(op, ..) => Some(op),
                     _ => None,
                 }),
         );
@@ -419,6 +481,87 @@ impl SimMember {
         self.drive(out);
     }
 
+    /// Client `client` opens session `id` here.
+    pub fn session_open(&mut self, client: usize, id: u64, timeout_ms: u64, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::SessionOpen(client, id, timeout_ms));
+            return;
+        }
+        let req = self.next_request;
+        let Some(node) = self.node.as_mut() else {
+            out.push(Output::SessionOpen {
+                client,
+                id,
+                opened: false,
+            });
+            return;
+        };
+        self.next_request += 1;
+        self.waiters.insert(req, Waiter::SessionOpen(client, id));
+        let open = rafter_storage::KvRequest::SessionOpen(SessionOpen {
+            session_id: id,
+            timeout_ms,
+        });
+        node.propose(req, open);
+        self.drive(out);
+    }
+
+    /// A mutation made in a client session arrives here, with its deadline.
+    pub fn submit_in_session(
+        &mut self,
+        op: usize,
+        kind: &OpKind,
+        tag: ClientTag,
+        wait_ticks: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if self.blocked() {
+            self.inbox
+                .push(Input::SubmitInSession(op, kind.clone(), tag, wait_ticks));
+            return;
+        }
+        let req = self.next_request;
+        let Some(node) = self.node.as_mut() else {
+            out.push(Output::Session(op, SessionAnswer::NotProposed));
+            return;
+        };
+        self.next_request += 1;
+        self.waiters.insert(req, Waiter::Session(op, kind.clone()));
+        node.propose_in_session(req, ops::request_for(kind), tag, Wait::Ticks(wait_ticks));
+        self.drive(out);
+    }
+
+    /// A client asks what became of its session op (session, seq).
+    pub fn ask_outcome(
+        &mut self,
+        op: usize,
+        kind: &OpKind,
+        session_id: u64,
+        seq: u64,
+        wait_ticks: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if self.blocked() {
+            self.inbox.push(Input::AskOutcome(
+                op,
+                kind.clone(),
+                session_id,
+                seq,
+                wait_ticks,
+            ));
+            return;
+        }
+        let req = self.next_request;
+        let Some(node) = self.node.as_mut() else {
+            out.push(Output::Session(op, SessionAnswer::Undecided));
+            return;
+        };
+        self.next_request += 1;
+        self.waiters.insert(req, Waiter::Outcome(op, kind.clone()));
+        node.decide_outcome(req, session_id, seq, Wait::Ticks(wait_ticks));
+        self.drive(out);
+    }
+
     /// A client operation arrives at this member.
     pub fn submit(&mut self, op: usize, kind: &OpKind, out: &mut Vec<Output>) {
         if self.blocked() {
@@ -470,6 +613,15 @@ impl SimMember {
                 }
                 Input::Propose(request) => self.propose_untracked(*request, out),
                 Input::Renew(lessee, id) => self.lease_renew(lessee, id, out),
+                Input::SessionOpen(client, id, timeout_ms) => {
+                    self.session_open(client, id, timeout_ms, out)
+                }
+                Input::SubmitInSession(op, kind, tag, ticks) => {
+                    self.submit_in_session(op, &kind, tag, ticks, out)
+                }
+                Input::AskOutcome(op, kind, session_id, seq, ticks) => {
+                    self.ask_outcome(op, &kind, session_id, seq, ticks, out)
+                }
             }
         }
     }
@@ -491,7 +643,10 @@ impl SimMember {
                     self.watch
                         .on_store_replaced(state.current_revision, state.compact_revision);
                     let leases = self.store.leases().expect("store leases");
-                    self.node.as_mut().expect("up").reset_leases(&leases);
+                    let sessions = self.store.sessions_open().expect("store sessions");
+                    let node = self.node.as_mut().expect("up");
+                    node.reset_leases(&leases);
+                    node.on_sessions_open(sessions);
                     // A restore is durable, as on the server.
                     self.durable_store = Some((snapshot.data.to_vec(), index));
                     let node = self.node.as_mut().expect("up");
@@ -536,9 +691,26 @@ impl SimMember {
                     out.push(Output::Done(op, ops::predicted(&kind)));
                 }
             }
+            if let Some(open) = applied.sessions_open {
+                self.node.as_mut().expect("up").on_sessions_open(open);
+            }
             for (req, result) in applied.replies {
-                if let Some(Waiter::Op(op, kind)) = self.waiters.remove(&req) {
-                    out.push(Output::Done(op, ops::result_of(&kind, result)));
+                match self.waiters.remove(&req) {
+                    Some(Waiter::Op(op, kind)) => {
+                        out.push(Output::Done(op, ops::result_of(&kind, result)))
+                    }
+                    Some(Waiter::Session(op, kind) | Waiter::Outcome(op, kind)) => {
+                        out.push(Output::Session(op, SessionAnswer::of(&kind, result)))
+                    }
+                    Some(Waiter::SessionOpen(client, id)) => out.push(Output::SessionOpen {
+                        client,
+                        id,
+                        opened: matches!(
+                            result,
+                            Ok(KvResponse::SessionOpened { .. }) | Err(MvccError::SessionExists)
+                        ),
+                    }),
+                    _ => {}
                 }
             }
         }
@@ -634,6 +806,24 @@ impl SimMember {
                         Err(e) => Err(e),
                     };
                     out.push(Output::Renewed { lessee, result });
+                }
+                (Some(Waiter::SessionOpen(client, id)), _) => {
+                    // Answered without applying: refused or timed out.
+                    out.push(Output::SessionOpen {
+                        client,
+                        id,
+                        opened: false,
+                    });
+                }
+                (Some(Waiter::Session(op, _)), outcome) => {
+                    let answer = match outcome {
+                        Err(RequestError::NoLeader) => SessionAnswer::NotProposed,
+                        _ => SessionAnswer::Undecided,
+                    };
+                    out.push(Output::Session(op, answer));
+                }
+                (Some(Waiter::Outcome(op, _)), _) => {
+                    out.push(Output::Session(op, SessionAnswer::Undecided));
                 }
                 (Some(Waiter::Transfer), outcome) => {
                     out.push(Output::Transferred(outcome.map(|_| ())));

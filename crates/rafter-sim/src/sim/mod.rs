@@ -12,6 +12,7 @@ pub mod member;
 pub mod net;
 pub mod ops;
 pub mod rng;
+pub mod session_clients;
 pub mod watchers;
 
 use std::collections::BTreeMap;
@@ -22,11 +23,12 @@ use raft::eraftpb::{Message, MessageType};
 use history::{HistoryOp, OpKind, OpResult};
 use invariants::Invariants;
 use lessees::Lessee;
-use member::{MemberSettings, Output, SimMember};
+use member::{MemberSettings, Output, SessionAnswer, SimMember};
 use net::{NetConfig, Network};
 use rafter_core::lease::LeaseChange;
 use rafter_core::RequestError;
 use rng::Rng;
+use session_clients::{SessionClient, SessionOp};
 use watchers::{Connection, SimWatcher};
 
 /// One run's settings.
@@ -35,6 +37,11 @@ pub struct SimConfig {
     pub seed: u64,
     pub members: usize,
     pub clients: usize,
+    /// The first this many clients make their mutations in a client
+    /// session (exactly-once, definite outcomes).
+    pub session_clients: usize,
+    /// Sessions expire after this much cluster time without an op.
+    pub session_timeout_ms: u64,
     /// Watch clients (each keeps one watch open and checks its events).
     pub watchers: usize,
     /// Lease clients (each grants a lease and keeps it alive or abandons it).
@@ -85,6 +92,8 @@ impl SimConfig {
             seed,
             members: 3,
             clients: 4,
+            session_clients: 2,
+            session_timeout_ms: 1_500,
             watchers: 3,
             lessees: 3,
             lease_keys: false,
@@ -150,6 +159,11 @@ enum Event {
     WatchPoll(usize),
     /// A lessee's turn: grant, attach or keep alive.
     LeaseTurn(usize),
+    /// A session client asks what became of its op.
+    AskOutcome(usize),
+    /// A copy of a session op sent again with its tag (a retry racing the
+    /// question about its outcome).
+    Resend(usize, OpKind, rafter_proto::rafterpb::ClientTag),
 }
 
 struct Sim {
@@ -173,6 +187,9 @@ struct Sim {
     load_on: bool,
     watchers: Vec<SimWatcher>,
     lessees: Vec<Lessee>,
+    session_clients: Vec<SessionClient>,
+    /// Session ops in flight, by op.
+    session_ops: BTreeMap<usize, SessionOp>,
 }
 
 /// Runs one simulation.
@@ -198,6 +215,7 @@ pub fn run(cfg: SimConfig) -> Outcome {
     let tick_period_ms = (0..cfg.members)
         .map(|_| rng.between(cfg.tick_ms * 9 / 10, cfg.tick_ms * 11 / 10))
         .collect();
+    let cfg_session_clients = cfg.session_clients.min(cfg.clients);
     let mut sim = Sim {
         in_flight: vec![None; cfg.clients],
         cfg,
@@ -216,6 +234,10 @@ pub fn run(cfg: SimConfig) -> Outcome {
         load_on: true,
         watchers,
         lessees,
+        session_clients: (0..cfg_session_clients)
+            .map(|_| SessionClient::default())
+            .collect(),
+        session_ops: BTreeMap::new(),
     };
     // raft-rs asserts its own invariants (e.g. a commit index beyond the
     // log): such a panic inside a member is a found bug, not a crash of the
@@ -397,9 +419,11 @@ impl Sim {
                 if self.history[op].return_ms.is_none()
                     && self.in_flight[self.history[op].client] == Some(op)
                 {
-                    self.give_up(op);
+                    self.lose(op);
                 }
             }
+            Event::AskOutcome(op) => self.ask_outcome(op),
+            Event::Resend(op, kind, tag) => self.resend(op, &kind, tag),
             Event::FsyncDone(m, epoch) => {
                 self.members[m].fsync_done(epoch, &mut out);
                 self.process(m, out);
@@ -473,7 +497,7 @@ impl Sim {
                     );
                     for op in self.members[m].crash(torn_keep) {
                         if self.in_flight[self.history[op].client] == Some(op) {
-                            self.give_up(op);
+                            self.lose(op);
                         }
                     }
                 }
@@ -511,6 +535,17 @@ impl Sim {
                     }
                 }
                 Output::Done(op, result) => self.complete(op, Some(result)),
+                Output::SessionOpen { client, id, opened } => {
+                    let _ = writeln!(
+                        self.trace,
+                        "{} c{client} session {id:#x} opened: {opened}",
+                        self.now_ms
+                    );
+                    if opened {
+                        self.session_clients[client].opened(id);
+                    }
+                }
+                Output::Session(op, answer) => self.session_answer(op, answer),
                 Output::Rejected(op) => self.reject(op),
                 Output::TimedOut(op) => {
                     let client = self.history[op].client;
@@ -621,9 +656,26 @@ impl Sim {
         if !self.load_on || self.in_flight[client].is_some() {
             return;
         }
+        let in_session = client < self.session_clients.len();
+        if in_session && self.session_clients[client].id == 0 {
+            self.open_session(client);
+            return;
+        }
         let kind = ops::random_op(&mut self.rng, self.cfg.keys, &mut self.next_value);
         let op = self.history.len();
         let member = self.rng.below(self.members.len() as u64) as usize;
+        if in_session && !kind.is_read() {
+            let tag = self.session_clients[client].next_tag();
+            self.session_ops.insert(
+                op,
+                SessionOp {
+                    tag,
+                    first_answer: None,
+                    retried: false,
+                    ask_due: false,
+                },
+            );
+        }
         let _ = writeln!(
             self.trace,
             "{} call c{client} op{op} m{} {kind:?}",
@@ -644,8 +696,227 @@ impl Sim {
             Event::ClientTimeout(op),
         );
         let mut out = Vec::new();
-        self.members[member].submit(op, &kind, &mut out);
+        match self.session_ops.get(&op) {
+            Some(s) => {
+                let (tag, ticks) = (s.tag, self.rng.between(2, 60));
+                let _ = writeln!(
+                    self.trace,
+                    "{} op{op} in session {:#x} seq {} within {ticks} ticks",
+                    self.now_ms, tag.session_id, tag.seq
+                );
+                self.members[member].submit_in_session(op, &kind, tag, ticks, &mut out);
+            }
+            None => self.members[member].submit(op, &kind, &mut out),
+        }
         self.process(member, out);
+    }
+
+    /// A session client without a session opens one (again after a while
+    /// if the answer does not come).
+    fn open_session(&mut self, client: usize) {
+        let now = self.now_ms;
+        if self.session_clients[client].should_open(now) {
+            let up: Vec<usize> = (0..self.members.len())
+                .filter(|m| self.members[*m].is_up())
+                .collect();
+            if !up.is_empty() {
+                let member = up[self.rng.below(up.len() as u64) as usize];
+                let id = self.session_clients[client].start_open(client, now);
+                let timeout_ms = self.cfg.session_timeout_ms;
+                let _ = writeln!(
+                    self.trace,
+                    "{now} c{client} opens session {id:#x} at m{}",
+                    member + 1
+                );
+                let mut out = Vec::new();
+                self.members[member].session_open(client, id, timeout_ms, &mut out);
+                self.process(member, out);
+            }
+        }
+        let at = self.now_ms + self.rng.between(20, 60);
+        self.schedule(at, Event::ClientIssue(client));
+    }
+
+    /// The answer to an op is lost (timeout, crash): a session op's outcome
+    /// is asked for; any other op's is unknown.
+    fn lose(&mut self, op: usize) {
+        if self.session_ops.contains_key(&op) {
+            let after_ms = self.rng.between(1, 30);
+            self.schedule_ask(op, after_ms);
+        } else {
+            self.give_up(op);
+        }
+    }
+
+    /// Asks about a session op's outcome a little later, unless a question
+    /// is already due (so questions never multiply).
+    fn schedule_ask(&mut self, op: usize, after_ms: u64) {
+        let Some(s) = self.session_ops.get_mut(&op) else {
+            return;
+        };
+        if !s.ask_due {
+            s.ask_due = true;
+            self.schedule(self.now_ms + after_ms, Event::AskOutcome(op));
+        }
+    }
+
+    /// Asks a random member that is up to decide a session op's outcome.
+    fn ask_outcome(&mut self, op: usize) {
+        let client = self.history[op].client;
+        if self.in_flight[client] != Some(op) {
+            return;
+        }
+        let Some(s) = self.session_ops.get_mut(&op) else {
+            return;
+        };
+        s.ask_due = false;
+        let tag = s.tag;
+        let up: Vec<usize> = (0..self.members.len())
+            .filter(|m| self.members[*m].is_up())
+            .collect();
+        if up.is_empty() {
+            self.schedule_ask(op, 50);
+            return;
+        }
+        let member = up[self.rng.below(up.len() as u64) as usize];
+        let ticks = self.rng.between(5, 60);
+        let _ = writeln!(
+            self.trace,
+            "{} c{client} asks m{} for the outcome of op{op}",
+            self.now_ms,
+            member + 1
+        );
+        let kind = self.history[op].kind.clone();
+        let mut out = Vec::new();
+        self.members[member].ask_outcome(op, &kind, tag.session_id, tag.seq, ticks, &mut out);
+        self.process(member, out);
+        if self.rng.chance(300) {
+            // A retry of the op races the question: whichever the log
+            // orders first decides, and the other must agree.
+            if let Some(s) = self.session_ops.get_mut(&op) {
+                s.retried = true;
+            }
+            let at = self.now_ms + self.rng.between(1, 30);
+            self.schedule(at, Event::Resend(op, kind, tag));
+        }
+    }
+
+    /// Sends a session op again, same tag, to a random member that is up.
+    /// Its answer counts only while the op is still in flight.
+    fn resend(&mut self, op: usize, kind: &OpKind, tag: rafter_proto::rafterpb::ClientTag) {
+        let up: Vec<usize> = (0..self.members.len())
+            .filter(|m| self.members[*m].is_up())
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let member = up[self.rng.below(up.len() as u64) as usize];
+        let ticks = self.rng.between(2, 60);
+        let _ = writeln!(
+            self.trace,
+            "{} c{} sends op{op} again to m{}",
+            self.now_ms,
+            self.history[op].client,
+            member + 1
+        );
+        let mut out = Vec::new();
+        self.members[member].submit_in_session(op, kind, tag, ticks, &mut out);
+        self.process(member, out);
+    }
+
+    /// What a session op's client learned.
+    fn session_answer(&mut self, op: usize, answer: SessionAnswer) {
+        let client = self.history[op].client;
+        if self.in_flight[client] != Some(op) {
+            return;
+        }
+        let Some(s) = self.session_ops.get(&op).cloned() else {
+            return;
+        };
+        let _ = writeln!(
+            self.trace,
+            "{} c{client} op{op} session answer {answer:?}",
+            self.now_ms
+        );
+        let first = s.first_answer.clone();
+        match answer {
+            SessionAnswer::Applied(result) => {
+                if first.is_none() && !s.retried && self.rng.chance(150) {
+                    // Inject a lost answer: the op is sent again, same tag.
+                    let entry = self.session_ops.get_mut(&op).expect("present");
+                    entry.first_answer = Some(result);
+                    entry.retried = true;
+                    let member = self.rng.below(self.members.len() as u64) as usize;
+                    let ticks = self.rng.between(2, 60);
+                    let kind = self.history[op].kind.clone();
+                    let _ = writeln!(
+                        self.trace,
+                        "{} c{client} loses the answer of op{op}, sends it again to m{}",
+                        self.now_ms,
+                        member + 1
+                    );
+                    let mut out = Vec::new();
+                    self.members[member].submit_in_session(op, &kind, s.tag, ticks, &mut out);
+                    self.process(member, out);
+                    return;
+                }
+                if let Some(first) = first {
+                    if first != result {
+                        self.invariants.violate(format!(
+                            "exactly-once: op{op} (client {client}) was answered {first:?}, its retry {result:?}"
+                        ));
+                    }
+                }
+                self.settle(op, &s);
+                self.complete(op, Some(result));
+            }
+            SessionAnswer::Cancelled => {
+                if let Some(first) = first {
+                    self.invariants.violate(format!(
+                        "exactly-once: op{op} (client {client}) was applied ({first:?}) and then reported cancelled"
+                    ));
+                }
+                self.settle(op, &s);
+                self.reject(op);
+            }
+            SessionAnswer::Expired => {
+                self.session_clients[client].expired(s.tag.session_id);
+                self.settle(op, &s);
+                match first {
+                    Some(first) => self.complete(op, Some(first)),
+                    None => self.reject(op),
+                }
+            }
+            SessionAnswer::NotProposed if first.is_none() && !s.retried => {
+                self.settle(op, &s);
+                self.reject(op);
+            }
+            SessionAnswer::NotProposed | SessionAnswer::Undecided => {
+                let after_ms = self.rng.between(5, 50);
+                self.schedule_ask(op, after_ms);
+            }
+            SessionAnswer::Forgotten => {
+                self.session_clients[client].expired(s.tag.session_id);
+                self.session_ops.remove(&op);
+                match first {
+                    Some(first) => self.complete(op, Some(first)),
+                    None => self.give_up(op),
+                }
+            }
+            SessionAnswer::Acknowledged => {
+                self.invariants.violate(format!(
+                    "exactly-once: the store says op{op} (client {client}) was acknowledged; it never was"
+                ));
+                self.session_ops.remove(&op);
+                self.give_up(op);
+            }
+        }
+    }
+
+    fn settle(&mut self, op: usize, s: &SessionOp) {
+        let client = self.history[op].client;
+        self.session_clients[client].settled(&s.tag);
+        self.session_ops.remove(&op);
     }
 
     fn next_issue(&mut self, client: usize) {
