@@ -11,8 +11,9 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rafter_core::Wait;
 use rafter_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use rafter_proto::etcdserverpb::request_op::Request as Op;
 use rafter_proto::etcdserverpb::response_op::Response as OpResponse;
@@ -35,7 +36,13 @@ const MEMBER_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 const MEMBER_SESSION_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Bounds on a client's session timeout.
 const MIN_SESSION_TIMEOUT_MS: u64 = 1_000;
+/// Answers of this member's session kept after delivery, newest first, so
+/// `Outcome` can still be asked about a recent request (from another
+/// process, e.g. `rafter dial outcome`).
+const MEMBER_SESSION_RETAINED_ANSWERS: u64 = 4_096;
 const DEFAULT_SESSION_TIMEOUT_MS: u64 = 60_000;
+/// Pause before proposing again when there is no leader.
+const NO_LEADER_RETRY: Duration = Duration::from_millis(50);
 
 pub struct DialService {
     node: NodeHandle,
@@ -58,9 +65,10 @@ impl SessionIds {
 }
 
 /// This member's own session, for dial mutations that come without one.
-/// Answers are acknowledged (dropped from the store) once delivered; a
-/// pending one stays until the session is replaced, so `Outcome` can still
-/// decide it.
+/// The newest [`MEMBER_SESSION_RETAINED_ANSWERS`] answers are kept after
+/// delivery, older ones acknowledged (dropped from the store); a pending
+/// one stays until the session is replaced, so `Outcome` can still decide
+/// it.
 #[derive(Default)]
 struct MemberSession {
     state: tokio::sync::Mutex<Option<u64>>,
@@ -73,7 +81,12 @@ impl MemberSession {
     fn acked_below(&self) -> u64 {
         let next = self.next_seq.load(Ordering::Relaxed);
         let outstanding = self.outstanding.lock().expect("outstanding");
-        outstanding.first().copied().unwrap_or(next).min(next)
+        let retained_from = next.saturating_sub(MEMBER_SESSION_RETAINED_ANSWERS).max(1);
+        outstanding
+            .first()
+            .copied()
+            .unwrap_or(next)
+            .min(retained_from)
     }
 }
 
@@ -166,8 +179,36 @@ impl DialService {
     ) -> Result<DialResponse, Status> {
         let (tag, own) = self.tag_for(session).await?;
         let d = deadline.unwrap_or_default();
-        let wait = self.node.wait_for(d.blocking, d.timeout_ms);
-        let result = self.node.propose_in_session(request, tag, wait).await;
+        let started = Instant::now();
+        let budget = match d.timeout_ms {
+            0 => self.node.request_timeout,
+            ms => Duration::from_millis(ms),
+        };
+        // Without a leader nothing is proposed: wait for one until the
+        // deadline (an election takes about an election timeout).
+        let result = loop {
+            let left = budget.saturating_sub(started.elapsed());
+            let wait = if d.blocking {
+                Wait::Blocking
+            } else {
+                self.node.wait_for(false, left.as_millis().max(1) as u64)
+            };
+            match self
+                .node
+                .propose_in_session(request.clone(), tag, wait)
+                .await
+            {
+                Err(ApiError::NoLeader) if started.elapsed() + NO_LEADER_RETRY < budget => {
+                    tokio::time::sleep(NO_LEADER_RETRY).await;
+                }
+                // No copy of a fresh seq of this member's session was ever
+                // proposed: it never will be.
+                Err(ApiError::NoLeader) if own => break Err(ApiError::Kv(MvccError::Cancelled)),
+                // The client's seq may have been proposed elsewhere.
+                Err(ApiError::NoLeader) => break Err(ApiError::OutcomePending),
+                other => break other,
+            }
+        };
         let mut resp = match result {
             Err(ApiError::Kv(e @ (MvccError::SessionExpired | MvccError::AlreadyAcknowledged))) => {
                 if own {
