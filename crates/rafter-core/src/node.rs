@@ -730,26 +730,21 @@ impl<S: Storage> Node<S> {
             // enough.
             self.next_expiry_tick = self.now_tick + (self.request_timeout_ticks / 16).max(1);
             self.expire();
+        } else if self
+            .proposals
+            .earliest_deadline()
+            .is_some_and(|tick| tick <= self.now_tick)
+        {
+            // A client's short deadline passed between the periodic checks.
+            for req in self.expire_proposals() {
+                self.respond(req, Err(RequestError::Timeout));
+            }
         }
     }
 
     fn expire(&mut self) {
         let now = self.now_tick;
-        let mut gone = Vec::new();
-        for (req, at_deadline) in self.proposals.expire(now) {
-            match at_deadline {
-                AtDeadline::TimeOut => gone.push(req),
-                AtDeadline::Pending => self.respond(req, Err(RequestError::Pending)),
-                AtDeadline::Cancel {
-                    session_id,
-                    seq,
-                    grace_ticks,
-                } => self.propose_cancel(req, session_id, seq, grace_ticks),
-                AtDeadline::Retry { request, client } => {
-                    self.propose_with(req, *request, client, Wait::Blocking)
-                }
-            }
-        }
+        let mut gone = self.expire_proposals();
         gone.extend(self.reads.expire(now));
         self.transfers.retain(|t| {
             let live = t.deadline_tick > now;
@@ -771,6 +766,27 @@ impl<S: Storage> Node<S> {
         for req in gone {
             self.respond(req, Err(RequestError::Timeout));
         }
+    }
+
+    /// Acts on proposals whose deadline passed; returns those whose client
+    /// hears "timed out".
+    fn expire_proposals(&mut self) -> Vec<RequestId> {
+        let mut gone = Vec::new();
+        for (req, at_deadline) in self.proposals.expire(self.now_tick) {
+            match at_deadline {
+                AtDeadline::TimeOut => gone.push(req),
+                AtDeadline::Pending => self.respond(req, Err(RequestError::Pending)),
+                AtDeadline::Cancel {
+                    session_id,
+                    seq,
+                    grace_ticks,
+                } => self.propose_cancel(req, session_id, seq, grace_ticks),
+                AtDeadline::Retry { request, client } => {
+                    self.propose_with(req, *request, client, Wait::Blocking)
+                }
+            }
+        }
+        gone
     }
 
     /// The last `Persist` is durable.

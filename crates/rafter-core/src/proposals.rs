@@ -10,7 +10,7 @@
 //! a new leader may overwrite the slot a proposal was appended at with a
 //! different entry, whose result must not reach this proposal's client.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use rafter_proto::rafterpb::{raft_command::Request as KvRequest, ClientTag};
 
@@ -51,6 +51,9 @@ struct Waiting {
 #[derive(Debug, Default)]
 pub struct Proposals {
     by_command: HashMap<u64, Waiting>,
+    /// (deadline tick, command id), so the earliest deadline is at hand
+    /// (a client's deadline may be a few milliseconds away).
+    deadlines: BTreeSet<(u64, u64)>,
 }
 
 impl Proposals {
@@ -62,6 +65,7 @@ impl Proposals {
         at_deadline: AtDeadline,
         appended_at: Option<u64>,
     ) {
+        self.deadlines.insert((deadline_tick, command_id));
         let old = self.by_command.insert(
             command_id,
             Waiting {
@@ -84,29 +88,41 @@ impl Proposals {
                 .find(|(_, w)| w.appended_at == Some(index))
                 .map(|(id, _)| *id);
             if let Some(id) = id {
-                return self.by_command.remove(&id).map(|w| w.req);
+                return self.remove(id).map(|w| w.req);
             }
         }
-        self.by_command.remove(&command_id?).map(|w| w.req)
+        self.remove(command_id?).map(|w| w.req)
+    }
+
+    fn remove(&mut self, command_id: u64) -> Option<Waiting> {
+        let w = self.by_command.remove(&command_id)?;
+        self.deadlines.remove(&(w.deadline_tick, command_id));
+        Some(w)
+    }
+
+    /// The earliest deadline of a waiting proposal.
+    pub fn earliest_deadline(&self) -> Option<u64> {
+        self.deadlines.first().map(|(tick, _)| *tick)
     }
 
     /// Removes and returns the proposals whose deadline has passed, with
     /// what their deadline means, in request order.
     pub fn expire(&mut self, now_tick: u64) -> Vec<(RequestId, AtDeadline)> {
         let mut out = Vec::new();
-        self.by_command.retain(|_, w| {
-            let live = w.deadline_tick > now_tick;
-            if !live {
-                out.push((w.req, w.at_deadline.clone()));
+        while let Some(&(tick, command_id)) = self.deadlines.first() {
+            if tick > now_tick {
+                break;
             }
-            live
-        });
+            let w = self.remove(command_id).expect("indexed proposals exist");
+            out.push((w.req, w.at_deadline));
+        }
         out.sort_unstable_by_key(|(req, _)| *req);
         out
     }
 
     /// Drops every proposal (the member stops); returns them.
     pub fn drain(&mut self) -> Vec<RequestId> {
+        self.deadlines.clear();
         let mut out: Vec<RequestId> = self.by_command.drain().map(|(_, w)| w.req).collect();
         out.sort_unstable();
         out
