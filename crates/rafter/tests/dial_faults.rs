@@ -7,7 +7,8 @@
 //! the test kills -9 and restarts the leader and a follower and pauses
 //! (SIGSTOP / SIGCONT) a follower and the leader. Every mutation's outcome
 //! is made definite: one whose answer was `pending`, or lost with its
-//! member, is decided afterwards with `Outcome` (blocking).
+//! member, is decided at once with `Outcome` through another member (while
+//! a copy of it may still sit in a paused member), or after the run.
 //!
 //! Then:
 //! - the keys' whole revision history (a watch from revision 1) holds each
@@ -39,7 +40,7 @@ const KEYS: usize = 2;
 const FAULT_LENGTH: Duration = Duration::from_millis(1500);
 const DEADLINE: Duration = Duration::from_secs(60);
 /// Longest one call may take before the client moves to the next member.
-const CALL_LIMIT: Duration = Duration::from_secs(3);
+const CALL_LIMIT: Duration = Duration::from_millis(400);
 
 fn key(k: usize) -> String {
     format!("dial-fault/{k}")
@@ -56,7 +57,10 @@ enum Kind {
 #[derive(Debug, Clone)]
 enum Fate {
     /// A Get's value, or a mutation's answer (for a Swap: swapped).
-    Done { read: Option<u64>, swapped: bool },
+    Done {
+        read: Option<u64>,
+        swapped: bool,
+    },
     Cancelled,
     /// Not known yet: decided after the run through `Outcome`.
     Undecided(RequestId),
@@ -118,7 +122,14 @@ async fn run_client(
     // A session of our own, opened through whichever member answers.
     let session = loop {
         let mut d = dial(&endpoints[member]).await;
-        match tokio::time::timeout(CALL_LIMIT, d.session_open(SessionOpenRequest { timeout_ms: 300_000 })).await {
+        match tokio::time::timeout(
+            CALL_LIMIT,
+            d.session_open(SessionOpenRequest {
+                timeout_ms: 300_000,
+            }),
+        )
+        .await
+        {
             Ok(Ok(r)) => break r.into_inner().session_id,
             _ => member = (member + 1) % endpoints.len(),
         }
@@ -228,15 +239,112 @@ async fn run_client(
                 }
             }
         };
+        let mut return_ns = now_ns();
+        let mut fate = fate;
+        if let (Fate::Undecided(_), true) = (&fate, next(&mut rng) % 2 == 0) {
+            // Retry the same request (same tag) through the next member:
+            // whatever the first copy did, the retry must not apply it
+            // again.
+            member = (member + 1) % endpoints.len();
+            if let Some(answer) = retry(&endpoints[member], &kind, k, tag(seq)).await {
+                fate = answer;
+                return_ns = now_ns();
+            }
+        }
+        if let Fate::Undecided(id) = &fate {
+            // Learn the outcome now, through the other members, while
+            // copies of the request may still sit in a paused member.
+            if let Some(decided) = decide_now(&endpoints, &mut member, id, &stop).await {
+                fate = decided;
+                return_ns = now_ns();
+            }
+        }
         calls.lock().expect("calls").push(Call {
             client: id,
             key: k,
             kind,
             call_ns,
-            return_ns: now_ns(),
+            return_ns,
             fate,
         });
     }
+}
+
+/// Sends a mutation again with its tag; its answer if definite.
+async fn retry(endpoint: &str, kind: &Kind, k: usize, session: Option<SessionTag>) -> Option<Fate> {
+    let mut d = dial(endpoint).await;
+    let deadline = Some(Deadline {
+        blocking: false,
+        timeout_ms: 200,
+    });
+    let answer = match kind {
+        Kind::Set { value } => {
+            let req = DialSetRequest {
+                key: key(k).into(),
+                value: value.to_string().into(),
+                consistent: true,
+                deadline,
+                session,
+            };
+            tokio::time::timeout(CALL_LIMIT, d.set(req)).await
+        }
+        Kind::Swap { old, new } => {
+            let req = DialSwapRequest {
+                key: key(k).into(),
+                new_value: new.to_string().into(),
+                old_value: old.map(|o| o.to_string().into()).unwrap_or_default(),
+                old_absent: old.is_none(),
+                deadline,
+                session,
+            };
+            tokio::time::timeout(CALL_LIMIT, d.swap(req)).await
+        }
+        Kind::Get => return None,
+    };
+    let r = answer.ok()?.ok()?.into_inner();
+    match r.outcome() {
+        Outcome::Applied => Some(Fate::Done {
+            read: None,
+            swapped: r.valid,
+        }),
+        Outcome::Cancelled => Some(Fate::Cancelled),
+        _ => None,
+    }
+}
+
+/// Asks members in turn for a request's outcome until one decides it (or
+/// the run stops: it is decided after the run then).
+async fn decide_now(
+    endpoints: &[String],
+    member: &mut usize,
+    id: &RequestId,
+    stop: &AtomicBool,
+) -> Option<Fate> {
+    while !stop.load(Ordering::Relaxed) {
+        *member = (*member + 1) % endpoints.len();
+        let mut d = dial(&endpoints[*member]).await;
+        let req = DialOutcomeRequest {
+            request_id: Some(id.clone()),
+            deadline: Some(Deadline {
+                blocking: false,
+                timeout_ms: 500,
+            }),
+        };
+        if let Ok(Ok(r)) = tokio::time::timeout(CALL_LIMIT, d.outcome(req)).await {
+            let r = r.into_inner();
+            match r.outcome() {
+                Outcome::Applied => {
+                    return Some(Fate::Done {
+                        read: None,
+                        swapped: r.valid,
+                    })
+                }
+                Outcome::Cancelled => return Some(Fate::Cancelled),
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// Decides an undecided call through `Outcome`, blocking, trying members
@@ -298,14 +406,23 @@ async fn timed_out_requests_have_definite_outcomes_and_swaps_are_linearizable_un
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for fault in ["kill leader", "pause follower", "kill follower", "pause leader"] {
+    for fault in [
+        "kill leader",
+        "pause follower",
+        "kill follower",
+        "pause leader",
+    ] {
         let leader = cluster.leader().await;
         let victim = if fault.ends_with("leader") {
             leader
         } else {
             cluster.followers().await[0]
         };
-        println!("{:?}: {fault} ({})", started.elapsed(), cluster.name(victim));
+        println!(
+            "{:?}: {fault} ({})",
+            started.elapsed(),
+            cluster.name(victim)
+        );
         if fault.starts_with("kill") {
             cluster.kill9(victim);
             tokio::time::sleep(FAULT_LENGTH).await;
@@ -342,13 +459,19 @@ async fn timed_out_requests_have_definite_outcomes_and_swaps_are_linearizable_un
         calls.len()
     );
     assert!(applied > 50, "too little was applied to judge");
-    assert!(cancelled > 0, "no request timed out: the timeouts did not bite");
+    assert!(
+        cancelled > 0,
+        "no request timed out: the timeouts did not bite"
+    );
 
     // The keys' whole revision history.
     let mut history: BTreeMap<u64, usize> = BTreeMap::new();
     let mut client = client_for(&cluster.endpoint(cluster.leader().await)).await;
     let current = client
-        .get("dial-fault/", Some(etcd_client::GetOptions::new().with_prefix()))
+        .get(
+            "dial-fault/",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
         .await
         .expect("range")
         .header()
@@ -417,7 +540,13 @@ async fn timed_out_requests_have_definite_outcomes_and_swaps_are_linearizable_un
             (Kind::Swap { .. }, Fate::Done { swapped, .. }) => RegisterOutput::Cas(*swapped),
             (_, Fate::Undecided(_)) => unreachable!("decided above"),
         };
-        ops.push(Operation::ok(c.client, c.call_ns, c.return_ns, input, output));
+        ops.push(Operation::ok(
+            c.client,
+            c.call_ns,
+            c.return_ns,
+            input,
+            output,
+        ));
     }
     match check(&Register::new(), &ops, Budget::steps(50_000_000)) {
         CheckResult::Ok => {}
