@@ -214,6 +214,11 @@ pub struct ClusterArgs {
     /// A request not answered within this long counts as a DeadlineExceeded error.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
+    /// Rafter only: each client opens a client session and tags its
+    /// mutations with it (exactly-once; `rafter-session-id` and
+    /// `rafter-seq` gRPC metadata), to measure what sessions cost.
+    #[arg(long)]
+    pub session: bool,
     /// What to print: the table, the JSON line, or both (table first).
     #[arg(long, value_enum, default_value_t = OutputFormat::Both)]
     pub output: OutputFormat,

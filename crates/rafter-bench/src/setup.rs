@@ -29,7 +29,7 @@ pub async fn prepare(
     let keys = KeySpace::new(data.key_size_bytes, data.key_space_keys)?;
     let channels = dial(&cluster.endpoints, cluster.conns).await?;
     let value = random_value(data.val_size_bytes, &mut Rng::new(VALUE_SEED));
-    let workers: Vec<Worker> = (0..cluster.clients)
+    let mut workers: Vec<Worker> = (0..cluster.clients)
         .map(|client_index| {
             Worker::new(
                 channels[client_index % channels.len()].clone(),
@@ -41,6 +41,13 @@ pub async fn prepare(
             )
         })
         .collect();
+    if cluster.session {
+        for (client_index, worker) in workers.iter_mut().enumerate() {
+            worker
+                .open_session(channels[client_index % channels.len()].clone())
+                .await?;
+        }
+    }
     let workers = if workload.needs_preload() {
         preload(workers, keys.count()).await?
     } else {
@@ -71,7 +78,11 @@ fn settings(cluster: &ClusterArgs, data: &DataArgs, workload: Workload) -> Setti
         } => (Some(consistency_name(consistency)), None, Some(read_ratio)),
     };
     Settings {
-        workload: workload.name().to_string(),
+        workload: if cluster.session {
+            format!("{}+session", workload.name())
+        } else {
+            workload.name().to_string()
+        },
         endpoints: cluster.endpoints.clone(),
         conns: cluster.conns,
         clients: cluster.clients,

@@ -110,6 +110,8 @@ pub struct Worker {
     sequence: u64,
     seen: HashMap<u64, Seen>,
     request_timeout: Duration,
+    /// The client session its mutations are tagged with, and the next seq.
+    session: Option<(u64, u64)>,
 }
 
 impl Worker {
@@ -135,7 +137,35 @@ impl Worker {
             sequence: 0,
             seen: HashMap::new(),
             request_timeout,
+            session: None,
         }
+    }
+
+    /// Opens a Rafter client session on `channel`; the worker's puts are
+    /// tagged with it from then on.
+    pub async fn open_session(&mut self, channel: Channel) -> Result<(), String> {
+        let mut dial = rafter_proto::rafterpb::dial_client::DialClient::new(channel);
+        let opened = dial
+            .session_open(rafter_proto::rafterpb::SessionOpenRequest { timeout_ms: 600_000 })
+            .await
+            .map_err(|e| format!("opening a client session: {}", e.message()))?;
+        self.session = Some((opened.into_inner().session_id, 1));
+        Ok(())
+    }
+
+    /// The request, tagged with the worker's session when it has one. One
+    /// request is in flight per worker, so every earlier seq is answered
+    /// (acknowledged).
+    fn tagged<T>(&mut self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some((session_id, seq)) = self.session.as_mut() {
+            let meta = request.metadata_mut();
+            meta.insert("rafter-session-id", (*session_id).into());
+            meta.insert("rafter-seq", (*seq).into());
+            meta.insert("rafter-acked-below", (*seq).into());
+            *seq += 1;
+        }
+        request
     }
 
     /// Issues the next operation and waits for its answer.
@@ -187,6 +217,7 @@ impl Worker {
             value: self.value.clone(),
             ..Default::default()
         };
+        let request = self.tagged(request);
         let call = self.kv.put(request);
         let response = within(self.request_timeout, call).await?;
         let revision = response.header.map_or(0, |header| header.revision);
