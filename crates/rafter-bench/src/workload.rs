@@ -146,7 +146,9 @@ impl Worker {
     pub async fn open_session(&mut self, channel: Channel) -> Result<(), String> {
         let mut dial = rafter_proto::rafterpb::dial_client::DialClient::new(channel);
         let opened = dial
-            .session_open(rafter_proto::rafterpb::SessionOpenRequest { timeout_ms: 600_000 })
+            .session_open(rafter_proto::rafterpb::SessionOpenRequest {
+                timeout_ms: 600_000,
+            })
             .await
             .map_err(|e| format!("opening a client session: {}", e.message()))?;
         self.session = Some((opened.into_inner().session_id, 1));

@@ -276,7 +276,7 @@ async fn dial_get_set_swap_and_outcome() {
         .expect("swap")
         .into_inner();
     assert!(right.valid);
-    assert_eq!(right.value, b"b");
+    assert!(right.value.is_empty(), "a write's answer carries no value");
     let fresh = d
         .swap(DialSwapRequest {
             key: "new".into(),

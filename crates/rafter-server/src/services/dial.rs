@@ -175,7 +175,6 @@ impl DialService {
         request: KvRequest,
         session: Option<SessionTag>,
         deadline: Option<Deadline>,
-        value: &[u8],
     ) -> Result<DialResponse, Status> {
         let (tag, own) = self.tag_for(session).await?;
         let d = deadline.unwrap_or_default();
@@ -228,8 +227,8 @@ impl DialService {
                 self.settled(&tag, own, Outcome::Cancelled);
                 return Err(e.into());
             }
-            Ok(KvResponse::Outcome(o)) => outcome_response(o, value)?,
-            Ok(answer) => applied_response(&Ok(answer), value)?,
+            Ok(KvResponse::Outcome(o)) => outcome_response(o)?,
+            Ok(answer) => applied_response(&Ok(answer))?,
         };
         self.settled(&tag, own, resp.outcome());
         resp.request_id = Some(RequestId {
@@ -334,16 +333,13 @@ fn range_answer(r: &RangeResponse) -> DialResponse {
     }
 }
 
-/// The answer of an applied (or store-refused) Set or Swap. `value` is
-/// what a Set wrote (unknown, empty, when answering `Outcome`).
-fn applied_response(
-    r: &Result<KvResponse, MvccError>,
-    value: &[u8],
-) -> Result<DialResponse, ApiError> {
+/// The answer of an applied (or store-refused) Set or Swap. It carries no
+/// value for a write that took effect: a retry is answered from the kept
+/// answer, which does not hold what the first copy wrote.
+fn applied_response(r: &Result<KvResponse, MvccError>) -> Result<DialResponse, ApiError> {
     let mut resp = match r {
         Ok(KvResponse::Put(p)) => DialResponse {
             valid: true,
-            value: value.to_vec(),
             found: true,
             revision: p.header.as_ref().map_or(0, |h| h.revision),
             ..Default::default()
@@ -382,9 +378,9 @@ fn swap_answer(t: &TxnResponse) -> DialResponse {
     }
 }
 
-fn outcome_response(o: RequestOutcome, value: &[u8]) -> Result<DialResponse, ApiError> {
+fn outcome_response(o: RequestOutcome) -> Result<DialResponse, ApiError> {
     match o {
-        RequestOutcome::Applied(r) => applied_response(&r, value),
+        RequestOutcome::Applied(r) => applied_response(&r),
         RequestOutcome::Cancelled => Ok(cancelled()),
         RequestOutcome::Acknowledged => Err(ApiError::Kv(MvccError::AlreadyAcknowledged)),
         RequestOutcome::SessionExpired => Err(ApiError::Kv(MvccError::SessionExpired)),
@@ -427,15 +423,15 @@ impl Dial for DialService {
                  is not implemented yet (issue 13: local writes)",
             ));
         }
-        let put = KvRequest::Put(PutRequest {
-            key: r.key,
-            value: r.value.clone(),
-            ..Default::default()
-        });
-        if prost::Message::encoded_len(&r.value) > self.node.max_request_bytes {
+        if r.key.len() + r.value.len() > self.node.max_request_bytes {
             return Err(ApiError::RequestTooLarge.into());
         }
-        self.mutate(put, r.session, r.deadline, &r.value)
+        let put = KvRequest::Put(PutRequest {
+            key: r.key,
+            value: r.value,
+            ..Default::default()
+        });
+        self.mutate(put, r.session, r.deadline)
             .await
             .map(Response::new)
     }
@@ -482,13 +478,9 @@ impl Dial for DialService {
                 })),
             }],
         });
-        let mut resp = self
-            .mutate(txn, r.session, r.deadline, &r.new_value)
-            .await?;
-        if resp.valid {
-            resp.value = r.new_value;
-        }
-        Ok(Response::new(resp))
+        self.mutate(txn, r.session, r.deadline)
+            .await
+            .map(Response::new)
     }
 
     async fn outcome(
@@ -502,7 +494,7 @@ impl Dial for DialService {
         let d = r.deadline.unwrap_or_default();
         let wait = self.node.wait_for(d.blocking, d.timeout_ms);
         let mut resp = match self.node.decide_outcome(id.session_id, id.seq, wait).await {
-            Ok(KvResponse::Outcome(o)) => outcome_response(o, &[])?,
+            Ok(KvResponse::Outcome(o)) => outcome_response(o)?,
             Ok(other) => return Err(wrong_kind(&other).into()),
             Err(ApiError::Timeout | ApiError::NoLeader) => DialResponse {
                 timeout: true,

@@ -5,6 +5,7 @@
 use prost::Message as _;
 use rafter_proto::etcdserverpb::kv_server::Kv;
 use rafter_proto::etcdserverpb::*;
+use rafter_storage::mvcc::sessions::RequestOutcome;
 use rafter_storage::mvcc::{read_only, validate, KvResponse};
 use rafter_storage::{KvRequest, MvccError, MvccStore};
 use tonic::{Request, Response, Status};
@@ -29,12 +30,22 @@ impl KvService {
         request: KvRequest,
         tag: Option<rafter_proto::rafterpb::ClientTag>,
     ) -> Result<KvResponse, ApiError> {
-        match tag {
-            Some(tag) => {
-                let wait = self.node.wait_for(false, 0);
-                self.node.propose_in_session(request, tag, wait).await
+        let Some(tag) = tag else {
+            return self.node.propose(request).await;
+        };
+        let wait = self.node.wait_for(false, 0);
+        match self.node.propose_in_session(request, tag, wait).await? {
+            // Its deadline passed and a cancel decided it: applied first
+            // (the original answer) or cancelled.
+            KvResponse::Outcome(RequestOutcome::Applied(answer)) => Ok((*answer)?),
+            KvResponse::Outcome(RequestOutcome::Cancelled) => Err(MvccError::Cancelled.into()),
+            KvResponse::Outcome(RequestOutcome::Acknowledged) => {
+                Err(MvccError::AlreadyAcknowledged.into())
             }
-            None => self.node.propose(request).await,
+            KvResponse::Outcome(RequestOutcome::SessionExpired) => {
+                Err(MvccError::SessionExpired.into())
+            }
+            answer => Ok(answer),
         }
     }
 
