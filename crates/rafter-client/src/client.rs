@@ -47,9 +47,14 @@ impl Client {
 
     /// Writes `key` (consistent: acknowledged once committed by a
     /// majority) in the answering member's session: applied at most once,
-    /// retried only while no member accepted it.
+    /// sent again only while no member accepted it or after a member
+    /// cancelled it (so it never applies twice).
     pub async fn set(&self, key: &[u8], value: &[u8], wait: Wait) -> Result<Answer> {
-        dial::set(&self.transport, key, value, wait, None).await
+        let t = &self.transport;
+        dial::in_slices(wait, t.options.mutation_slice, false, |w, _| {
+            dial::set(t, key, value, w, None)
+        })
+        .await
     }
 
     /// `set` with an explicit consistency; `Local` asks for a write that
@@ -78,7 +83,11 @@ impl Client {
         new: &[u8],
         wait: Wait,
     ) -> Result<Answer> {
-        dial::swap(&self.transport, key, old, new, wait, None).await
+        let t = &self.transport;
+        dial::in_slices(wait, t.options.mutation_slice, false, |w, _| {
+            dial::swap(t, key, old, new, w, None)
+        })
+        .await
     }
 
     /// The definite outcome of a mutation (ordering a cancel through the

@@ -61,6 +61,38 @@ fn proto_deadline(left: Option<Duration>) -> Deadline {
     }
 }
 
+/// Runs a dial mutation in attempts of at most `slice` of the call's
+/// deadline: a cancelled attempt (definitely not applied) is sent again,
+/// and with `resend_pending` a pending one too (same request id), while
+/// time is left. `send` gets the attempt's wait and whether to use a new
+/// request id.
+pub(crate) async fn in_slices<F, Fut>(
+    wait: Wait,
+    slice: Duration,
+    resend_pending: bool,
+    mut send: F,
+) -> Result<Answer>
+where
+    F: FnMut(Wait, bool) -> Fut,
+    Fut: std::future::Future<Output = Result<Answer>>,
+{
+    let deadline = deadline(wait);
+    let mut new_id = false;
+    loop {
+        let attempt = match deadline {
+            None => Wait::Blocking,
+            Some(d) => Wait::For(d.saturating_duration_since(Instant::now()).min(slice)),
+        };
+        let answer = send(attempt, new_id).await?;
+        let time_left = deadline.is_none_or(|d| Instant::now() < d);
+        match (answer.outcome, time_left) {
+            (Outcome::Cancelled, true) => new_id = true,
+            (Outcome::Pending, true) if resend_pending => new_id = false,
+            _ => return Ok(answer),
+        }
+    }
+}
+
 pub(crate) async fn get(
     t: &Transport,
     key: &[u8],

@@ -5,8 +5,9 @@
 //! background task.
 //!
 //! The plain methods (`set`, `swap`, `txn`) reserve a request id, retry
-//! until a definite answer or the deadline, and settle the id once the
-//! answer is definite. The `*_as` methods take an id from `reserve` and
+//! it across endpoints until a definite answer or the deadline, and settle
+//! the id once the answer is definite; `set`/`swap` send a request the
+//! member cancelled again under a new id while the deadline allows. The `*_as` methods take an id from `reserve` and
 //! leave settling to the caller, for callers that must resend one request
 //! themselves (e.g. after their own crash handling).
 
@@ -163,10 +164,33 @@ impl Session {
 
     /// Writes `key` exactly once.
     pub async fn set(&self, key: &[u8], value: &[u8], wait: Wait) -> Result<Answer> {
-        let id = self.reserve();
-        let r = self.set_as(id, key, value, wait).await;
-        self.settle_if_definite(id, &r, |a| !a.outcome.is_definite());
-        r
+        self.mutate(wait, |id, w| self.set_as(id, key, value, w))
+            .await
+    }
+
+    /// Runs a mutation in slices of its deadline (`dial::in_slices`):
+    /// after a cancel, under a new request id; after a pending answer,
+    /// under the same one. Settles each id once its answer is definite.
+    async fn mutate<'a, F, Fut>(&'a self, wait: Wait, mut send: F) -> Result<Answer>
+    where
+        F: FnMut(RequestId, Wait) -> Fut,
+        Fut: std::future::Future<Output = Result<Answer>> + 'a,
+    {
+        let slice = self.shared.client.transport.options.mutation_slice;
+        let mut id = self.reserve();
+        dial::in_slices(wait, slice, true, |w, new_id| {
+            if new_id {
+                id = self.reserve();
+            }
+            let fut = send(id, w);
+            let this_id = id;
+            async move {
+                let r = fut.await;
+                self.settle_if_definite(this_id, &r, |a| !a.outcome.is_definite());
+                r
+            }
+        })
+        .await
     }
 
     /// `set` under a reserved id; a resend returns the original answer.
@@ -192,10 +216,8 @@ impl Session {
         new: &[u8],
         wait: Wait,
     ) -> Result<Answer> {
-        let id = self.reserve();
-        let r = self.swap_as(id, key, old, new, wait).await;
-        self.settle_if_definite(id, &r, |a| !a.outcome.is_definite());
-        r
+        self.mutate(wait, |id, w| self.swap_as(id, key, old, new, w))
+            .await
     }
 
     /// `swap` under a reserved id.

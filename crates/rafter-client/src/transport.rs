@@ -29,6 +29,13 @@ pub struct Options {
     /// How long after a dial call's deadline the client still waits for the
     /// member's own timed-out answer (which says cancelled or pending).
     pub deadline_grace: Duration,
+    /// How long one attempt of a non-blocking dial mutation lets the member
+    /// wait before it cancels the request. A member that lost its leader
+    /// may hold a request until its deadline and then cancel it; with a
+    /// slice of the call's deadline, the cancelled attempt is sent again
+    /// (under a new request id: the old one is definitely not applied)
+    /// while the call's deadline allows.
+    pub mutation_slice: Duration,
     /// First pause after every endpoint failed once; doubles up to
     /// `max_retry_pause`.
     pub retry_pause: Duration,
@@ -41,6 +48,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(1),
             attempt_timeout: Duration::from_secs(10),
             deadline_grace: Duration::from_secs(2),
+            mutation_slice: Duration::from_secs(2),
             retry_pause: Duration::from_millis(50),
             max_retry_pause: Duration::from_secs(1),
         }
