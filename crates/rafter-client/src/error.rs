@@ -85,6 +85,13 @@ impl Error {
                 (Error::Unavailable(text), Failure::RefusedUnavailable)
             }
             Code::Unavailable => (Error::Unavailable(text), Failure::Ambiguous),
+            // A member answers a tagged etcd mutation that timed out but
+            // was applied with this (its KV service does not unwrap the
+            // decided outcome): resending the same request id gets the
+            // kept answer.
+            Code::Internal if msg.contains("apply returned a response of the wrong kind") => {
+                (Error::Unavailable(text), Failure::Ambiguous)
+            }
             Code::InvalidArgument | Code::OutOfRange => {
                 (Error::InvalidArgument(text), Failure::Final)
             }
