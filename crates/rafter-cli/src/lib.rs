@@ -16,9 +16,9 @@ use std::io::{Read, Write};
 pub use error::CliError;
 
 use commands::{
-    compact::CompactCommand, del::DelCommand, dial::DialCommand, elect::ElectCommand, endpoint::EndpointCommand,
-    get::GetCommand, lease::LeaseCommand, lock::LockCommand, member::MemberCommand,
-    put::PutCommand, txn::TxnCommand, watch::WatchCommand,
+    compact::CompactCommand, del::DelCommand, dial::DialCommand, elect::ElectCommand,
+    endpoint::EndpointCommand, get::GetCommand, lease::LeaseCommand, lock::LockCommand,
+    member::MemberCommand, put::PutCommand, txn::TxnCommand, watch::WatchCommand,
 };
 use conn::Conn;
 use global::GlobalArgs;

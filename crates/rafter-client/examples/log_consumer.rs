@@ -55,7 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return consume_forever(client, &args).await;
     }
     let started = Instant::now();
-    let run = format!("{}", started.elapsed().as_nanos() ^ std::process::id() as u128);
+    let run = format!(
+        "{}",
+        started.elapsed().as_nanos() ^ std::process::id() as u128
+    );
     let mut producers = Vec::new();
     for p in 0..args.producers {
         let client = client.clone();

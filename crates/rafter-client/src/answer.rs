@@ -211,7 +211,9 @@ mod tests {
         };
         assert_eq!(id.to_string(), "12-3");
         assert_eq!("12-3".parse::<RequestId>(), Ok(id));
-        for bad in ["", "12", "12-", "-3", "a-3", "12-3-4", "0-3", "12-0", "+1-2"] {
+        for bad in [
+            "", "12", "12-", "-3", "a-3", "12-3-4", "0-3", "12-0", "+1-2",
+        ] {
             assert!(bad.parse::<RequestId>().is_err(), "{bad:?} parsed");
         }
     }

@@ -115,8 +115,9 @@ impl Client {
         kv::range(&self.transport, req, wait).await
     }
 
-    /// An etcd Txn without a session: a read-only one is safe to retry; one
-    /// that writes is retried only when no member accepted it.
+    /// An etcd Txn without a session: retried only when no member accepted
+    /// it (a Txn that writes could otherwise apply twice; use
+    /// `Session::txn` for exactly-once retries).
     pub async fn txn(&self, req: &TxnRequest, wait: Wait) -> Result<TxnResponse> {
         kv::txn(&self.transport, req, wait, None).await
     }

@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn statuses_map_to_errors_and_retry_classes() {
         let s = Status::failed_precondition("rafter: session expired");
-        assert_eq!(Error::from_status(&s), (Error::SessionExpired, Failure::Final));
+        assert_eq!(
+            Error::from_status(&s),
+            (Error::SessionExpired, Failure::Final)
+        );
         let s = Status::failed_precondition("rafter: request already acknowledged");
         assert_eq!(Error::from_status(&s).0, Error::AlreadyAcknowledged);
         let s = Status::unavailable("etcdserver: no leader");
@@ -137,7 +140,10 @@ mod tests {
         let s = Status::unknown("transport error");
         assert_eq!(
             Error::from_status(&s),
-            (Error::Transport("transport error".into()), Failure::Ambiguous)
+            (
+                Error::Transport("transport error".into()),
+                Failure::Ambiguous
+            )
         );
         let s = Status::unimplemented("rafter: Set(consistent=false) is not implemented");
         assert!(matches!(Error::from_status(&s).0, Error::Unimplemented(_)));

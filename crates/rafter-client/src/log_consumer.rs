@@ -168,10 +168,7 @@ fn parse_claim(value: &[u8]) -> Result<(u64, u64)> {
     };
     let text = std::str::from_utf8(value).map_err(|_| bad())?;
     let (s, e) = text.split_once('-').ok_or_else(bad)?;
-    let (s, e) = (
-        s.parse().map_err(|_| bad())?,
-        e.parse().map_err(|_| bad())?,
-    );
+    let (s, e) = (s.parse().map_err(|_| bad())?, e.parse().map_err(|_| bad())?);
     if s > e {
         return Err(bad());
     }
@@ -387,7 +384,10 @@ impl LogConsumer {
                     put(self.keys.cursor(), end.to_string().into_bytes()),
                     put(self.keys.claim(&self.name), claim_text(cursor, end)),
                 ],
-                failure: vec![range(self.keys.cursor()), range(self.keys.claim(&self.name))],
+                failure: vec![
+                    range(self.keys.cursor()),
+                    range(self.keys.claim(&self.name)),
+                ],
             };
             match self.session.txn(&txn, Wait::For(self.timeout)).await {
                 Ok(t) if t.succeeded => {

@@ -230,7 +230,15 @@ impl Session {
         wait: Wait,
     ) -> Result<Answer> {
         let tag = self.tag(id);
-        let r = dial::swap(&self.shared.client.transport, key, old, new, wait, Some(&tag)).await;
+        let r = dial::swap(
+            &self.shared.client.transport,
+            key,
+            old,
+            new,
+            wait,
+            Some(&tag),
+        )
+        .await;
         self.note_expiry(&r);
         r
     }
@@ -255,12 +263,7 @@ impl Session {
     }
 
     /// `txn` under a reserved id; a resend returns the original response.
-    pub async fn txn_as(
-        &self,
-        id: RequestId,
-        req: &TxnRequest,
-        wait: Wait,
-    ) -> Result<TxnResponse> {
+    pub async fn txn_as(&self, id: RequestId, req: &TxnRequest, wait: Wait) -> Result<TxnResponse> {
         let tag = self.tag(id);
         let r = kv::txn(&self.shared.client.transport, req, wait, Some(&tag)).await;
         self.note_expiry(&r);

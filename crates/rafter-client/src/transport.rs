@@ -255,7 +255,7 @@ impl Transport {
             last_error = Some(failure);
             failures += 1;
             // A pause once every endpoint has failed in a row.
-            if index.is_none() || failures % self.endpoints.len() == 0 {
+            if index.is_none() || failures.is_multiple_of(self.endpoints.len()) {
                 let sleep = match deadline {
                     Some(d) => pause.min(d.saturating_duration_since(Instant::now())),
                     None => pause,

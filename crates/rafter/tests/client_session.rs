@@ -29,15 +29,23 @@ async fn value(client: &Client, key: &[u8]) -> Option<Vec<u8>> {
 #[tokio::test]
 async fn a_resent_request_id_returns_the_original_answer() {
     let server = Server::start().await;
-    let client = Client::connect(&[server.endpoint()]).await.expect("connect");
+    let client = Client::connect(&[server.endpoint()])
+        .await
+        .expect("connect");
     let session = client.session(Duration::from_secs(30)).await.expect("open");
 
     // Set, then the same request id again with another value.
     let id = session.reserve();
     let first = session.set_as(id, b"k", b"first", WAIT).await.expect("set");
-    assert!(first.valid && first.outcome == Outcome::Applied, "{first:?}");
+    assert!(
+        first.valid && first.outcome == Outcome::Applied,
+        "{first:?}"
+    );
     assert_eq!(first.request_id, Some(id));
-    let again = session.set_as(id, b"k", b"second", WAIT).await.expect("resend");
+    let again = session
+        .set_as(id, b"k", b"second", WAIT)
+        .await
+        .expect("resend");
     assert_eq!(
         (again.valid, again.outcome, again.revision, again.request_id),
         (true, Outcome::Applied, first.revision, Some(id)),
@@ -100,7 +108,9 @@ async fn a_resent_request_id_returns_the_original_answer() {
 #[tokio::test]
 async fn a_session_not_kept_alive_expires_and_one_kept_alive_does_not() {
     let server = Server::start().await;
-    let client = Client::connect(&[server.endpoint()]).await.expect("connect");
+    let client = Client::connect(&[server.endpoint()])
+        .await
+        .expect("connect");
     let timeout = Duration::from_secs(1);
     let idle = client
         .session_with(SessionOptions {
@@ -140,7 +150,10 @@ async fn a_session_not_kept_alive_expires_and_one_kept_alive_does_not() {
 
     // Meanwhile the kept-alive session lived through many timeouts.
     assert!(started.elapsed() >= timeout * 2);
-    let a = kept.set(b"b", b"1", WAIT).await.expect("kept-alive session");
+    let a = kept
+        .set(b"b", b"1", WAIT)
+        .await
+        .expect("kept-alive session");
     assert!(a.valid && !kept.is_expired(), "{a:?}");
     assert!(kept.keep_alive().await.expect("keep-alive"));
 }
@@ -166,11 +179,17 @@ async fn the_client_fails_over_when_its_member_is_killed() {
             .expect("the client uses a member's endpoint");
         cluster.kill9(index);
         let v = format!("v{}", round + 2);
-        let a = session.set(b"k", v.as_bytes(), WAIT).await.expect("set after kill");
+        let a = session
+            .set(b"k", v.as_bytes(), WAIT)
+            .await
+            .expect("set after kill");
         assert!(a.valid && !a.timeout, "round {round}: {a:?}");
         assert_ne!(client.current_endpoint(), used, "round {round}");
         assert_eq!(value(&client, b"k").await, Some(v.into_bytes()));
-        let plain = client.set(b"plain", b"x", WAIT).await.expect("sessionless set");
+        let plain = client
+            .set(b"plain", b"x", WAIT)
+            .await
+            .expect("sessionless set");
         assert!(plain.valid, "{plain:?}");
         cluster.restart(index).await;
     }
@@ -181,7 +200,9 @@ async fn the_client_fails_over_when_its_member_is_killed() {
 async fn a_request_that_times_out_without_quorum_has_a_definite_outcome() {
     let _serial = exclusive().await;
     let mut cluster = Cluster::start(3, &[]).await;
-    let client = Client::connect(&[cluster.endpoint(0)]).await.expect("connect");
+    let client = Client::connect(&[cluster.endpoint(0)])
+        .await
+        .expect("connect");
     let session = client.session(Duration::from_secs(60)).await.expect("open");
     assert!(session.set(b"k", b"before", WAIT).await.expect("set").valid);
 
@@ -198,7 +219,11 @@ async fn a_request_that_times_out_without_quorum_has_a_definite_outcome() {
     );
     let id = a.request_id.expect("a mutation's answer names its request");
     let get = client
-        .get(b"k", Consistency::Consistent, Wait::For(Duration::from_millis(300)))
+        .get(
+            b"k",
+            Consistency::Consistent,
+            Wait::For(Duration::from_millis(300)),
+        )
         .await
         .expect("a timed-out read");
     assert!(get.timeout && !get.valid, "{get:?}");

@@ -43,7 +43,12 @@ fn rafter(endpoint: &str, args: &[&str]) -> Run {
 #[track_caller]
 fn ok(server: &Server, args: &[&str]) -> String {
     let run = rafter(&server.address(), args);
-    assert_eq!(run.code, Some(0), "`dial {}` failed: {run:?}", args.join(" "));
+    assert_eq!(
+        run.code,
+        Some(0),
+        "`dial {}` failed: {run:?}",
+        args.join(" ")
+    );
     assert_eq!(run.stderr, "", "`dial {}` wrote to stderr", args.join(" "));
     run.stdout
 }
@@ -81,10 +86,17 @@ fn json(text: &str) -> serde_json::Value {
 #[tokio::test]
 async fn get_set_swap_and_their_simple_output() {
     let server = Server::start().await;
-    assert_eq!(ok(&server, &["get", "k"]), "", "a missing key prints nothing");
+    assert_eq!(
+        ok(&server, &["get", "k"]),
+        "",
+        "a missing key prints nothing"
+    );
 
     let set = ok(&server, &["set", "k", "v1"]);
-    assert!(set.starts_with("OK ") && set.lines().count() == 1, "{set:?}");
+    assert!(
+        set.starts_with("OK ") && set.lines().count() == 1,
+        "{set:?}"
+    );
     request_id(set.trim());
     assert_eq!(ok(&server, &["get", "k"]), "v1\n");
     assert_eq!(ok(&server, &["get", "k", "--consistent=false"]), "v1\n");
@@ -104,7 +116,10 @@ async fn get_set_swap_and_their_simple_output() {
 
     // Old absent: refused for an existing key, applied for a missing one.
     let not = ok(&server, &["swap", "--old-absent", "k", "x"]);
-    assert!(not.starts_with("NOT SWAPPED ") && not.ends_with("\nv2\n"), "{not:?}");
+    assert!(
+        not.starts_with("NOT SWAPPED ") && not.ends_with("\nv2\n"),
+        "{not:?}"
+    );
     let fresh = ok(&server, &["swap", "--old-absent", "fresh", "x"]);
     assert!(fresh.starts_with("SWAPPED "), "{fresh:?}");
     assert_eq!(ok(&server, &["get", "fresh"]), "x\n");
@@ -133,7 +148,11 @@ async fn json_fields_and_outcome_of_an_earlier_request() {
     assert_eq!(outcome["valid"], true, "{outcome}");
     assert_eq!(outcome["timeout"], false, "{outcome}");
     assert_eq!(outcome["revision"].as_i64(), Some(revision), "{outcome}");
-    assert_eq!(outcome["request_id"].as_str(), Some(id.as_str()), "{outcome}");
+    assert_eq!(
+        outcome["request_id"].as_str(),
+        Some(id.as_str()),
+        "{outcome}"
+    );
 
     let get = json(&ok(&server, &["get", "j", "-w", "json"]));
     assert_eq!(get["valid"], true, "{get}");
@@ -146,7 +165,10 @@ async fn json_fields_and_outcome_of_an_earlier_request() {
     assert_eq!(hex["value"], "68656c6c6f", "{hex}");
 
     let missing = json(&ok(&server, &["get", "nothing", "-w", "json"]));
-    assert_eq!((&missing["valid"], &missing["found"]), (&true.into(), &false.into()));
+    assert_eq!(
+        (&missing["valid"], &missing["found"]),
+        (&true.into(), &false.into())
+    );
 
     let swap = json(&ok(&server, &["swap", "j", "wrong", "new", "-w", "json"]));
     assert_eq!(swap["valid"], false, "{swap}");
@@ -167,15 +189,45 @@ async fn errors_are_clear_and_exit_non_zero() {
     let run = fails(&server, &["set", "k", "v", "--consistent=false"], 1, "");
     assert!(run.stderr.contains("not implemented"), "{run:?}");
     fails(&server, &["get", ""], 1, "etcdserver: key is not provided");
-    fails(&server, &["set", "", "v"], 1, "etcdserver: key is not provided");
-    fails(&server, &["swap", "", "a", "b"], 1, "etcdserver: key is not provided");
-    fails(&server, &["swap", "k", "v"], 128, "dial swap needs 3 arguments");
-    fails(&server, &["swap", "--old-absent", "k", "a", "b"], 128, "needs 2 arguments");
+    fails(
+        &server,
+        &["set", "", "v"],
+        1,
+        "etcdserver: key is not provided",
+    );
+    fails(
+        &server,
+        &["swap", "", "a", "b"],
+        1,
+        "etcdserver: key is not provided",
+    );
+    fails(
+        &server,
+        &["swap", "k", "v"],
+        128,
+        "dial swap needs 3 arguments",
+    );
+    fails(
+        &server,
+        &["swap", "--old-absent", "k", "a", "b"],
+        128,
+        "needs 2 arguments",
+    );
     fails(&server, &["outcome", "abc"], 128, "bad request id \"abc\"");
     fails(&server, &["outcome", "7-0"], 128, "bad request id");
     // A session nobody opened: its requests' fate is not known.
-    fails(&server, &["outcome", "999999-1"], 1, "rafter: session expired");
-    fails(&server, &["get", "k", "-w", "table"], 4, "unsupported output format");
+    fails(
+        &server,
+        &["outcome", "999999-1"],
+        1,
+        "rafter: session expired",
+    );
+    fails(
+        &server,
+        &["get", "k", "-w", "table"],
+        4,
+        "unsupported output format",
+    );
     // Usage errors (clap's wording).
     let run = rafter(&server.address(), &["get", "k", "--timeout", "soon"]);
     assert_eq!(run.code, Some(2), "{run:?}");

@@ -149,7 +149,12 @@ fn spawn_consumer(
         .open(logs.join(format!("{name}.log")))
         .expect("a consumer log");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["consumer_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "consumer_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, spec.join(" "))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -366,7 +371,8 @@ async fn every_record_is_consumed_exactly_once_through_member_and_consumer_crash
             member_kills += 1;
             tokio::time::sleep(Duration::from_millis(200 + rng.below(800) as u64)).await;
             cluster.restart(m).await;
-            next_member_kill = Instant::now() + Duration::from_millis(1500 + rng.below(2000) as u64);
+            next_member_kill =
+                Instant::now() + Duration::from_millis(1500 + rng.below(2000) as u64);
         }
         if now >= next_progress {
             let handed = lines.lock().unwrap().len();
@@ -428,13 +434,20 @@ async fn every_record_is_consumed_exactly_once_through_member_and_consumer_crash
             "records [{next}, {start}) were never handed out, or overlap (claim of {name}) (seed {seed})"
         );
         let list: Vec<&str> = records.split(',').filter(|s| !s.is_empty()).collect();
-        assert_eq!(list.len() as u64, end - start, "claim [{start}, {end}) of {name}");
+        assert_eq!(
+            list.len() as u64,
+            end - start,
+            "claim [{start}, {end}) of {name}"
+        );
         for r in list {
             *count.entry(r.to_string()).or_default() += 1;
         }
         next = *end;
     }
-    assert_eq!(next, TOTAL, "records [{next}, {TOTAL}) were never handed out");
+    assert_eq!(
+        next, TOTAL,
+        "records [{next}, {TOTAL}) were never handed out"
+    );
     for p in 0..PRODUCERS {
         for i in 0..RECORDS_PER_PRODUCER {
             let n = count.remove(&payload(p, i)).unwrap_or(0);
@@ -479,7 +492,11 @@ async fn every_record_is_consumed_exactly_once_through_member_and_consumer_crash
         )
         .await
         .expect("range");
-    assert!(open.kvs.is_empty(), "claims left unacknowledged: {:?}", open.kvs);
+    assert!(
+        open.kvs.is_empty(),
+        "claims left unacknowledged: {:?}",
+        open.kvs
+    );
 
     println!(
         "{TOTAL} records in {} claims consumed exactly once in {elapsed:?}: \

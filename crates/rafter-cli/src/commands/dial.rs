@@ -317,7 +317,10 @@ mod tests {
         let d = dial(&["outcome", "12-3"]).unwrap();
         assert!(matches!(
             d.request().unwrap(),
-            Request::Outcome(RequestId { session_id: 12, seq: 3 })
+            Request::Outcome(RequestId {
+                session_id: 12,
+                seq: 3
+            })
         ));
         let d = dial(&["outcome", "12"]).unwrap();
         assert_eq!(d.request().unwrap_err().code, 128);
