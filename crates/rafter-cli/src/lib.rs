@@ -1,5 +1,5 @@
 //! Client subcommands of `rafter` (put, get, del, txn, watch, compaction,
-//! endpoint, member, lease, lock, elect) whose flags and output mirror etcdctl's, so scripts written for
+//! endpoint, member, lease, lock, elect, and Rafter's own `dial`) whose flags and output mirror etcdctl's, so scripts written for
 //! etcdctl work with `rafter` unchanged.
 
 mod commands;
@@ -16,9 +16,9 @@ use std::io::{Read, Write};
 pub use error::CliError;
 
 use commands::{
-    compact::CompactCommand, del::DelCommand, elect::ElectCommand, endpoint::EndpointCommand,
-    get::GetCommand, lease::LeaseCommand, lock::LockCommand, member::MemberCommand,
-    put::PutCommand, txn::TxnCommand, watch::WatchCommand,
+    compact::CompactCommand, del::DelCommand, dial::DialCommand, elect::ElectCommand,
+    endpoint::EndpointCommand, get::GetCommand, lease::LeaseCommand, lock::LockCommand,
+    member::MemberCommand, put::PutCommand, txn::TxnCommand, watch::WatchCommand,
 };
 use conn::Conn;
 use global::GlobalArgs;
@@ -52,6 +52,8 @@ pub enum ClientCommand {
     Lock(LockCommand),
     /// Observes and participates in leader election
     Elect(ElectCommand),
+    /// Rafter's consistency dial: get, set, swap with definite outcomes
+    Dial(DialCommand),
 }
 
 /// The streams a command talks to, and shortcuts every command needs.
@@ -108,6 +110,7 @@ pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
         ClientCommand::Lease(c) => c.run(ctx).await,
         ClientCommand::Lock(c) => c.run(ctx).await,
         ClientCommand::Elect(c) => c.run(ctx).await,
+        ClientCommand::Dial(c) => c.run(ctx).await,
     };
     let _ = ctx.out.flush();
     match result {

@@ -3,6 +3,7 @@
 
 pub mod compact;
 pub mod del;
+pub mod dial;
 pub mod elect;
 pub mod endpoint;
 pub mod get;
