@@ -116,7 +116,7 @@ async fn run_client(
     stop: Arc<AtomicBool>,
     calls: Arc<Mutex<Vec<Call>>>,
 ) {
-    let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ (id as u64 + 1) * 0x1234_5678;
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ ((id as u64 + 1) * 0x1234_5678);
     let mut member = id % endpoints.len();
     let now_ns = || started.elapsed().as_nanos() as u64;
     // A session of our own, opened through whichever member answers.
@@ -241,7 +241,7 @@ async fn run_client(
         };
         let mut return_ns = now_ns();
         let mut fate = fate;
-        if let (Fate::Undecided(_), true) = (&fate, next(&mut rng) % 2 == 0) {
+        if let (Fate::Undecided(_), true) = (&fate, next(&mut rng).is_multiple_of(2)) {
             // Retry the same request (same tag) through the next member:
             // whatever the first copy did, the retry must not apply it
             // again.
@@ -324,7 +324,7 @@ async fn decide_now(
         *member = (*member + 1) % endpoints.len();
         let mut d = dial(&endpoints[*member]).await;
         let req = DialOutcomeRequest {
-            request_id: Some(id.clone()),
+            request_id: Some(*id),
             deadline: Some(Deadline {
                 blocking: false,
                 timeout_ms: 500,
@@ -355,7 +355,7 @@ async fn decide(cluster: &Cluster, id: &RequestId) -> (Fate, Instant) {
         for m in cluster.running() {
             let mut d = dial(&cluster.endpoint(m)).await;
             let req = DialOutcomeRequest {
-                request_id: Some(id.clone()),
+                request_id: Some(*id),
                 deadline: Some(Deadline {
                     blocking: true,
                     timeout_ms: 0,
