@@ -1032,6 +1032,12 @@ impl Sim {
     /// A lessee's turn: propose its grant or put, or send a keep-alive, to
     /// a random member that is up.
     fn lease_turn(&mut self, l: usize) {
+        if !self.load_on && self.lessees[l].granted_at_ms.is_none() {
+            // No new leases while settling: one granted late would expire
+            // (and be revoked through the log) just as the run ends, before
+            // every member applied the revoke.
+            return;
+        }
         let up: Vec<usize> = (0..self.members.len())
             .filter(|m| self.members[*m].is_up())
             .collect();
