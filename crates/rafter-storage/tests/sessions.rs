@@ -131,15 +131,37 @@ fn a_cancel_after_the_request_reports_its_answer() {
 }
 
 #[test]
-fn acknowledged_answers_are_dropped() {
+fn acknowledged_answers_are_refused_and_then_dropped() {
     let mut s = Store::new();
     s.open(7, 10_000);
-    s.put(7, 1, 1, "a").expect("put applied");
+    let first = s.put(7, 1, 1, "a");
     s.put(7, 2, 2, "b").expect("put applied");
     let rev = s.revision();
     assert_eq!(s.put(7, 1, 2, "a"), Err(MvccError::AlreadyAcknowledged));
+    // Until a run of acknowledged answers is deleted, a question about one
+    // still gets its answer (never a second application).
+    assert_eq!(s.cancel(7, 1), RequestOutcome::Applied(Box::new(first)));
+    for seq in 3..=70 {
+        s.put(7, seq, seq, "c").expect("put applied");
+    }
     assert_eq!(s.cancel(7, 1), RequestOutcome::Acknowledged);
-    assert_eq!(s.revision(), rev);
+    assert_eq!(s.cancel(7, 2), RequestOutcome::Acknowledged);
+    assert_eq!(s.revision(), rev + 68);
+}
+
+#[test]
+fn acknowledged_answers_do_not_pile_up() {
+    let mut s = Store::new();
+    s.open(7, 10_000);
+    for seq in 1..=1_000 {
+        s.put(7, seq, seq, "v").expect("put applied");
+    }
+    let kept = s.store.kept_answers().expect("count");
+    assert!(kept <= 100, "{kept} answers kept for one outstanding request");
+    // The newest answer is still there for a retry.
+    let rev = s.revision();
+    let retry = s.put(7, 1_000, 1_000, "v");
+    assert_eq!(put_revision(&retry), rev);
 }
 
 #[test]

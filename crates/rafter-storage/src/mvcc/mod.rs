@@ -375,6 +375,14 @@ impl MvccStore {
         })
     }
 
+    /// How many session answers (and cancel marks) the store keeps.
+    pub fn kept_answers(&self) -> Result<u64, MvccError> {
+        let txn = self.db.begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(
+            &txn.open_table(SESSION_RESULTS)?,
+        )?)
+    }
+
     /// How many client sessions are open (what the leader's cluster clock
     /// waits for: with none open, cluster time need not advance).
     pub fn sessions_open(&self) -> Result<u64, MvccError> {

@@ -12,8 +12,8 @@
 //! it was not applied before the cancel, a `cancelled` mark takes its place
 //! and the request, should it arrive later, is refused.
 //!
-//! Tables: `sessions` (id -> timeout, last active, acked below) and
-//! `session_results` ((id, seq) -> `rafterpb.SessionResult`).
+//! Tables: `sessions` (id -> [`Session`]) and `session_results` ((id, seq)
+//! -> `rafterpb.SessionResult`).
 
 use prost::Message as _;
 use rafter_proto::etcdserverpb::response_op::Response as OpResponse;
@@ -21,6 +21,7 @@ use rafter_proto::etcdserverpb::ResponseOp;
 use rafter_proto::rafterpb::{session_result, ClientTag, SessionResult};
 use redb::ReadableTable;
 
+use super::tables::SessionRow;
 use super::write::Writer;
 use super::{KvRequest, KvResponse, MvccError};
 
@@ -48,27 +49,82 @@ pub fn is_session_scoped(req: &KvRequest) -> bool {
     )
 }
 
-/// A stored session: (timeout, last active, acked below), times in cluster
-/// milliseconds.
-type SessionRow = (u64, u64, u64);
+/// Answers below the acknowledged mark are deleted in runs of this many,
+/// not one per request (they are unreachable once acknowledged: the mark
+/// is checked first).
+const PRUNE_BATCH: u64 = 64;
 
-impl Writer<'_> {
-    fn session(&self, id: u64) -> Result<Option<SessionRow>, MvccError> {
-        Ok(self.sessions.get(id)?.map(|v| v.value()))
+/// A session as stored. The row is written only when it changes in a way
+/// that matters: activity in a new cluster-time instant (cluster time moves
+/// only at clock entries), or a run of acknowledged answers deleted. The
+/// acknowledgement a request carries is kept in memory until then: an older
+/// retry that still finds its kept answer gets that answer, which is right.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    timeout_ms: u64,
+    last_active_ms: u64,
+    /// The client has its answer for every seq below this.
+    acked_below: u64,
+    /// Kept answers below this are deleted.
+    pruned_below: u64,
+}
+
+impl Session {
+    fn from_row(r: SessionRow) -> Self {
+        Session {
+            timeout_ms: r.0,
+            last_active_ms: r.1,
+            acked_below: r.2,
+            pruned_below: r.3,
+        }
     }
 
-    /// Marks the session active now and drops the answers the client has
-    /// acknowledged. Returns the session's acked-below mark after it.
-    fn touch(&mut self, id: u64, row: SessionRow, acked_below: u64) -> Result<u64, MvccError> {
-        let (timeout_ms, _, old_acked) = row;
-        let acked = old_acked.max(acked_below);
-        if acked > old_acked {
+    fn row(&self) -> SessionRow {
+        (
+            self.timeout_ms,
+            self.last_active_ms,
+            self.acked_below,
+            self.pruned_below,
+        )
+    }
+}
+
+impl Writer<'_> {
+    fn session(&self, id: u64) -> Result<Option<Session>, MvccError> {
+        Ok(self.sessions.get(id)?.map(|v| Session::from_row(v.value())))
+    }
+
+    /// Marks the session active now and takes the client's acknowledgement,
+    /// deleting acknowledged answers once a run of them has gathered; saves
+    /// the row if that changed it.
+    fn touch(&mut self, s: &mut Session, id: u64, acked_below: u64) -> Result<(), MvccError> {
+        let mut dirty = s.last_active_ms != self.cluster_time_ms;
+        s.last_active_ms = self.cluster_time_ms;
+        let acked = s.acked_below.max(acked_below);
+        if acked >= s.pruned_below + PRUNE_BATCH {
             self.session_results
-                .retain_in((id, old_acked)..(id, acked), |_, _| false)?;
+                .retain_in((id, s.pruned_below)..(id, acked), |_, _| false)?;
+            s.pruned_below = acked;
+            dirty = true;
         }
-        self.sessions
-            .insert(id, (timeout_ms, self.cluster_time_ms, acked))?;
-        Ok(acked)
+        s.acked_below = acked;
+        if dirty {
+            self.save(id, s)?;
+        }
+        Ok(())
+    }
+
+    fn save(&mut self, id: u64, s: &Session) -> Result<(), MvccError> {
+        self.sessions.insert(id, s.row())?;
+        Ok(())
+    }
+
+    /// The kept answer or mark of (id, seq), if any.
+    fn kept(&self, id: u64, seq: u64) -> Result<Option<Kept>, MvccError> {
+        match self.session_results.get((id, seq))? {
+            Some(bytes) => Ok(Some(decode_result(bytes.value())?)),
+            None => Ok(None),
+        }
     }
 
     /// Applies a request tagged with a session: at most once per (session,
@@ -78,20 +134,15 @@ impl Writer<'_> {
         tag: &ClientTag,
         req: &KvRequest,
     ) -> Result<KvResponse, MvccError> {
-        self.sessions_touched = true;
-        let Some(row) = self.session(tag.session_id)? else {
+        let id = tag.session_id;
+        let Some(mut s) = self.session(id)? else {
             return Err(MvccError::SessionExpired);
         };
-        let acked = self.touch(tag.session_id, row, tag.acked_below)?;
-        if tag.seq < acked {
+        self.touch(&mut s, id, tag.acked_below)?;
+        if tag.seq < s.acked_below {
             return Err(MvccError::AlreadyAcknowledged);
         }
-        let key = (tag.session_id, tag.seq);
-        let kept = match self.session_results.get(key)? {
-            Some(bytes) => Some(decode_result(bytes.value())?),
-            None => None,
-        };
-        match kept {
+        match self.kept(id, tag.seq)? {
             Some(Kept::Answer(r)) => return r,
             // Test-only bug: the cancel is ignored.
             Some(Kept::Cancelled) if cfg!(feature = "fault-apply-after-cancel") => {
@@ -101,11 +152,11 @@ impl Writer<'_> {
             None => {}
         }
         let result = self.apply_plain(req);
-        if cfg!(feature = "fault-forget-session-result") {
-            return result;
-        }
-        if let Some(encoded) = encode_result(&result) {
-            self.session_results.insert(key, encoded.as_slice())?;
+        if !cfg!(feature = "fault-forget-session-result") {
+            if let Some(encoded) = encode_result(&result) {
+                self.session_results
+                    .insert((id, tag.seq), encoded.as_slice())?;
+            }
         }
         result
     }
@@ -122,16 +173,21 @@ impl Writer<'_> {
         if self.session(id)?.is_some() {
             return Err(MvccError::SessionExists);
         }
-        self.sessions
-            .insert(id, (timeout_ms, self.cluster_time_ms, 1))?;
+        let s = Session {
+            timeout_ms,
+            last_active_ms: self.cluster_time_ms,
+            acked_below: 1,
+            pruned_below: 1,
+        };
+        self.save(id, &s)?;
         Ok(KvResponse::SessionOpened { session_id: id })
     }
 
     pub(super) fn session_keep_alive(&mut self, id: u64) -> Result<KvResponse, MvccError> {
-        let Some(row) = self.session(id)? else {
+        let Some(mut s) = self.session(id)? else {
             return Err(MvccError::SessionExpired);
         };
-        self.touch(id, row, 0)?;
+        self.touch(&mut s, id, 0)?;
         Ok(KvResponse::SessionAlive)
     }
 
@@ -147,18 +203,14 @@ impl Writer<'_> {
     /// Decides the fate of (session, seq): its answer if it was applied,
     /// otherwise it is cancelled for good.
     pub(super) fn session_cancel(&mut self, id: u64, seq: u64) -> Result<KvResponse, MvccError> {
-        let Some(row) = self.session(id)? else {
+        let Some(mut s) = self.session(id)? else {
             return Ok(KvResponse::Outcome(RequestOutcome::SessionExpired));
         };
-        let acked = self.touch(id, row, 0)?;
-        if seq < acked {
+        self.touch(&mut s, id, 0)?;
+        if seq < s.acked_below {
             return Ok(KvResponse::Outcome(RequestOutcome::Acknowledged));
         }
-        let kept = match self.session_results.get((id, seq))? {
-            Some(bytes) => Some(decode_result(bytes.value())?),
-            None => None,
-        };
-        if let Some(kept) = kept {
+        if let Some(kept) = self.kept(id, seq)? {
             return Ok(KvResponse::Outcome(match kept {
                 Kept::Answer(r) => RequestOutcome::Applied(Box::new(r)),
                 Kept::Cancelled => RequestOutcome::Cancelled,
@@ -180,8 +232,8 @@ impl Writer<'_> {
         let mut expired = Vec::new();
         for item in self.sessions.iter()? {
             let (k, v) = item?;
-            let (timeout_ms, last_active_ms, _) = v.value();
-            if last_active_ms.saturating_add(timeout_ms) <= now {
+            let s = Session::from_row(v.value());
+            if s.last_active_ms.saturating_add(s.timeout_ms) <= now {
                 expired.push(k.value());
             }
         }

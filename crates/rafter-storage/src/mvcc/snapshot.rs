@@ -85,10 +85,11 @@ pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
     }
     for item in txn.open_table(SESSIONS)?.iter()? {
         let (k, v) = item?;
-        let (timeout_ms, last_active_ms, acked_below) = v.value();
-        let mut value = timeout_ms.to_le_bytes().to_vec();
-        value.extend_from_slice(&last_active_ms.to_le_bytes());
-        value.extend_from_slice(&acked_below.to_le_bytes());
+        let (a, b, c, d) = v.value();
+        let mut value = Vec::with_capacity(32);
+        for word in [a, b, c, d] {
+            value.extend_from_slice(&word.to_le_bytes());
+        }
         push_row(&mut out, TAG_SESSIONS, &k.value().to_be_bytes(), &value);
     }
     for item in txn.open_table(SESSION_RESULTS)?.iter()? {
@@ -224,13 +225,13 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                 }
                 TAG_SESSIONS => {
                     let id = u64::from_be_bytes(r.key.try_into().map_err(|_| bad())?);
-                    if r.value.len() != 24 {
+                    if r.value.len() != 32 {
                         return Err(bad());
                     }
                     let word = |i: usize| {
                         u64::from_le_bytes(r.value[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
                     };
-                    sessions.insert(id, (word(0), word(1), word(2)))?;
+                    sessions.insert(id, (word(0), word(1), word(2), word(3)))?;
                 }
                 TAG_SESSION_RESULTS => {
                     if r.key.len() != 16 {

@@ -10,8 +10,8 @@
 //!   (seconds; 0 = never checkpointed).
 //! - `lease_keys`: (lease id, key) -> (). The keys attached to each lease,
 //!   deleted with it.
-//! - `sessions`: session id -> (timeout, last active, acked below), in
-//!   cluster milliseconds (see `sessions.rs`).
+//! - `sessions`: session id -> (timeout, last active, acked below, answers
+//!   deleted below), in cluster milliseconds (see `sessions.rs`).
 //! - `session_results`: (session id, seq) -> the kept answer of a request
 //!   made in a session, or its cancellation.
 //! - `members`:   member id -> published name and client URLs.
@@ -29,7 +29,10 @@ pub const REV_INDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
-pub const SESSIONS: TableDefinition<u64, (u64, u64, u64)> = TableDefinition::new("sessions");
+/// A session row: (timeout, last active, acked below, answers deleted
+/// below), times in cluster ms.
+pub type SessionRow = (u64, u64, u64, u64);
+pub const SESSIONS: TableDefinition<u64, SessionRow> = TableDefinition::new("sessions");
 pub const SESSION_RESULTS: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("session_results");
 /// member id -> its published attributes (`rafterpb.MemberAttributes`).

@@ -17,6 +17,7 @@ use redb::{ReadableTable, Table};
 use super::keyrange::KeyRange;
 use super::read::{self, RevisionBounds};
 use super::record::Record;
+use super::tables::SessionRow;
 use super::tables::latest_get;
 use super::txn::{self, rev_header, TxnTables};
 use super::{KvRequest, KvResponse, MvccError};
@@ -29,7 +30,7 @@ pub struct WriteTables<'t> {
     pub members: Table<'t, u64, &'static [u8]>,
     pub leases: Table<'t, i64, (i64, i64)>,
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
-    pub sessions: Table<'t, u64, (u64, u64, u64)>,
+    pub sessions: Table<'t, u64, SessionRow>,
     pub session_results: Table<'t, (u64, u64), &'static [u8]>,
 }
 
@@ -42,7 +43,7 @@ pub struct Writer<'t> {
     pub members: Table<'t, u64, &'static [u8]>,
     pub leases: Table<'t, i64, (i64, i64)>,
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
-    pub sessions: Table<'t, u64, (u64, u64, u64)>,
+    pub sessions: Table<'t, u64, SessionRow>,
     pub session_results: Table<'t, (u64, u64), &'static [u8]>,
     /// Cluster time (see `sessions.rs`).
     pub cluster_time_ms: u64,
