@@ -157,7 +157,10 @@ fn acknowledged_answers_do_not_pile_up() {
         s.put(7, seq, seq, "v").expect("put applied");
     }
     let kept = s.store.kept_answers().expect("count");
-    assert!(kept <= 100, "{kept} answers kept for one outstanding request");
+    assert!(
+        kept <= 100,
+        "{kept} answers kept for one outstanding request"
+    );
     // The newest answer is still there for a retry.
     let rev = s.revision();
     let retry = s.put(7, 1_000, 1_000, "v");

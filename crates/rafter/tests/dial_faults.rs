@@ -4,8 +4,10 @@
 //! Six clients, each in a session of its own, call the dial service on two
 //! keys: consistent Gets, Sets and Swaps with short timeouts (1-40 ms)
 //! and unique values, moving to the next member when one fails. Meanwhile
-//! the test kills -9 and restarts the leader and a follower and pauses
-//! (SIGSTOP / SIGCONT) a follower and the leader. Every mutation's outcome
+//! the test kills -9 and restarts the leader and a follower, pauses
+//! (SIGSTOP / SIGCONT) a follower and the leader, and cuts the leader and a
+//! follower off from their peers (a proxy in front of each member's peer
+//! port drops what peers send it; clients still reach it). Every mutation's outcome
 //! is made definite: one whose answer was `pending`, or lost with its
 //! member, is decided at once with `Outcome` through another member (while
 //! a copy of it may still sit in a paused member), or after the run.
@@ -389,7 +391,7 @@ fn signal(cluster: &Cluster, member: usize, signal: libc::c_int) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_requests_have_definite_outcomes_and_swaps_are_linearizable_under_faults() {
     let _serial = exclusive().await;
-    let mut cluster = Cluster::start(3, &[]).await;
+    let mut cluster = Cluster::start_with_peer_proxies(3, &[]).await;
     let endpoints: Vec<String> = (0..3).map(|i| cluster.endpoint(i)).collect();
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -409,8 +411,10 @@ async fn timed_out_requests_have_definite_outcomes_and_swaps_are_linearizable_un
     for fault in [
         "kill leader",
         "pause follower",
+        "cut leader",
         "kill follower",
         "pause leader",
+        "cut follower",
     ] {
         let leader = cluster.leader().await;
         let victim = if fault.ends_with("leader") {
@@ -427,6 +431,10 @@ async fn timed_out_requests_have_definite_outcomes_and_swaps_are_linearizable_un
             cluster.kill9(victim);
             tokio::time::sleep(FAULT_LENGTH).await;
             cluster.restart(victim).await;
+        } else if fault.starts_with("cut") {
+            cluster.cut_off(victim, true);
+            tokio::time::sleep(FAULT_LENGTH).await;
+            cluster.cut_off(victim, false);
         } else {
             signal(&cluster, victim, libc::SIGSTOP);
             tokio::time::sleep(FAULT_LENGTH).await;

@@ -17,8 +17,8 @@ use redb::{ReadableTable, Table};
 use super::keyrange::KeyRange;
 use super::read::{self, RevisionBounds};
 use super::record::Record;
-use super::tables::SessionRow;
 use super::tables::latest_get;
+use super::tables::SessionRow;
 use super::txn::{self, rev_header, TxnTables};
 use super::{KvRequest, KvResponse, MvccError};
 

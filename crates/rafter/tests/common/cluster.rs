@@ -22,6 +22,7 @@ use etcd_client::{Client, ConnectOptions, GetOptions, StatusResponse};
 use tempfile::TempDir;
 use tokio::sync::{Mutex, MutexGuard};
 
+use super::peer_proxy::PeerProxy;
 use super::{die_with_parent, free_port, tail, Target, LOG_TAIL_LINES};
 
 /// Raft heartbeat interval of cluster members, in milliseconds. Short timers
@@ -74,8 +75,18 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// When the cluster runs with peer proxies: the proxy in front of the
+    /// peer port, whose port the members advertise.
+    proxy: Option<PeerProxy>,
     child: Option<Child>,
     starts: usize,
+}
+
+impl Member {
+    /// The peer port the other members use.
+    fn advertised_peer_port(&self) -> u16 {
+        self.proxy.as_ref().map_or(self.peer_port, PeerProxy::port)
+    }
 }
 
 /// Why a cluster did not become ready.
@@ -100,6 +111,43 @@ impl Cluster {
     /// `--snapshot-count`), and waits until every member answers and the
     /// cluster serves a linearizable read.
     pub async fn start(size: usize, extra_args: &[&str]) -> Cluster {
+        Self::start_with(size, extra_args, false).await
+    }
+
+    /// [`Cluster::start`] with a proxy in front of every member's peer port,
+    /// so [`Cluster::cut_off`] can partition a member from its peers.
+    pub async fn start_with_peer_proxies(size: usize, extra_args: &[&str]) -> Cluster {
+        Self::start_with(size, extra_args, true).await
+    }
+
+    /// While `cut`, no peer reaches member `index` (its own messages still
+    /// reach them: an asymmetric partition); clients still do.
+    pub fn cut_off(&self, index: usize, cut: bool) {
+        self.members[index]
+            .proxy
+            .as_ref()
+            .expect("the cluster was started with peer proxies")
+            .set_cut(cut);
+    }
+
+    async fn start_with(size: usize, extra_args: &[&str], proxied: bool) -> Cluster {
+        let mut members = Vec::new();
+        for n in 1..=size {
+            let peer_port = free_port();
+            let proxy = if proxied {
+                Some(PeerProxy::start(peer_port).await)
+            } else {
+                None
+            };
+            members.push(Member {
+                name: format!("m{n}"),
+                client_port: free_port(),
+                peer_port,
+                proxy,
+                child: None,
+                starts: 0,
+            });
+        }
         let dir = tempfile::Builder::new()
             .prefix("rafter-cluster-test-")
             .tempdir()
@@ -108,15 +156,7 @@ impl Cluster {
             target: Target::from_env(),
             dir,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
-            members: (1..=size)
-                .map(|n| Member {
-                    name: format!("m{n}"),
-                    client_port: free_port(),
-                    peer_port: free_port(),
-                    child: None,
-                    starts: 0,
-                })
-                .collect(),
+            members,
             log_reported: AtomicBool::new(false),
         };
         for attempt in 1..=START_ATTEMPTS {
@@ -130,6 +170,9 @@ impl Cluster {
                         let member = &mut cluster.members[index];
                         member.client_port = free_port();
                         member.peer_port = free_port();
+                        if let Some(proxy) = &member.proxy {
+                            proxy.retarget(member.peer_port);
+                        }
                     }
                 }
                 Err(failure) => cluster.fail(&failure.reason),
@@ -353,7 +396,7 @@ impl Cluster {
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.advertised_peer_port()))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -363,14 +406,15 @@ impl Cluster {
         let member = &self.members[index];
         let client_url = self.endpoint(index);
         let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
+        let advertised_peer_url = format!("http://127.0.0.1:{}", member.advertised_peer_port());
         let token = format!("rafter-cluster-test-{}", self.members[0].peer_port);
         let mut args: Vec<String> = [
             ("--name", member.name.clone()),
             ("--data-dir", self.data_dir(index).display().to_string()),
             ("--listen-client-urls", client_url.clone()),
             ("--advertise-client-urls", client_url),
-            ("--listen-peer-urls", peer_url.clone()),
-            ("--initial-advertise-peer-urls", peer_url),
+            ("--listen-peer-urls", peer_url),
+            ("--initial-advertise-peer-urls", advertised_peer_url),
             ("--initial-cluster", self.initial_cluster()),
             ("--initial-cluster-state", "new".to_string()),
             ("--initial-cluster-token", token),

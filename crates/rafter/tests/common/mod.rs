@@ -440,4 +440,5 @@ pub fn revision(header: Option<&ResponseHeader>) -> i64 {
 }
 pub mod cluster;
 pub mod output;
+pub mod peer_proxy;
 pub mod watch;
