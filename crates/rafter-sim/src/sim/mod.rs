@@ -711,16 +711,23 @@ impl Sim {
         self.process(member, out);
     }
 
+    /// A member that is up, drawn at random (`None` when all are down).
+    fn random_up_member(&mut self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.members.len())
+            .filter(|m| self.members[*m].is_up())
+            .collect();
+        if up.is_empty() {
+            return None;
+        }
+        Some(up[self.rng.below(up.len() as u64) as usize])
+    }
+
     /// A session client without a session opens one (again after a while
     /// if the answer does not come).
     fn open_session(&mut self, client: usize) {
         let now = self.now_ms;
         if self.session_clients[client].should_open(now) {
-            let up: Vec<usize> = (0..self.members.len())
-                .filter(|m| self.members[*m].is_up())
-                .collect();
-            if !up.is_empty() {
-                let member = up[self.rng.below(up.len() as u64) as usize];
+            if let Some(member) = self.random_up_member() {
                 let id = self.session_clients[client].start_open(client, now);
                 let timeout_ms = self.cfg.session_timeout_ms;
                 let _ = writeln!(
@@ -771,14 +778,10 @@ impl Sim {
         };
         s.ask_due = false;
         let tag = s.tag;
-        let up: Vec<usize> = (0..self.members.len())
-            .filter(|m| self.members[*m].is_up())
-            .collect();
-        if up.is_empty() {
+        let Some(member) = self.random_up_member() else {
             self.schedule_ask(op, 50);
             return;
-        }
-        let member = up[self.rng.below(up.len() as u64) as usize];
+        };
         let ticks = self.rng.between(5, 60);
         let _ = writeln!(
             self.trace,
@@ -804,13 +807,9 @@ impl Sim {
     /// Sends a session op again, same tag, to a random member that is up.
     /// Its answer counts only while the op is still in flight.
     fn resend(&mut self, op: usize, kind: &OpKind, tag: rafter_proto::rafterpb::ClientTag) {
-        let up: Vec<usize> = (0..self.members.len())
-            .filter(|m| self.members[*m].is_up())
-            .collect();
-        if up.is_empty() {
+        let Some(member) = self.random_up_member() else {
             return;
-        }
-        let member = up[self.rng.below(up.len() as u64) as usize];
+        };
         let ticks = self.rng.between(2, 60);
         let _ = writeln!(
             self.trace,
@@ -982,13 +981,9 @@ impl Sim {
             }
         }
         let Some(c) = self.watchers[w].connection else {
-            let up: Vec<usize> = (0..self.members.len())
-                .filter(|m| self.members[*m].is_up())
-                .collect();
-            if up.is_empty() {
+            let Some(member) = self.random_up_member() else {
                 return;
-            }
-            let member = up[self.rng.below(up.len() as u64) as usize];
+            };
             let request = self.watchers[w].create_request();
             let incarnation = self.members[member].incarnation;
             let (store_rev, store_compact_rev) = self.members[member]
@@ -1038,13 +1033,9 @@ impl Sim {
             // every member applied the revoke.
             return;
         }
-        let up: Vec<usize> = (0..self.members.len())
-            .filter(|m| self.members[*m].is_up())
-            .collect();
-        if up.is_empty() {
+        let Some(member) = self.random_up_member() else {
             return;
-        }
-        let member = up[self.rng.below(up.len() as u64) as usize];
+        };
         let mut out = Vec::new();
         if let Some(request) = self.lessees[l].proposal() {
             self.members[member].propose_untracked(request, &mut out);
