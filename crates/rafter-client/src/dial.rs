@@ -115,7 +115,10 @@ pub(crate) async fn get(
         )
         .await;
     match r {
-        Ok(resp) => Ok(resp.into()),
+        Ok(resp) => {
+            t.prefer(&resp.leader_hint);
+            Ok(resp.into())
+        }
         Err(Error::DeadlineExceeded(_)) => Ok(Answer::client_timeout(None)),
         Err(e) => Err(e),
     }
@@ -126,11 +129,15 @@ pub(crate) async fn get(
 /// "cancelled" for an untagged one (only refused attempts are retried, so
 /// none reached a state machine).
 fn mutation_answer(
+    t: &Transport,
     r: Result<rafter_proto::rafterpb::DialResponse>,
     tag: Option<&Tag>,
 ) -> Result<Answer> {
     match r {
-        Ok(resp) => Ok(resp.into()),
+        Ok(resp) => {
+            t.prefer(&resp.leader_hint);
+            Ok(resp.into())
+        }
         Err(Error::DeadlineExceeded(why)) => match tag {
             Some(tag) => Ok(Answer::client_timeout(Some(tag.id))),
             None => Ok(Answer {
@@ -175,7 +182,7 @@ pub(crate) async fn set(
             },
         )
         .await;
-    mutation_answer(r, tag)
+    mutation_answer(t, r, tag)
 }
 
 /// `Set(consistent=false)`: sent as is, so the server's answer (today:
@@ -203,7 +210,7 @@ pub(crate) async fn set_local(
             },
         )
         .await;
-    mutation_answer(r, None)
+    mutation_answer(t, r, None)
 }
 
 pub(crate) async fn swap(
@@ -232,7 +239,7 @@ pub(crate) async fn swap(
             },
         )
         .await;
-    mutation_answer(r, tag)
+    mutation_answer(t, r, tag)
 }
 
 pub(crate) async fn outcome(t: &Transport, id: RequestId, wait: Wait) -> Result<Answer> {

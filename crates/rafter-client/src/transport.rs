@@ -175,6 +175,26 @@ impl Transport {
         )))
     }
 
+    /// A member named the leader's client URL: if it is one of the
+    /// endpoints and not the one in use, later requests go there (a
+    /// mutation sent to the leader is not forwarded).
+    pub(crate) fn prefer(&self, leader_url: &str) {
+        if leader_url.is_empty() {
+            return;
+        }
+        let Ok(wanted) = url(leader_url) else {
+            return;
+        };
+        let Some(index) = self.urls.iter().position(|u| *u == wanted) else {
+            return;
+        };
+        let mut state = self.state.lock().expect("transport state");
+        if state.current != index {
+            state.current = index;
+            state.channel = None;
+        }
+    }
+
     /// Forgets the channel to `index` and moves on to the next endpoint,
     /// unless another call already did.
     pub(crate) fn failed(&self, index: usize) {

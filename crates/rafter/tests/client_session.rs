@@ -158,6 +158,27 @@ async fn a_session_not_kept_alive_expires_and_one_kept_alive_does_not() {
     assert!(kept.keep_alive().await.expect("keep-alive"));
 }
 
+/// A follower's answer names the leader; the client sends its next
+/// requests there (no forwarding hop).
+#[tokio::test]
+async fn the_client_follows_the_leader_hint() {
+    let _serial = exclusive().await;
+    let cluster = Cluster::start(3, &[]).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let endpoints = vec![cluster.endpoint(follower), cluster.endpoint(leader)];
+    let client = Client::connect(&endpoints).await.expect("connect");
+    assert_eq!(client.current_endpoint(), cluster.endpoint(follower));
+    let first = client.set(b"h", b"1", WAIT).await.expect("set");
+    assert!(first.valid, "{first:?}");
+    assert_eq!(client.current_endpoint(), cluster.endpoint(leader));
+    let second = client.set(b"h", b"2", WAIT).await.expect("set");
+    assert_ne!(
+        second.member_id, first.member_id,
+        "answered by the same member"
+    );
+}
+
 #[tokio::test]
 async fn the_client_fails_over_when_its_member_is_killed() {
     let _serial = exclusive().await;

@@ -236,7 +236,18 @@ impl DialService {
             seq: tag.seq,
         });
         resp.member_id = self.node.member_id;
+        resp.leader_hint = self.leader_hint();
         Ok(resp)
+    }
+
+    /// The leader's client URL when this member is not the leader (empty
+    /// when it leads or knows no leader).
+    fn leader_hint(&self) -> String {
+        let leader = self.node.status.leader_id.load(Ordering::Relaxed);
+        if leader == 0 || leader == self.node.member_id {
+            return String::new();
+        }
+        self.node.leader_client_url().unwrap_or_default()
     }
 
     /// A read under a deadline: blocking retries until it succeeds.
@@ -263,7 +274,10 @@ impl DialService {
             }
         };
         match outcome {
-            Ok(Some(())) => self.get_local(key),
+            Ok(Some(())) => self.get_local(key).map(|mut resp| {
+                resp.leader_hint = self.leader_hint();
+                resp
+            }),
             Ok(None) | Err(ApiError::Timeout) | Err(ApiError::NoLeader) => Ok(DialResponse {
                 timeout: true,
                 error: "timed out before a read index was known".into(),
