@@ -566,21 +566,39 @@ impl<S: Storage> Node<S> {
             }
             return;
         }
+        match self.append_waiting(req, request, client, deadline, at_deadline) {
+            Ok(()) => {}
+            Err((id, at_deadline)) if blocking => {
+                self.proposals.insert(id, req, deadline, at_deadline, None)
+            }
+            Err(_) => self.respond(req, Err(RequestError::NoLeader)),
+        }
+    }
+
+    /// Proposes `request` under a new command id and makes `req` wait for
+    /// its entry. If raft-rs refuses it, returns the id and what the
+    /// deadline would have meant.
+    fn append_waiting(
+        &mut self,
+        req: RequestId,
+        request: KvRequest,
+        client: Option<ClientTag>,
+        deadline: u64,
+        at_deadline: AtDeadline,
+    ) -> Result<(), (u64, AtDeadline)> {
         let id = self.take_command_id();
         let cmd = RaftCommand {
             id,
             request: Some(request),
             client,
         };
-        match self.member.propose(encode_command(&cmd)) {
-            Ok(()) => {
-                let appended_at = self.member.is_leader().then(|| self.member.last_index());
-                self.proposals
-                    .insert(id, req, deadline, at_deadline, appended_at);
-            }
-            Err(_) if blocking => self.proposals.insert(id, req, deadline, at_deadline, None),
-            Err(_) => self.respond(req, Err(RequestError::NoLeader)),
+        if self.member.propose(encode_command(&cmd)).is_err() {
+            return Err((id, at_deadline));
         }
+        let appended_at = self.member.is_leader().then(|| self.member.last_index());
+        self.proposals
+            .insert(id, req, deadline, at_deadline, appended_at);
+        Ok(())
     }
 
     /// A session request's deadline passed: orders a cancel of it, which
@@ -591,20 +609,13 @@ impl<S: Storage> Node<S> {
             self.respond(req, Err(RequestError::Pending));
             return;
         }
-        let id = self.take_command_id();
-        let cmd = RaftCommand {
-            id,
-            request: Some(KvRequest::SessionCancel(SessionCancel { session_id, seq })),
-            client: None,
-        };
-        match self.member.propose(encode_command(&cmd)) {
-            Ok(()) => {
-                let appended_at = self.member.is_leader().then(|| self.member.last_index());
-                let deadline = self.now_tick + grace_ticks.max(1);
-                self.proposals
-                    .insert(id, req, deadline, AtDeadline::Pending, appended_at);
-            }
-            Err(_) => self.respond(req, Err(RequestError::Pending)),
+        let cancel = KvRequest::SessionCancel(SessionCancel { session_id, seq });
+        let deadline = self.now_tick + grace_ticks.max(1);
+        if self
+            .append_waiting(req, cancel, None, deadline, AtDeadline::Pending)
+            .is_err()
+        {
+            self.respond(req, Err(RequestError::Pending));
         }
     }
 

@@ -5,7 +5,6 @@
 use prost::Message as _;
 use rafter_proto::etcdserverpb::kv_server::Kv;
 use rafter_proto::etcdserverpb::*;
-use rafter_storage::mvcc::sessions::RequestOutcome;
 use rafter_storage::mvcc::{read_only, validate, KvResponse};
 use rafter_storage::{KvRequest, MvccError, MvccStore};
 use tonic::{Request, Response, Status};
@@ -37,14 +36,7 @@ impl KvService {
         match self.node.propose_in_session(request, tag, wait).await? {
             // Its deadline passed and a cancel decided it: applied first
             // (the original answer) or cancelled.
-            KvResponse::Outcome(RequestOutcome::Applied(answer)) => Ok((*answer)?),
-            KvResponse::Outcome(RequestOutcome::Cancelled) => Err(MvccError::Cancelled.into()),
-            KvResponse::Outcome(RequestOutcome::Acknowledged) => {
-                Err(MvccError::AlreadyAcknowledged.into())
-            }
-            KvResponse::Outcome(RequestOutcome::SessionExpired) => {
-                Err(MvccError::SessionExpired.into())
-            }
+            KvResponse::Outcome(decided) => Ok(decided.into_answer()?),
             answer => Ok(answer),
         }
     }

@@ -40,6 +40,21 @@ pub enum RequestOutcome {
     SessionExpired,
 }
 
+impl RequestOutcome {
+    /// The decision as the request's own answer: its original answer, or
+    /// why it has none (cancelled, acknowledged, session gone). The layers
+    /// that answer clients take it this way; the simulator, which must tell
+    /// "refused" from "forgotten", matches on the variants.
+    pub fn into_answer(self) -> Result<KvResponse, MvccError> {
+        match self {
+            RequestOutcome::Applied(answer) => *answer,
+            RequestOutcome::Cancelled => Err(MvccError::Cancelled),
+            RequestOutcome::Acknowledged => Err(MvccError::AlreadyAcknowledged),
+            RequestOutcome::SessionExpired => Err(MvccError::SessionExpired),
+        }
+    }
+}
+
 /// Whether a request is one sessions make exactly-once (the mutations a
 /// client may retry). Other commands ignore a tag.
 pub fn is_session_scoped(req: &KvRequest) -> bool {
