@@ -8,10 +8,13 @@
 //!   every retry reuses, so each is applied exactly once, and a timed-out
 //!   one has a definite fate (cancelled, or pending with the id to ask
 //!   `outcome` about).
+//! - [`cache`]: a watch-fed cache of a key prefix whose consistent reads
+//!   never answer stale (seed 000); it speaks only the etcd API.
 //! - [`log_consumer`]: an exactly-once log consumer on top (seed 004
 //!   "Case 1").
 
 mod answer;
+pub mod cache;
 mod client;
 mod dial;
 mod error;
@@ -22,6 +25,7 @@ mod session;
 mod transport;
 
 pub use answer::{Answer, BadRequestId, Consistency, Outcome, RequestId, Wait};
+pub use cache::{Cache, CacheOptions, Cached, Freshness};
 pub use client::Client;
 pub use error::{Error, Result};
 pub use session::{Session, SessionOptions};

@@ -111,13 +111,19 @@ impl Cluster {
     /// `--snapshot-count`), and waits until every member answers and the
     /// cluster serves a linearizable read.
     pub async fn start(size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_with(size, extra_args, false).await
+        Self::start_with(Target::from_env(), size, extra_args, false).await
+    }
+
+    /// [`Cluster::start`] of a given implementation, whatever
+    /// `RAFTER_TEST_TARGET` says (for tests that compare both).
+    pub async fn start_target(target: Target, size: usize, extra_args: &[&str]) -> Cluster {
+        Self::start_with(target, size, extra_args, false).await
     }
 
     /// [`Cluster::start`] with a proxy in front of every member's peer port,
     /// so [`Cluster::cut_off`] can partition a member from its peers.
     pub async fn start_with_peer_proxies(size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_with(size, extra_args, true).await
+        Self::start_with(Target::from_env(), size, extra_args, true).await
     }
 
     /// While `cut`, no peer reaches member `index` (its own messages still
@@ -130,7 +136,12 @@ impl Cluster {
             .set_cut(cut);
     }
 
-    async fn start_with(size: usize, extra_args: &[&str], proxied: bool) -> Cluster {
+    async fn start_with(
+        target: Target,
+        size: usize,
+        extra_args: &[&str],
+        proxied: bool,
+    ) -> Cluster {
         let mut members = Vec::new();
         for n in 1..=size {
             let peer_port = free_port();
@@ -153,7 +164,7 @@ impl Cluster {
             .tempdir()
             .expect("create a temporary directory");
         let mut cluster = Cluster {
-            target: Target::from_env(),
+            target,
             dir,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             members,
