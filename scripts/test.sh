@@ -26,3 +26,9 @@ for fault in fault-local-reads fault-ack-uncommitted fault-ack-before-fsync \
     echo "mutation check: $fault"
     cargo test -p rafter-sim --features "$fault" --test campaign
 done
+
+# The consistent client cache's mutation check: with consistent reads that
+# skip the catch-up compiled in, its linearizability test must see the
+# violation (the test asserts it does).
+echo "mutation check: fault-cache-no-catch-up"
+cargo test -p rafter --test cache_faults --features rafter-client/fault-cache-no-catch-up

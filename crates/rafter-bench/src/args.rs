@@ -99,6 +99,19 @@ pub enum BenchWorkload {
         #[command(flatten)]
         watch: WatchArgs,
     },
+    /// Consistent reads through rafter-client's watch-fed cache next to
+    /// direct linearizable gets (and stale cache reads): `--clients`
+    /// readers of random keys under `--prefix` for `--duration` per mode,
+    /// while a writer puts at `--write-rate`; reports reads/s, latency and
+    /// server CPU per read.
+    Cache {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
     /// Lease keep-alives: grant `--leases` leases, keep every one alive once
     /// per `--keepalive-interval` over a few LeaseKeepAlive streams for
     /// `--duration`, then revoke them; reports keep-alive latency and rate
@@ -252,6 +265,57 @@ pub struct LengthArgs {
     /// free). Unlimited when not given.
     #[arg(long = "rate", value_name = "OPS_PER_S")]
     pub rate_ops_per_s: Option<f64>,
+}
+
+/// How `rafter bench cache` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheMode {
+    /// A linearizable Range per read.
+    Direct,
+    /// `Freshness::Consistent` reads through one shared cache.
+    Consistent,
+    /// `Freshness::Stale` reads through one shared cache.
+    Stale,
+}
+
+impl CacheMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheMode::Direct => "direct",
+            CacheMode::Consistent => "consistent",
+            CacheMode::Stale => "stale",
+        }
+    }
+}
+
+/// The phases and the writer of `rafter bench cache`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
+    /// The modes to measure, one phase each, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "direct,consistent,stale"
+    )]
+    pub modes: Vec<CacheMode>,
+    /// How long each phase lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Puts per second to random keys under the prefix during every phase.
+    #[arg(
+        long = "write-rate",
+        value_name = "PUTS_PER_S",
+        default_value_t = 100.0
+    )]
+    pub write_rate_puts_per_s: f64,
+    /// The prefix the cache holds and the keys live under.
+    #[arg(long, default_value = "/bench-cache/")]
+    pub prefix: String,
+    /// Server processes whose CPU time is measured (comma separated);
+    /// default: the processes listening on the endpoints' ports.
+    #[arg(long = "server-pids", value_name = "PID,...", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
 }
 
 /// The watchers and the writer of `rafter bench watch`.

@@ -2,12 +2,14 @@
 //! same command measures etcd and Rafter. Workloads: put, get (linearizable
 //! or serializable), compare-and-swap transactions, mixed reads and writes,
 //! stepped offered load (seed 004), watch delivery to many watchers
-//! (`watch`), keeping many leases alive (`lease`) and leader failover
+//! (`watch`), keeping many leases alive (`lease`), consistent reads through
+//! the client cache against direct gets (`cache`) and leader failover
 //! (`election`).
 //! Reports a table for people and one JSON line for scripts with
 //! throughput, HDR latency percentiles and errors.
 
 mod args;
+mod cache;
 mod cdf;
 mod conn;
 mod duration;
@@ -98,6 +100,11 @@ async fn execute(command: BenchCommand) -> Result<(), String> {
             data,
             watch,
         } => watch::run(&cluster, &data, &watch).await,
+        BenchWorkload::Cache {
+            cluster,
+            data,
+            cache,
+        } => cache::run(&cluster, &data, &cache).await,
         BenchWorkload::Lease { cluster, lease } => lease::run(&cluster, &lease).await,
         BenchWorkload::Election(args) => election::run(&args).await,
     }
