@@ -7,7 +7,9 @@
 pub mod command;
 pub mod compaction;
 pub mod forwarded;
+pub mod hlc;
 pub mod lease;
+pub mod local_writes;
 pub mod logger;
 pub mod member;
 pub mod node;

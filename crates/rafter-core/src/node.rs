@@ -23,13 +23,15 @@ use std::collections::BTreeMap;
 use raft::eraftpb::{Entry, HardState, Message, Snapshot, SnapshotMetadata};
 use raft::Storage;
 use rafter_proto::rafterpb::{
-    raft_command::Request as KvRequest, ClientTag, ClusterClock, RaftCommand, SessionCancel,
+    raft_command::Request as KvRequest, ClientTag, ClusterClock, LocalWrite, RaftCommand,
+    SessionCancel,
 };
 
 use crate::command::{encode_command, peek_command_id};
 use crate::compaction::Compaction;
 use crate::forwarded::Forwarded;
 use crate::lease::{Lessor, LessorConfig};
+use crate::local_writes::LocalWrites;
 use crate::member::{Member, MemberConfig};
 use crate::proposals::{AtDeadline, Proposals};
 use crate::reads::{ReadWaiter, Reads};
@@ -60,6 +62,9 @@ pub struct NodeConfig {
     pub cluster_clock_ms: u64,
     /// Client sessions the state machine holds at start.
     pub sessions_open: u64,
+    /// This member's local writes that are durable in its queue and not
+    /// applied yet, oldest first.
+    pub local_writes: Vec<LocalWrite>,
 }
 
 /// How long a proposal may wait for its outcome.
@@ -227,6 +232,8 @@ pub struct Node<S: Storage> {
     /// Ticks after which a blocking proposal that got no answer is proposed
     /// again (it may have been lost with a leader).
     retry_ticks: u64,
+    /// Local writes on their way into the log.
+    local_writes: LocalWrites,
 }
 
 impl<S: Storage> Node<S> {
@@ -266,6 +273,11 @@ impl<S: Storage> Node<S> {
             sessions_open: cfg.sessions_open,
             clock_from_tick: None,
             retry_ticks: 2 * cfg.member.election_tick.max(1) as u64,
+            local_writes: {
+                let mut q = LocalWrites::default();
+                q.push(cfg.local_writes.iter().cloned());
+                q
+            },
         })
     }
 
@@ -418,6 +430,35 @@ impl<S: Storage> Node<S> {
                 // Rounded down: cluster time never runs ahead.
                 elapsed_ms: elapsed_ticks * self.tick_us / 1000,
             }));
+        }
+    }
+
+    /// Local writes this member accepted (durable in its queue), to be
+    /// ordered through the log.
+    pub fn queue_local_writes(&mut self, writes: Vec<LocalWrite>) {
+        self.local_writes.push(writes);
+        self.propose_local_writes();
+    }
+
+    /// The state machine applied this member's local writes up to `seq`.
+    pub fn on_local_writes_applied(&mut self, seq: u64) {
+        self.local_writes.applied_through(seq);
+        self.propose_local_writes();
+    }
+
+    /// Local writes not applied yet.
+    pub fn local_writes_queued(&self) -> usize {
+        self.local_writes.len()
+    }
+
+    /// Proposes the oldest queued local writes when a leader is known and
+    /// no round is in flight (or the last one had time to apply).
+    fn propose_local_writes(&mut self) {
+        if self.local_writes.is_empty() || self.member.leader_id().is_none() {
+            return;
+        }
+        for w in self.local_writes.round(self.now_tick, self.retry_ticks) {
+            self.propose_internal(KvRequest::LocalWrite(w));
         }
     }
 
@@ -735,6 +776,7 @@ impl<S: Storage> Node<S> {
         self.member.tick();
         self.lease_tick();
         self.cluster_clock_tick();
+        self.propose_local_writes();
         if self.now_tick >= self.next_expiry_tick {
             // Checking every waiter on every tick would cost O(waiters) per
             // tick at fine tick rates; a sixteenth of the timeout is close
@@ -1081,6 +1123,7 @@ mod tests {
                 tick_us: 100_000,
                 cluster_clock_ms: 1000,
                 sessions_open: 0,
+                local_writes: vec![],
             };
             let logger = slog::Logger::root(slog::Discard, slog::o!());
             let mut node = Node::new(&cfg, storage.clone(), &logger).expect("node");
@@ -1297,6 +1340,50 @@ mod tests {
             .filter(|r| r == &put())
             .count();
         assert!(copies > 1, "not proposed again: {copies} copies");
+    }
+
+    #[test]
+    fn queued_local_writes_are_proposed_in_order_and_again_until_applied() {
+        let mut h = Harness::with_voters(vec![1, 2]);
+        let write = |seq| LocalWrite {
+            member_id: 1,
+            seq,
+            key: b"k".to_vec(),
+            ..Default::default()
+        };
+        let proposed = |h: &Harness| -> Vec<u64> {
+            persisted_requests(h)
+                .into_iter()
+                .filter_map(|r| match r {
+                    KvRequest::LocalWrite(w) => Some(w.seq),
+                    _ => None,
+                })
+                .collect()
+        };
+        h.node.queue_local_writes(vec![write(1), write(2)]);
+        h.run();
+        assert_eq!(proposed(&h), vec![1, 2]);
+        tick_uncommitted(&mut h, 10);
+        assert_eq!(
+            proposed(&h),
+            vec![1, 2],
+            "a round in flight is not repeated"
+        );
+        tick_uncommitted(&mut h, 15);
+        assert_eq!(
+            proposed(&h),
+            vec![1, 2, 1, 2],
+            "an unapplied round goes again"
+        );
+        h.node.on_local_writes_applied(1);
+        h.run();
+        assert_eq!(
+            proposed(&h),
+            vec![1, 2, 1, 2, 2],
+            "what is left goes at once"
+        );
+        h.node.on_local_writes_applied(2);
+        assert_eq!(h.node.local_writes_queued(), 0);
     }
 
     #[test]

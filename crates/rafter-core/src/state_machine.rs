@@ -62,6 +62,8 @@ pub struct SmApplied<R> {
     pub leases: Vec<LeaseChange>,
     /// Open client sessions after the batch, if the batch changed how many.
     pub sessions_open: Option<u64>,
+    /// Local writes the batch applied: (member, seq), in order.
+    pub local_dots: Vec<(u64, u64)>,
 }
 
 /// The changes of an applied batch as the watch hub takes them
@@ -122,6 +124,9 @@ pub struct Applied<R> {
     /// Open client sessions after the batch, if it changed
     /// (`Node::on_sessions_open`).
     pub sessions_open: Option<u64>,
+    /// Local writes the batch applied: (member, seq), in order
+    /// (`Node::on_local_writes_applied` for this member's).
+    pub local_dots: Vec<(u64, u64)>,
     /// Requests the batch named whose entry produced no result (it carried
     /// no request). The core names a proposal only for the entry carrying
     /// it, so this is empty unless the core is broken (the
@@ -157,6 +162,7 @@ pub fn apply_batch<SM: StateMachine>(
         watch,
         leases,
         sessions_open,
+        local_dots,
     } = sm
         .apply(&commands)
         .map_err(|e| ApplyError::StateMachine(e.to_string()))?;
@@ -176,6 +182,7 @@ pub fn apply_batch<SM: StateMachine>(
         watch,
         leases,
         sessions_open,
+        local_dots,
         unanswered,
     })
 }

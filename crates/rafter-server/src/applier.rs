@@ -23,6 +23,7 @@ use rafter_storage::MvccStore;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
+use crate::local_writes::LocalWrites;
 use crate::node::{NodeRequest, NodeStatus};
 use crate::watcher::WatchFeeder;
 
@@ -71,6 +72,9 @@ pub struct Applier {
     pub applied_index: u64,
     /// Where each batch's changes go, for watches.
     pub watch: WatchFeeder,
+    pub member_id: u64,
+    /// This member's local write queue, trimmed as its writes apply.
+    pub local_writes: Arc<LocalWrites>,
 }
 
 impl Applier {
@@ -161,6 +165,15 @@ impl Applier {
         if let Some(open) = applied.sessions_open {
             let _ = self.raft_tx.send(NodeRequest::SessionsOpen(open));
         }
+        if let Some(&(_, seq)) = applied
+            .local_dots
+            .iter()
+            .rev()
+            .find(|(member, _)| *member == self.member_id)
+        {
+            self.local_writes.applied_through(seq);
+            let _ = self.raft_tx.send(NodeRequest::LocalWritesApplied(seq));
+        }
         for id in applied.unanswered {
             tracing::error!(
                 request = id,
@@ -222,6 +235,14 @@ impl Applier {
             .sessions_open()
             .map_err(|e| format!("reading the restored sessions failed: {e}"))?;
         let _ = self.raft_tx.send(NodeRequest::SessionsOpen(sessions));
+        let local_seq = self
+            .store
+            .local_applied_seq(self.member_id)
+            .map_err(|e| format!("reading the restored local writes failed: {e}"))?;
+        self.local_writes.applied_through(local_seq);
+        let _ = self
+            .raft_tx
+            .send(NodeRequest::LocalWritesApplied(local_seq));
         self.applied_index = index;
         self.status.applied_index.store(index, Ordering::Release);
         let _ = self.raft_tx.send(NodeRequest::SnapshotInstalled(index));

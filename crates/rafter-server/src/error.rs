@@ -30,6 +30,9 @@ pub enum ApiError {
     /// Malformed session metadata on an etcd request.
     #[error("{0}")]
     BadSessionTag(String),
+    /// The local write queue cannot take writes (its file failed).
+    #[error("local write queue failed: {0}")]
+    LocalQueue(String),
 }
 
 impl From<ApiError> for Status {
@@ -66,6 +69,7 @@ impl From<ApiError> for Status {
             ApiError::LeaseTtlTooLarge => (Code::OutOfRange, None),
             ApiError::OutcomePending => (Code::Unavailable, Some(format!("rafter: {e}"))),
             ApiError::BadSessionTag(_) => (Code::InvalidArgument, Some(format!("rafter: {e}"))),
+            ApiError::LocalQueue(_) => (Code::Unavailable, Some(format!("rafter: {e}"))),
         };
         let msg: String = msg.unwrap_or_else(|| format!("etcdserver: {e}"));
         Status::new(code, msg)

@@ -58,6 +58,17 @@ impl NodeHandle {
         }
     }
 
+    /// Hands local writes (durable in this member's queue) to the core,
+    /// which orders them through the log.
+    pub fn queue_local_writes(
+        &self,
+        writes: Vec<rafter_proto::rafterpb::LocalWrite>,
+    ) -> Result<(), ApiError> {
+        self.tx
+            .send(NodeRequest::QueueLocalWrites(writes))
+            .map_err(|_| ApiError::Stopped)
+    }
+
     /// Replicates a mutation and returns its applied result.
     pub async fn propose(&self, request: KvRequest) -> Result<KvResponse, ApiError> {
         let (reply, rx) = oneshot::channel();

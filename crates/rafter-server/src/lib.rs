@@ -10,6 +10,7 @@ mod handle;
 mod http;
 pub mod ids;
 mod lease_forward;
+mod local_writes;
 mod message_counts;
 mod node;
 mod raft_timing;
@@ -65,6 +66,8 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("raft loop stopped: {0}")]
     RaftLoop(String),
+    #[error("{0}")]
+    LocalQueue(#[from] rafter_storage::local_queue::LocalQueueError),
 }
 
 /// Runs a member until SIGINT/SIGTERM.
@@ -107,6 +110,18 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         tracing::info!(member_id = %format!("{member_id:x}"), "bootstrapped a new cluster");
     }
     let applied = store.state()?.applied_index;
+    let (local_writes, queued_local_writes) = local_writes::LocalWrites::open(
+        &member_dir,
+        member_id,
+        store.local_applied_seq(member_id)?,
+    )?;
+    let local_writes = Arc::new(local_writes);
+    if !queued_local_writes.is_empty() {
+        tracing::info!(
+            writes = queued_local_writes.len(),
+            "local writes from before the restart are queued for the log"
+        );
+    }
     // The store may have applied entries whose commit index the log's hard
     // state had not recorded yet (it is written lazily); they were committed,
     // so raise the recorded commit to match before raft-rs checks it.
@@ -151,6 +166,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             tick_us: timing.tick_us,
             cluster_clock_ms: CLUSTER_CLOCK_MS,
             sessions_open: store.sessions_open()?,
+            local_writes: queued_local_writes,
         },
         rafter_storage::MemberStorage {
             log: log.clone(),
@@ -193,6 +209,8 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         raft_tx: tx.clone(),
         applied_index: applied,
         watch: watch_feeder,
+        member_id,
+        local_writes: local_writes.clone(),
     }
     .spawn()?;
     let raft_loop = RaftLoop {
@@ -325,7 +343,11 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             ))
             .add_service(
                 rafter_proto::rafterpb::dial_server::DialServer::new(
-                    services::dial::DialService::new(node.clone(), session_ids.clone()),
+                    services::dial::DialService::new(
+                        node.clone(),
+                        session_ids.clone(),
+                        local_writes.clone(),
+                    ),
                 )
                 .max_decoding_message_size(max_msg),
             );

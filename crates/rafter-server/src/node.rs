@@ -51,6 +51,10 @@ pub enum NodeRequest {
     },
     /// Client sessions the store holds (after a batch that changed it).
     SessionsOpen(u64),
+    /// Local writes accepted here and durable in the queue.
+    QueueLocalWrites(Vec<rafter_proto::rafterpb::LocalWrite>),
+    /// The store applied this member's local writes up to this seq.
+    LocalWritesApplied(u64),
     /// Answered once a linearizable read may read the local store.
     ReadIndex {
         reply: oneshot::Sender<Result<(), ApiError>>,
@@ -209,6 +213,8 @@ impl RaftLoop {
                         self.node.decide_outcome(id, session_id, seq, wait);
                     }
                     NodeRequest::SessionsOpen(open) => self.node.on_sessions_open(open),
+                    NodeRequest::QueueLocalWrites(writes) => self.node.queue_local_writes(writes),
+                    NodeRequest::LocalWritesApplied(seq) => self.node.on_local_writes_applied(seq),
                     NodeRequest::ReadIndex { reply } => {
                         replies.insert(id, Reply::Read(reply));
                         self.node.read(id);

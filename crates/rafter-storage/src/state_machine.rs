@@ -31,6 +31,7 @@ impl StateMachine for MvccStore {
             },
             leases: outcome.lease_changes,
             sessions_open: outcome.sessions_open,
+            local_dots: outcome.local_dots,
         })
     }
 

@@ -273,7 +273,8 @@ fn validate(req: &KvRequest) -> Result<(), MvccError> {
         | KvRequest::SessionKeepAlive(_)
         | KvRequest::SessionClose(_)
         | KvRequest::SessionCancel(_)
-        | KvRequest::ClusterClock(_) => Ok(()),
+        | KvRequest::ClusterClock(_)
+        | KvRequest::LocalWrite(_) => Ok(()),
     }
 }
 
@@ -405,8 +406,11 @@ impl Model {
             | KvRequest::SessionKeepAlive(_)
             | KvRequest::SessionClose(_)
             | KvRequest::SessionCancel(_)
-            | KvRequest::ClusterClock(_) => {
-                unreachable!("the generator makes no compaction, membership, lease or session here")
+            | KvRequest::ClusterClock(_)
+            | KvRequest::LocalWrite(_) => {
+                unreachable!(
+                    "the generator makes no compaction, membership, lease, session or local write here"
+                )
             }
         };
         Ok(change.finish(resp))

@@ -29,6 +29,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::handle::NodeHandle;
+use crate::local_writes::LocalWrites;
 
 /// How long this member's own session lives without activity (cluster
 /// time), and how often it is kept alive.
@@ -48,6 +49,7 @@ pub struct DialService {
     node: NodeHandle,
     ids: Arc<SessionIds>,
     member_session: Arc<MemberSession>,
+    local_writes: Arc<LocalWrites>,
 }
 
 /// Session ids this member hands out: member id and start time in the high
@@ -91,12 +93,43 @@ impl MemberSession {
 }
 
 impl DialService {
-    pub fn new(node: NodeHandle, ids: Arc<SessionIds>) -> Self {
+    pub fn new(node: NodeHandle, ids: Arc<SessionIds>, local_writes: Arc<LocalWrites>) -> Self {
         DialService {
             node,
             ids,
             member_session: Arc::new(MemberSession::default()),
+            local_writes,
         }
+    }
+
+    /// `Set(consistent=false)`: acknowledged once fsynced in this member's
+    /// local write queue, whatever the cluster's state; the core orders it
+    /// through the log as soon as it knows a leader.
+    async fn set_local(&self, key: Vec<u8>, value: Vec<u8>) -> Result<DialResponse, Status> {
+        let context_revision = self
+            .node
+            .store
+            .state()
+            .map_err(ApiError::from)?
+            .current_revision;
+        let queue = self.local_writes.clone();
+        let node = self.node.clone();
+        let write = tokio::task::spawn_blocking(move || {
+            queue.accept(key, value, context_revision, |w| {
+                node.queue_local_writes(vec![w])
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("rafter: local write task failed: {e}")))??;
+        Ok(DialResponse {
+            valid: true,
+            found: true,
+            revision: context_revision,
+            member_id: self.node.member_id,
+            local: Some(local_info(&write)),
+            value: write.value,
+            ..Default::default()
+        })
     }
 
     /// Opens a session through the log; retries past an id collision.
@@ -289,6 +322,25 @@ impl DialService {
     }
 
     fn get_local(&self, key: Vec<u8>) -> Result<DialResponse, Status> {
+        if let Some(write) = self.local_writes.newest(&key) {
+            // Read your writes at this member: its newest queued write to
+            // the key is newer than anything the store holds for it.
+            let revision = self
+                .node
+                .store
+                .state()
+                .map_err(ApiError::from)?
+                .current_revision;
+            return Ok(DialResponse {
+                valid: true,
+                found: true,
+                revision,
+                member_id: self.node.member_id,
+                local: Some(local_info(&write)),
+                value: write.value,
+                ..Default::default()
+            });
+        }
         let r = self
             .node
             .store
@@ -401,6 +453,16 @@ fn outcome_response(o: RequestOutcome) -> Result<DialResponse, ApiError> {
     }
 }
 
+fn local_info(w: &LocalWrite) -> LocalWriteInfo {
+    LocalWriteInfo {
+        member_id: w.member_id,
+        seq: w.seq,
+        context_revision: w.context_revision,
+        hlc_physical_ms: w.hlc_physical_ms,
+        hlc_logical: w.hlc_logical,
+    }
+}
+
 fn check_key(key: &[u8]) -> Result<(), ApiError> {
     if key.is_empty() {
         return Err(ApiError::Kv(MvccError::EmptyKey));
@@ -431,14 +493,11 @@ impl Dial for DialService {
     ) -> Result<Response<DialResponse>, Status> {
         let r = request.into_inner();
         check_key(&r.key)?;
-        if !r.consistent {
-            return Err(Status::unimplemented(
-                "rafter: Set(consistent=false), writes that stay available in a partition, \
-                 is not implemented yet (issue 13: local writes)",
-            ));
-        }
         if r.key.len() + r.value.len() > self.node.max_request_bytes {
             return Err(ApiError::RequestTooLarge.into());
+        }
+        if !r.consistent {
+            return self.set_local(r.key, r.value).await.map(Response::new);
         }
         let put = KvRequest::Put(PutRequest {
             key: r.key,

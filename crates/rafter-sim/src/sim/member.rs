@@ -320,6 +320,7 @@ impl SimMember {
             // Often, so sessions expire within a run.
             cluster_clock_ms: 200,
             sessions_open: self.store.sessions_open().expect("store sessions"),
+            local_writes: Vec::new(),
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let storage = RaftStorage {

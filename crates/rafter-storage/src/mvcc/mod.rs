@@ -9,6 +9,7 @@
 mod compact;
 mod history;
 pub mod keyrange;
+pub mod local_writes;
 mod read;
 pub mod read_only;
 pub mod record;
@@ -154,6 +155,7 @@ pub enum KvResponse {
     /// What a `SessionCancel` decided.
     Outcome(sessions::RequestOutcome),
     ClockAdvanced,
+    LocalWrite(local_writes::LocalWriteApplied),
 }
 
 impl KvResponse {
@@ -173,6 +175,7 @@ impl KvResponse {
             | KvResponse::SessionClosed
             | KvResponse::Outcome(_)
             | KvResponse::ClockAdvanced => {}
+            KvResponse::LocalWrite(r) => r.revision = revision,
         }
         self
     }
@@ -207,6 +210,8 @@ pub struct ApplyOutcome {
     /// Open sessions after the batch, when the batch opened, closed or
     /// expired any.
     pub sessions_open: Option<u64>,
+    /// Local writes applied: (member, seq), in order.
+    pub local_dots: Vec<(u64, u64)>,
 }
 
 /// The MVCC store. Reads run concurrently with the single writer.
@@ -241,6 +246,7 @@ impl MvccStore {
             txn.open_table(LEASE_KEYS)?;
             txn.open_table(SESSIONS)?;
             txn.open_table(SESSION_RESULTS)?;
+            txn.open_table(LOCAL_DOTS)?;
         }
         txn.commit()?;
         Ok(store)
@@ -310,6 +316,7 @@ impl MvccStore {
         let events;
         let lease_changes;
         let sessions_open;
+        let local_dots;
         {
             let mut meta = txn.open_table(META)?;
             let mut applied = meta_get(&meta, META_APPLIED_INDEX, 0)?;
@@ -323,6 +330,7 @@ impl MvccStore {
                     lease_keys: txn.open_table(LEASE_KEYS)?,
                     sessions: txn.open_table(SESSIONS)?,
                     session_results: txn.open_table(SESSION_RESULTS)?,
+                    local_dots: txn.open_table(LOCAL_DOTS)?,
                 },
                 meta_get(&meta, META_CURRENT_REV, 1)? as i64,
                 compact_revision(&meta)?,
@@ -364,6 +372,7 @@ impl MvccStore {
             };
             events = std::mem::take(&mut w.events);
             lease_changes = std::mem::take(&mut w.lease_changes);
+            local_dots = std::mem::take(&mut w.local_dots_changed);
         }
         txn.commit()?;
         Ok(ApplyOutcome {
@@ -372,7 +381,17 @@ impl MvccStore {
             events,
             lease_changes,
             sessions_open,
+            local_dots,
         })
+    }
+
+    /// The last of `member_id`'s local writes the store applied (0: none).
+    pub fn local_applied_seq(&self, member_id: u64) -> Result<u64, MvccError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn
+            .open_table(LOCAL_DOTS)?
+            .get(member_id)?
+            .map_or(0, |v| v.value()))
     }
 
     /// How many session answers (and cancel marks) the store keeps.

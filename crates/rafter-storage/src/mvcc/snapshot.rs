@@ -18,6 +18,7 @@ const TAG_LEASES: u8 = 6;
 const TAG_LEASE_KEYS: u8 = 7;
 const TAG_SESSIONS: u8 = 8;
 const TAG_SESSION_RESULTS: u8 = 9;
+const TAG_LOCAL_DOTS: u8 = 10;
 
 fn push_row(out: &mut Vec<u8>, tag: u8, key: &[u8], value: &[u8]) {
     out.push(tag);
@@ -99,6 +100,15 @@ pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
         key.extend_from_slice(&seq.to_be_bytes());
         push_row(&mut out, TAG_SESSION_RESULTS, &key, v.value());
     }
+    for item in txn.open_table(LOCAL_DOTS)?.iter()? {
+        let (k, v) = item?;
+        push_row(
+            &mut out,
+            TAG_LOCAL_DOTS,
+            &k.value().to_be_bytes(),
+            &v.value().to_le_bytes(),
+        );
+    }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok((out, applied_index))
@@ -167,7 +177,9 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
     clear(&txn, LEASE_KEYS)?;
     clear(&txn, SESSIONS)?;
     clear(&txn, SESSION_RESULTS)?;
+    clear(&txn, LOCAL_DOTS)?;
     {
+        let mut local_dots = txn.open_table(LOCAL_DOTS)?;
         let mut sessions = txn.open_table(SESSIONS)?;
         let mut session_results = txn.open_table(SESSION_RESULTS)?;
         let mut leases = txn.open_table(LEASES)?;
@@ -240,6 +252,11 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                     let id = u64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
                     let seq = u64::from_be_bytes(r.key[8..].try_into().expect("8 bytes"));
                     session_results.insert((id, seq), r.value)?;
+                }
+                TAG_LOCAL_DOTS => {
+                    let member = u64::from_be_bytes(r.key.try_into().map_err(|_| bad())?);
+                    let seq = u64::from_le_bytes(r.value.try_into().map_err(|_| bad())?);
+                    local_dots.insert(member, seq)?;
                 }
                 _ => return Err(bad()),
             }

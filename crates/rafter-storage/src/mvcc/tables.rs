@@ -33,6 +33,8 @@ pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("
 /// below), times in cluster ms.
 pub type SessionRow = (u64, u64, u64, u64);
 pub const SESSIONS: TableDefinition<u64, SessionRow> = TableDefinition::new("sessions");
+/// Member id -> the last of its local writes applied (see `local_writes.rs`).
+pub const LOCAL_DOTS: TableDefinition<u64, u64> = TableDefinition::new("local_dots");
 pub const SESSION_RESULTS: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("session_results");
 /// member id -> its published attributes (`rafterpb.MemberAttributes`).

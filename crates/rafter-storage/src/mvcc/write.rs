@@ -32,6 +32,7 @@ pub struct WriteTables<'t> {
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     pub sessions: Table<'t, u64, SessionRow>,
     pub session_results: Table<'t, (u64, u64), &'static [u8]>,
+    pub local_dots: Table<'t, u64, u64>,
 }
 
 /// The tables of one write transaction plus the revision bookkeeping of the
@@ -45,6 +46,9 @@ pub struct Writer<'t> {
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     pub sessions: Table<'t, u64, SessionRow>,
     pub session_results: Table<'t, (u64, u64), &'static [u8]>,
+    pub local_dots: Table<'t, u64, u64>,
+    /// Members' local writes applied so far: (member, seq).
+    pub local_dots_changed: Vec<(u64, u64)>,
     /// Cluster time (see `sessions.rs`).
     pub cluster_time_ms: u64,
     /// A session was opened, closed or expired in this batch.
@@ -77,6 +81,8 @@ impl<'t> Writer<'t> {
             lease_keys: tables.lease_keys,
             sessions: tables.sessions,
             session_results: tables.session_results,
+            local_dots: tables.local_dots,
+            local_dots_changed: Vec::new(),
             cluster_time_ms,
             sessions_touched: false,
             current_rev,
@@ -138,6 +144,7 @@ impl<'t> Writer<'t> {
             KvRequest::SessionClose(c) => return self.session_close(c.session_id),
             KvRequest::SessionCancel(c) => return self.session_cancel(c.session_id, c.seq),
             KvRequest::ClusterClock(c) => return self.cluster_clock(c.elapsed_ms),
+            KvRequest::LocalWrite(w) => KvResponse::LocalWrite(self.local_write(w)?),
             KvRequest::MemberAttributes(a) => {
                 let encoded = prost::Message::encode_to_vec(a);
                 self.members.insert(a.member_id, encoded.as_slice())?;
@@ -155,7 +162,7 @@ impl<'t> Writer<'t> {
         self.current_rev + 1
     }
 
-    fn put(&mut self, p: &PutRequest) -> Result<PutResponse, MvccError> {
+    pub(super) fn put(&mut self, p: &PutRequest) -> Result<PutResponse, MvccError> {
         let rev = self.write_rev();
         let prev = latest_get(&self.latest, &p.key)?;
         let value = match (&prev, p.ignore_value) {

@@ -258,6 +258,20 @@ impl Cluster {
         self.restart_all(&[index]).await;
     }
 
+    /// Starts a killed member again and waits until it answers requests,
+    /// without waiting for it to know a leader (it may be cut off).
+    pub async fn restart_without_leader(&mut self, index: usize) {
+        assert!(
+            !self.is_running(index),
+            "restart: member {} is still running",
+            self.name(index)
+        );
+        self.spawn(index);
+        if let Err(failure) = self.wait_member_ready(index).await {
+            self.fail(&failure.reason);
+        }
+    }
+
     /// Starts several killed members at once (all before waiting for any: a
     /// restarted etcd member does not serve clients until it reaches a
     /// quorum), then waits until each answers requests and knows a leader,
