@@ -159,6 +159,9 @@ pub struct Answer {
     pub error: String,
     /// The member that answered (0 when no member did).
     pub member_id: u64,
+    /// A local write's dot and causal context (a local Set, or a local Get
+    /// answered from a write still queued at the member).
+    pub local: Option<rafterpb::LocalWriteInfo>,
 }
 
 impl Answer {
@@ -179,6 +182,7 @@ impl Answer {
             },
             error: "timed out before any member answered".into(),
             member_id: 0,
+            local: None,
         }
     }
 }
@@ -195,6 +199,7 @@ impl From<rafterpb::DialResponse> for Answer {
             request_id: r.request_id.map(Into::into),
             error: r.error,
             member_id: r.member_id,
+            local: r.local,
         }
     }
 }

@@ -58,8 +58,9 @@ impl Client {
     }
 
     /// `set` with an explicit consistency; `Local` asks for a write that
-    /// stays available without a quorum (not implemented by the server
-    /// yet: its `Unimplemented` error is returned).
+    /// stays available without a quorum: acknowledged once durable on the
+    /// answering member, ordered through the log once it reaches a leader
+    /// (`Answer::local` names its dot).
     pub async fn set_with(
         &self,
         key: &[u8],

@@ -14,8 +14,11 @@ use std::collections::VecDeque;
 
 use rafter_proto::rafterpb::LocalWrite;
 
-/// Most writes proposed in one round.
+/// Most writes proposed in one round (one log entry).
 pub const MAX_WRITES_PER_ROUND: usize = 64;
+/// A round stops growing at this many key and value bytes (it always
+/// holds at least one write).
+pub const MAX_ROUND_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Default)]
 pub struct LocalWrites {
@@ -73,11 +76,16 @@ impl LocalWrites {
             }
         }
         self.proposed_at_tick = Some(now_tick);
-        self.queue
-            .iter()
-            .take(MAX_WRITES_PER_ROUND)
-            .cloned()
-            .collect()
+        let mut bytes = 0;
+        let mut round = Vec::new();
+        for w in self.queue.iter().take(MAX_WRITES_PER_ROUND) {
+            bytes += w.key.len() + w.value.len();
+            if !round.is_empty() && bytes > MAX_ROUND_BYTES {
+                break;
+            }
+            round.push(w.clone());
+        }
+        round
     }
 
     /// The round in flight may never apply (it was dropped with a lost

@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use raft::eraftpb::{Entry, HardState, Message, Snapshot, SnapshotMetadata};
 use raft::Storage;
 use rafter_proto::rafterpb::{
-    raft_command::Request as KvRequest, ClientTag, ClusterClock, LocalWrite, RaftCommand,
-    SessionCancel,
+    raft_command::Request as KvRequest, ClientTag, ClusterClock, LocalWrite, LocalWriteBatch,
+    RaftCommand, SessionCancel,
 };
 
 use crate::command::{encode_command, peek_command_id};
@@ -457,8 +457,9 @@ impl<S: Storage> Node<S> {
         if self.local_writes.is_empty() || self.member.leader_id().is_none() {
             return;
         }
-        for w in self.local_writes.round(self.now_tick, self.retry_ticks) {
-            self.propose_internal(KvRequest::LocalWrite(w));
+        let writes = self.local_writes.round(self.now_tick, self.retry_ticks);
+        if !writes.is_empty() {
+            self.propose_internal(KvRequest::LocalWrites(LocalWriteBatch { writes }));
         }
     }
 
@@ -1354,9 +1355,9 @@ mod tests {
         let proposed = |h: &Harness| -> Vec<u64> {
             persisted_requests(h)
                 .into_iter()
-                .filter_map(|r| match r {
-                    KvRequest::LocalWrite(w) => Some(w.seq),
-                    _ => None,
+                .flat_map(|r| match r {
+                    KvRequest::LocalWrites(b) => b.writes.iter().map(|w| w.seq).collect(),
+                    _ => vec![],
                 })
                 .collect()
         };

@@ -1,7 +1,9 @@
 //! `rafter-sim`: runs simulation campaigns. `--seeds N` runs N seeds from
 //! `--start` (default 0); `--seed S` replays one seed and prints its trace.
 //! `--keys K --clients C --run-ms T` size the workload (defaults as in CI);
-//! `--lease-keys` runs lessees that attach keys, with no KV clients.
+//! `--lease-keys` runs lessees that attach keys, with no KV clients;
+//! `--local-writes` runs local writers (`Set(consistent=false)` on random
+//! members), with no KV clients.
 
 use rafter_sim::sim::{self, SimConfig};
 
@@ -18,6 +20,8 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 fn config(args: &[String], seed: u64) -> SimConfig {
     let mut cfg = if args.iter().any(|a| a == "--lease-keys") {
         SimConfig::lease_keys_config(seed)
+    } else if args.iter().any(|a| a == "--local-writes") {
+        SimConfig::local_writes_config(seed)
     } else {
         SimConfig::new(seed)
     };

@@ -8,9 +8,16 @@ use rafter_sim::sim::{self, SimConfig};
 /// longer campaigns).
 const CI_SEEDS: u64 = 300;
 
+/// Seeds of local writers (no KV clients) CI runs beside them.
+const LOCAL_WRITE_SEEDS: u64 = 60;
+
 fn campaign() -> Vec<rafter_sim::Verdict> {
     (0..CI_SEEDS)
         .map(|seed| rafter_sim::verdict(&sim::run(SimConfig::new(seed))))
+        .chain(
+            (0..LOCAL_WRITE_SEEDS)
+                .map(|seed| rafter_sim::verdict(&sim::run(SimConfig::local_writes_config(seed)))),
+        )
         .collect()
 }
 
@@ -58,7 +65,8 @@ fn ci_seed_budget_catches_the_injected_bug() {
             "safety",
             "watch:",
             "lease:",
-            "exactly-once"
+            "exactly-once",
+            "local write:"
         ]
         .iter()
         .any(|property| p.contains(property))),

@@ -4,10 +4,22 @@
 //! concurrent, and the applied seqs survive a snapshot.
 
 use rafter_proto::etcdserverpb::{PutRequest, RangeRequest};
-use rafter_proto::rafterpb::LocalWrite;
+use rafter_proto::rafterpb::{LocalWrite, LocalWriteBatch};
 use rafter_storage::mvcc::local_writes::LocalWriteApplied;
 use rafter_storage::mvcc::{ApplyEntry, KvResponse};
 use rafter_storage::{KvRequest, MvccStore};
+
+fn write(member_id: u64, seq: u64, value: &str, context: i64) -> LocalWrite {
+    LocalWrite {
+        member_id,
+        seq,
+        key: b"k".to_vec(),
+        value: value.into(),
+        context_revision: context,
+        hlc_physical_ms: 1,
+        hlc_logical: 0,
+    }
+}
 
 struct Store {
     store: MvccStore,
@@ -34,16 +46,13 @@ impl Store {
     }
 
     fn local(&mut self, member_id: u64, seq: u64, value: &str, context: i64) -> LocalWriteApplied {
-        match self.apply(KvRequest::LocalWrite(LocalWrite {
-            member_id,
-            seq,
-            key: b"k".to_vec(),
-            value: value.into(),
-            context_revision: context,
-            hlc_physical_ms: 1,
-            hlc_logical: 0,
-        })) {
-            KvResponse::LocalWrite(a) => a,
+        let mut answers = self.round(vec![write(member_id, seq, value, context)]);
+        answers.pop().expect("one answer")
+    }
+
+    fn round(&mut self, writes: Vec<LocalWrite>) -> Vec<LocalWriteApplied> {
+        match self.apply(KvRequest::LocalWrites(LocalWriteBatch { writes })) {
+            KvResponse::LocalWrites(answers) => answers,
             other => panic!("{other:?}"),
         }
     }
@@ -83,6 +92,26 @@ fn each_write_applies_once_in_its_members_order() {
     assert_eq!(s.store.local_applied_seq(7).unwrap(), 2);
     assert_eq!(s.store.local_applied_seq(9).unwrap(), 1);
     assert_eq!(s.store.local_applied_seq(8).unwrap(), 0);
+}
+
+#[test]
+fn a_round_applies_its_writes_in_order_each_with_its_own_revision() {
+    let mut s = Store::new();
+    let answers = s.round(vec![
+        write(7, 1, "a", 1),
+        write(7, 3, "c", 1),
+        write(7, 2, "b", 1),
+        write(7, 3, "c", 1),
+    ]);
+    let applied: Vec<(u64, bool, i64)> = answers
+        .iter()
+        .map(|a| (a.seq, a.applied, a.revision))
+        .collect();
+    assert_eq!(
+        applied,
+        vec![(1, true, 2), (3, false, 2), (2, true, 3), (3, true, 4)]
+    );
+    assert_eq!(s.value(), (b"c".to_vec(), 3));
 }
 
 #[test]

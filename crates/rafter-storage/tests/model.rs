@@ -274,7 +274,7 @@ fn validate(req: &KvRequest) -> Result<(), MvccError> {
         | KvRequest::SessionClose(_)
         | KvRequest::SessionCancel(_)
         | KvRequest::ClusterClock(_)
-        | KvRequest::LocalWrite(_) => Ok(()),
+        | KvRequest::LocalWrites(_) => Ok(()),
     }
 }
 
@@ -407,7 +407,7 @@ impl Model {
             | KvRequest::SessionClose(_)
             | KvRequest::SessionCancel(_)
             | KvRequest::ClusterClock(_)
-            | KvRequest::LocalWrite(_) => {
+            | KvRequest::LocalWrites(_) => {
                 unreachable!(
                     "the generator makes no compaction, membership, lease, session or local write here"
                 )

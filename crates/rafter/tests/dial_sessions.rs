@@ -332,22 +332,6 @@ async fn dial_get_set_swap_and_outcome() {
     assert!(!late.valid);
     assert_eq!(read(&ep, "late").await, None, "a cancelled request applied");
 
-    // Local writes are the next issue's: a clear Unimplemented.
-    let err = d
-        .set(DialSetRequest {
-            key: "x".into(),
-            value: "y".into(),
-            consistent: false,
-            ..Default::default()
-        })
-        .await
-        .expect_err("not yet");
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert!(
-        err.message().contains("consistent=false"),
-        "{}",
-        err.message()
-    );
     let err = d
         .get(DialGetRequest::default())
         .await

@@ -17,7 +17,7 @@ use rafter_core::{
     apply_batch, Action, ApplyBatch, Granted, Node, NodeConfig, RaftStorage, RequestError,
     RequestId, StateMachine, Wait,
 };
-use rafter_proto::rafterpb::{ClientTag, SessionOpen};
+use rafter_proto::rafterpb::{ClientTag, LocalWrite, SessionOpen};
 use rafter_storage::mvcc::sessions::RequestOutcome;
 use rafter_storage::mvcc::{KvResponse, MvccError};
 use rafter_storage::MvccStore;
@@ -125,6 +125,7 @@ enum Input {
     Transfer(u64),
     SnapshotStatus(u64, bool),
     Propose(Box<rafter_storage::KvRequest>),
+    QueueLocal(Box<LocalWrite>),
     Renew(usize, i64),
     SessionOpen(usize, u64, u64),
     SubmitInSession(usize, OpKind, ClientTag, u64),
@@ -179,6 +180,10 @@ pub struct SimMember {
     rng_seed: u64,
     /// The member's watch streams (gone with a crash, as connections are).
     watch: WatchHub,
+    /// Its durable queue of local writes not yet known to be applied (a
+    /// crash keeps it: the server fsyncs a write before acknowledging it).
+    local_queue: Vec<LocalWrite>,
+    next_local_seq: u64,
 }
 
 /// Tiny limits, so watch outboxes fill, watches fall behind and catch up
@@ -222,6 +227,8 @@ impl SimMember {
             next_request: 1,
             rng_seed,
             watch: WatchHub::new(SIM_WATCH, 1, -1),
+            local_queue: Vec::new(),
+            next_local_seq: 1,
         };
         m.start();
         m
@@ -320,7 +327,17 @@ impl SimMember {
             // Often, so sessions expire within a run.
             cluster_clock_ms: 200,
             sessions_open: self.store.sessions_open().expect("store sessions"),
-            local_writes: Vec::new(),
+            local_writes: {
+                let applied_seq = self
+                    .store
+                    .local_applied_seq(self.id)
+                    .expect("store local writes");
+                self.local_queue
+                    .iter()
+                    .filter(|w| w.seq > applied_seq)
+                    .cloned()
+                    .collect()
+            },
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let storage = RaftStorage {
@@ -451,6 +468,51 @@ impl SimMember {
 
     /// A lessee's grant or put: proposed; its outcome is observed through
     /// what members apply.
+    /// A local write (`Set(consistent=false)`) accepted here: durable in
+    /// the member's queue at once, then handed to the core. Returns it as
+    /// acknowledged, or `None` when the member is down.
+    pub fn accept_local(
+        &mut self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) -> Option<LocalWrite> {
+        self.node.as_ref()?;
+        let context_revision = self.store.state().expect("store state").current_revision;
+        let write = LocalWrite {
+            member_id: self.id,
+            seq: self.next_local_seq,
+            key,
+            value,
+            context_revision,
+            hlc_physical_ms: 0,
+            hlc_logical: self.next_local_seq as u32,
+        };
+        self.next_local_seq += 1;
+        self.local_queue.push(write.clone());
+        self.queue_local(write.clone(), out);
+        Some(write)
+    }
+
+    fn queue_local(&mut self, write: LocalWrite, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::QueueLocal(Box::new(write)));
+            return;
+        }
+        if let Some(node) = self.node.as_mut() {
+            node.queue_local_writes(vec![write]);
+        }
+        self.drive(out);
+    }
+
+    /// The store applied this member's local writes up to `seq`.
+    fn local_writes_applied(&mut self, seq: u64) {
+        self.local_queue.retain(|w| w.seq > seq);
+        if let Some(node) = self.node.as_mut() {
+            node.on_local_writes_applied(seq);
+        }
+    }
+
     pub fn propose_untracked(&mut self, request: rafter_storage::KvRequest, out: &mut Vec<Output>) {
         if self.blocked() {
             self.inbox.push(Input::Propose(Box::new(request)));
@@ -613,6 +675,7 @@ impl SimMember {
                     self.report_snapshot(peer, delivered, out)
                 }
                 Input::Propose(request) => self.propose_untracked(*request, out),
+                Input::QueueLocal(write) => self.queue_local(*write, out),
                 Input::Renew(lessee, id) => self.lease_renew(lessee, id, out),
                 Input::SessionOpen(client, id, timeout_ms) => {
                     self.session_open(client, id, timeout_ms, out)
@@ -648,6 +711,11 @@ impl SimMember {
                     let node = self.node.as_mut().expect("up");
                     node.reset_leases(&leases);
                     node.on_sessions_open(sessions);
+                    let local_seq = self
+                        .store
+                        .local_applied_seq(self.id)
+                        .expect("store local writes");
+                    self.local_writes_applied(local_seq);
                     // A restore is durable, as on the server.
                     self.durable_store = Some((snapshot.data.to_vec(), index));
                     let node = self.node.as_mut().expect("up");
@@ -694,6 +762,11 @@ impl SimMember {
             }
             if let Some(open) = applied.sessions_open {
                 self.node.as_mut().expect("up").on_sessions_open(open);
+            }
+            for &(member, seq) in &applied.local_dots {
+                if member == self.id {
+                    self.local_writes_applied(seq);
+                }
             }
             for (req, result) in applied.replies {
                 match self.waiters.remove(&req) {

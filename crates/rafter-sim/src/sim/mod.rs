@@ -7,6 +7,7 @@
 pub mod history;
 pub mod invariants;
 pub mod lessees;
+pub mod local_writers;
 pub mod log;
 pub mod member;
 pub mod net;
@@ -46,6 +47,11 @@ pub struct SimConfig {
     pub watchers: usize,
     /// Lease clients (each grants a lease and keeps it alive or abandons it).
     pub lessees: usize,
+    /// Local writers (`Set(consistent=false)` on random members). Their
+    /// writes are outside the client history, whose model counts
+    /// revisions exactly, so runs with KV clients have none
+    /// (`local_writes_config` runs them with no KV clients).
+    pub local_writers: usize,
     /// Lessees attach a key to their lease. Those writes are outside the
     /// client history, whose model counts revisions exactly, so runs with
     /// KV clients leave this off (`lease_keys_config` turns it on with no
@@ -87,6 +93,17 @@ impl SimConfig {
         }
     }
 
+    /// A run of local writers on random members (no KV clients), with
+    /// watchers and lessees: every acknowledged local write must apply,
+    /// once, in its member's order.
+    pub fn local_writes_config(seed: u64) -> Self {
+        SimConfig {
+            clients: 0,
+            local_writers: 3,
+            ..SimConfig::new(seed)
+        }
+    }
+
     pub fn new(seed: u64) -> Self {
         SimConfig {
             seed,
@@ -96,6 +113,7 @@ impl SimConfig {
             session_timeout_ms: 1_500,
             watchers: 3,
             lessees: 3,
+            local_writers: 0,
             lease_keys: false,
             keys: 3,
             run_ms: 4_000,
@@ -157,6 +175,8 @@ enum Event {
     Heal(u64, u64),
     /// A watcher reads its stream (or reconnects when its member is gone).
     WatchPoll(usize),
+    /// A local writer writes through a random member.
+    LocalWrite(usize),
     /// A lessee's turn: grant, attach or keep alive.
     LeaseTurn(usize),
     /// A session client asks what became of its op.
@@ -190,6 +210,7 @@ struct Sim {
     session_clients: Vec<SessionClient>,
     /// Session ops in flight, by op.
     session_ops: BTreeMap<usize, SessionOp>,
+    local_acks: local_writers::LocalAcks,
 }
 
 /// Runs one simulation.
@@ -238,6 +259,7 @@ pub fn run(cfg: SimConfig) -> Outcome {
             .map(|_| SessionClient::default())
             .collect(),
         session_ops: BTreeMap::new(),
+        local_acks: local_writers::LocalAcks::default(),
     };
     // raft-rs asserts its own invariants (e.g. a commit index beyond the
     // log): such a panic inside a member is a found bug, not a crash of the
@@ -286,6 +308,10 @@ impl Sim {
         for l in 0..self.lessees.len() {
             let at = self.rng.between(1, 300);
             self.schedule(at, Event::LeaseTurn(l));
+        }
+        for w in 0..self.cfg.local_writers {
+            let at = self.rng.between(1, 300);
+            self.schedule(at, Event::LocalWrite(w));
         }
         if self.cfg.faults {
             self.schedule_faults();
@@ -387,6 +413,13 @@ impl Sim {
                     self.rng.between(1, 25)
                 };
                 self.schedule(self.now_ms + pause, Event::WatchPoll(w));
+            }
+            Event::LocalWrite(w) => {
+                if self.load_on {
+                    self.local_write(w);
+                    let next = self.now_ms + self.rng.between(20, 200);
+                    self.schedule(next, Event::LocalWrite(w));
+                }
             }
             Event::LeaseTurn(l) => {
                 self.lease_turn(l);
@@ -1049,6 +1082,56 @@ impl Sim {
         self.process(member, out);
     }
 
+    /// A local write on a random member that is up (cut off or not).
+    fn local_write(&mut self, writer: usize) {
+        let Some(member) = self.random_up_member() else {
+            return;
+        };
+        let key = vec![
+            b'k',
+            b'0' + self.rng.below(self.cfg.keys.max(1) as u64) as u8,
+        ];
+        let value = format!("local-{writer}-{}", self.next_value).into_bytes();
+        self.next_value += 1;
+        let mut out = Vec::new();
+        if let Some(write) = self.members[member].accept_local(key, value, &mut out) {
+            let _ = writeln!(
+                self.trace,
+                "{} local write m{}#{} acknowledged",
+                self.now_ms,
+                member + 1,
+                write.seq
+            );
+            self.local_acks.acknowledged(self.now_ms, write);
+        }
+        self.process(member, out);
+    }
+
+    fn check_local_writes(&mut self) {
+        if self.local_acks.is_empty() {
+            return;
+        }
+        let Some(source) = (0..self.members.len())
+            .filter(|m| self.members[*m].is_up())
+            .max_by_key(|m| self.members[*m].applied())
+        else {
+            return;
+        };
+        let store = self.members[source].store();
+        let history = watchers::full_history(store);
+        let problems = self.local_acks.check(store, &history);
+        let _ = writeln!(
+            self.trace,
+            "{} {} local writes acknowledged, {} problems",
+            self.now_ms,
+            self.local_acks.len(),
+            problems.len()
+        );
+        for p in problems {
+            self.invariants.violate(format!("local write: {p}"));
+        }
+    }
+
     fn check_lessees(&mut self) {
         let Some(source) = (0..self.members.len())
             .filter(|m| self.members[*m].is_up())
@@ -1108,6 +1191,7 @@ impl Sim {
     fn finish(&mut self) {
         self.check_watchers();
         self.check_lessees();
+        self.check_local_writes();
         let up: Vec<&SimMember> = self.members.iter().filter(|m| m.is_up()).collect();
         let applied: Vec<u64> = up.iter().map(|m| m.applied()).collect();
         let hashes: Vec<u32> = up.iter().map(|m| m.hash()).collect();

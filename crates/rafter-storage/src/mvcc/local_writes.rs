@@ -13,7 +13,7 @@
 //! concurrent.
 
 use rafter_proto::etcdserverpb::PutRequest;
-use rafter_proto::rafterpb::LocalWrite;
+use rafter_proto::rafterpb::{LocalWrite, LocalWriteBatch};
 use redb::ReadableTable;
 
 use super::tables::latest_get;
@@ -34,7 +34,34 @@ pub struct LocalWriteApplied {
 }
 
 impl Writer<'_> {
-    pub(super) fn local_write(&mut self, w: &LocalWrite) -> Result<LocalWriteApplied, MvccError> {
+    /// Applies a round of one member's local writes, each as its own
+    /// request with its own revision (when it changes anything).
+    pub(super) fn local_write_batch(
+        &mut self,
+        batch: &LocalWriteBatch,
+    ) -> Result<Vec<LocalWriteApplied>, MvccError> {
+        let mut answers = Vec::with_capacity(batch.writes.len());
+        for w in &batch.writes {
+            self.changes = 0;
+            let mut answer = match self.local_write(w) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    // The whole apply transaction is abandoned.
+                    self.changes = 0;
+                    return Err(e);
+                }
+            };
+            if self.changes > 0 {
+                self.current_rev += 1;
+            }
+            answer.revision = self.current_rev;
+            answers.push(answer);
+        }
+        self.changes = 0;
+        Ok(answers)
+    }
+
+    fn local_write(&mut self, w: &LocalWrite) -> Result<LocalWriteApplied, MvccError> {
         let last = self.local_dots.get(w.member_id)?.map_or(0, |v| v.value());
         let mut answer = LocalWriteApplied {
             member_id: w.member_id,
@@ -43,7 +70,13 @@ impl Writer<'_> {
             concurrent: false,
             revision: 0,
         };
-        if w.seq != last + 1 {
+        if w.seq <= last && !cfg!(feature = "fault-local-write-twice") {
+            // A copy of an applied write: its member may not know yet that
+            // it applied (a lost report, a restart), so say so again.
+            self.local_dots_changed.push((w.member_id, last));
+            return Ok(answer);
+        }
+        if w.seq > last + 1 {
             return Ok(answer);
         }
         answer.concurrent =
@@ -53,7 +86,7 @@ impl Writer<'_> {
             value: w.value.clone(),
             ..Default::default()
         })?;
-        self.local_dots.insert(w.member_id, w.seq)?;
+        self.local_dots.insert(w.member_id, w.seq.max(last))?;
         self.local_dots_changed.push((w.member_id, w.seq));
         answer.applied = true;
         Ok(answer)

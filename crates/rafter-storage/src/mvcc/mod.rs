@@ -155,7 +155,8 @@ pub enum KvResponse {
     /// What a `SessionCancel` decided.
     Outcome(sessions::RequestOutcome),
     ClockAdvanced,
-    LocalWrite(local_writes::LocalWriteApplied),
+    /// One answer per write of a `LocalWrites` round.
+    LocalWrites(Vec<local_writes::LocalWriteApplied>),
 }
 
 impl KvResponse {
@@ -175,7 +176,7 @@ impl KvResponse {
             | KvResponse::SessionClosed
             | KvResponse::Outcome(_)
             | KvResponse::ClockAdvanced => {}
-            KvResponse::LocalWrite(r) => r.revision = revision,
+            KvResponse::LocalWrites(_) => {}
         }
         self
     }

@@ -57,7 +57,7 @@ pub struct Writer<'t> {
     pub current_rev: i64,
     pub compact_rev: i64,
     /// Changes made by the request being applied (its sub-revisions).
-    changes: u64,
+    pub(super) changes: u64,
     /// Every change applied so far, with the key's previous value, in
     /// revision order: what watchers are told.
     pub events: Vec<Event>,
@@ -144,7 +144,9 @@ impl<'t> Writer<'t> {
             KvRequest::SessionClose(c) => return self.session_close(c.session_id),
             KvRequest::SessionCancel(c) => return self.session_cancel(c.session_id, c.seq),
             KvRequest::ClusterClock(c) => return self.cluster_clock(c.elapsed_ms),
-            KvRequest::LocalWrite(w) => KvResponse::LocalWrite(self.local_write(w)?),
+            KvRequest::LocalWrites(b) => {
+                return Ok(KvResponse::LocalWrites(self.local_write_batch(b)?))
+            }
             KvRequest::MemberAttributes(a) => {
                 let encoded = prost::Message::encode_to_vec(a);
                 self.members.insert(a.member_id, encoded.as_slice())?;
