@@ -112,6 +112,18 @@ pub enum BenchWorkload {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Dial sets (Rafter only): `Set(consistent=false)`, acknowledged after
+    /// one fsync on the receiving member, next to `Set(consistent=true)`,
+    /// acknowledged once committed by a majority; `--clients` writers for
+    /// `--duration` per consistency; latency, sets/s and server CPU per set.
+    DialSet {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        dial: DialArgs,
+    },
     /// Lease keep-alives: grant `--leases` leases, keep every one alive once
     /// per `--keepalive-interval` over a few LeaseKeepAlive streams for
     /// `--duration`, then revoke them; reports keep-alive latency and rate
@@ -265,6 +277,41 @@ pub struct LengthArgs {
     /// free). Unlimited when not given.
     #[arg(long = "rate", value_name = "OPS_PER_S")]
     pub rate_ops_per_s: Option<f64>,
+}
+
+/// Which consistency `rafter bench dial-set` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DialMode {
+    Consistent,
+    Local,
+}
+
+impl DialMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            DialMode::Consistent => "consistent",
+            DialMode::Local => "local",
+        }
+    }
+}
+
+/// The phases of `rafter bench dial-set`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DialArgs {
+    /// The consistencies to measure, one phase each, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "consistent,local"
+    )]
+    pub modes: Vec<DialMode>,
+    /// How long each phase lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// The prefix the keys live under.
+    #[arg(long, default_value = "/bench-dial/")]
+    pub prefix: String,
 }
 
 /// How `rafter bench cache` reads.

@@ -81,21 +81,40 @@ struct CacheReport {
     phases: Vec<PhaseFigures>,
 }
 
-/// What one reader recorded.
-struct Tally {
-    histogram: Histogram<u64>,
-    reads: u64,
-    errors: u64,
+/// What one reader (or writer) recorded: latencies of the successes and
+/// the failures.
+pub(crate) struct Tally {
+    pub(crate) histogram: Histogram<u64>,
+    pub(crate) reads: u64,
+    pub(crate) errors: u64,
 }
 
 impl Tally {
-    fn new() -> Tally {
+    pub(crate) fn new() -> Tally {
         Tally {
             histogram: Histogram::new_with_bounds(1, MAX_TRACKED_LATENCY_US, 3)
                 .expect("histogram bounds"),
             reads: 0,
             errors: 0,
         }
+    }
+
+    pub(crate) fn record(&mut self, latency: Duration) {
+        let us = latency.as_micros() as u64;
+        self.histogram
+            .record(us.clamp(1, MAX_TRACKED_LATENCY_US))
+            .expect("bounded value");
+        self.reads += 1;
+    }
+
+    pub(crate) fn merge<'a>(tallies: impl Iterator<Item = &'a Tally>) -> Tally {
+        let mut all = Tally::new();
+        for t in tallies {
+            all.histogram.add(&t.histogram).expect("same bounds");
+            all.reads += t.reads;
+            all.errors += t.errors;
+        }
+        all
     }
 }
 
@@ -289,12 +308,7 @@ async fn phase(
                 let key = keys.key(rng.below(keys.len()));
                 let t = Instant::now();
                 if reader.read(slot, &key, timeout).await {
-                    let us = t.elapsed().as_micros() as u64;
-                    tally
-                        .histogram
-                        .record(us.clamp(1, MAX_TRACKED_LATENCY_US))
-                        .expect("bounded value");
-                    tally.reads += 1;
+                    tally.record(t.elapsed());
                 } else {
                     tally.errors += 1;
                 }
@@ -310,12 +324,7 @@ async fn phase(
     let own_cpu = server_cpu::own_cpu()
         .unwrap_or_default()
         .saturating_sub(own_before);
-    let mut all = Tally::new();
-    for tally in tallies.lock().expect("tallies").iter() {
-        all.histogram.add(&tally.histogram).expect("same bounds");
-        all.reads += tally.reads;
-        all.errors += tally.errors;
-    }
+    let all = Tally::merge(tallies.lock().expect("tallies").iter());
     let reads = all.reads.max(1) as f64;
     let linearizable_requests = match mode {
         CacheMode::Direct => all.reads + all.errors,

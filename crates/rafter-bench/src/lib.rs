@@ -12,6 +12,7 @@ mod args;
 mod cache;
 mod cdf;
 mod conn;
+mod dial;
 mod duration;
 mod election;
 mod election_messages;
@@ -105,6 +106,11 @@ async fn execute(command: BenchCommand) -> Result<(), String> {
             data,
             cache,
         } => cache::run(&cluster, &data, &cache).await,
+        BenchWorkload::DialSet {
+            cluster,
+            data,
+            dial,
+        } => dial::run(&cluster, &data, &dial).await,
         BenchWorkload::Lease { cluster, lease } => lease::run(&cluster, &lease).await,
         BenchWorkload::Election(args) => election::run(&args).await,
     }

@@ -249,6 +249,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         args.max_txn_ops,
         timing.tick_us,
     );
+    {
+        let node = node.clone();
+        local_writes.start_committer(move |writes| node.queue_local_writes(writes))?;
+    }
     let attributes = rafter_proto::rafterpb::MemberAttributes {
         member_id,
         name: args.name.clone(),

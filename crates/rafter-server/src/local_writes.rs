@@ -10,12 +10,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rafter_core::hlc::{Hlc, HlcStamp};
 use rafter_proto::rafterpb::LocalWrite;
 use rafter_storage::local_queue::{LocalQueue, LocalQueueError};
+use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
@@ -33,9 +34,22 @@ struct Inner {
     broken: Option<String>,
 }
 
+/// Most writes one fsync makes durable.
+const MAX_WRITES_PER_FSYNC: usize = 1024;
+
+/// A write waiting for the committer.
+struct Submission {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    context_revision: i64,
+    reply: oneshot::Sender<Result<LocalWrite, ApiError>>,
+}
+
 pub struct LocalWrites {
     member_id: u64,
     inner: Mutex<Inner>,
+    /// The committer's queue (set by `start_committer`).
+    submit: Mutex<Option<std::sync::mpsc::Sender<Submission>>>,
 }
 
 fn wall_ms() -> u64 {
@@ -84,46 +98,112 @@ impl LocalWrites {
                 newest,
                 broken: None,
             }),
+            submit: Mutex::new(None),
         };
         Ok((queue, pending))
     }
 
-    /// Accepts a write: stamps it, appends and fsyncs it, then hands it to
-    /// `hand_off` (the core) while still holding the queue, so writes reach
-    /// the core in seq order. Blocking (one fsync); the write may be
-    /// acknowledged once this returns.
-    pub fn accept(
+    /// Starts the thread that makes accepted writes durable: it takes every
+    /// write waiting, stamps them and appends them with one fsync (group
+    /// commit), hands them to `hand_off` (the core) in seq order, and only
+    /// then answers their callers.
+    pub fn start_committer(
+        self: &Arc<Self>,
+        hand_off: impl Fn(Vec<LocalWrite>) -> Result<(), ApiError> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel::<Submission>();
+        *self.submit.lock().expect("local writes submit") = Some(tx);
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("rafter-local-writes".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let batch: Vec<Submission> = std::iter::once(first)
+                        .chain(rx.try_iter().take(MAX_WRITES_PER_FSYNC - 1))
+                        .collect();
+                    me.commit(batch, &hand_off);
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Accepts a write: resolves once it is durable in the queue and handed
+    /// to the core (it may be acknowledged then).
+    pub async fn accept(
         &self,
         key: Vec<u8>,
         value: Vec<u8>,
         context_revision: i64,
-        hand_off: impl FnOnce(LocalWrite) -> Result<(), ApiError>,
     ) -> Result<LocalWrite, ApiError> {
-        let mut inner = self.inner.lock().expect("local writes");
-        if let Some(why) = &inner.broken {
-            return Err(ApiError::LocalQueue(why.clone()));
-        }
-        let stamp = inner.hlc.stamp(wall_ms());
-        let write = LocalWrite {
-            member_id: self.member_id,
-            seq: inner.next_seq,
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
             key,
             value,
             context_revision,
-            hlc_physical_ms: stamp.physical_ms,
-            hlc_logical: stamp.logical,
+            reply,
         };
-        if let Err(e) = inner.file.append(std::slice::from_ref(&write)) {
+        {
+            let submit = self.submit.lock().expect("local writes submit");
+            let tx = submit.as_ref().ok_or(ApiError::Stopped)?;
+            tx.send(submission).map_err(|_| ApiError::Stopped)?;
+        }
+        answer.await.map_err(|_| ApiError::Stopped)?
+    }
+
+    fn commit(
+        &self,
+        batch: Vec<Submission>,
+        hand_off: &impl Fn(Vec<LocalWrite>) -> Result<(), ApiError>,
+    ) {
+        let mut inner = self.inner.lock().expect("local writes");
+        if let Some(why) = &inner.broken {
+            let why = why.clone();
+            for s in batch {
+                let _ = s.reply.send(Err(ApiError::LocalQueue(why.clone())));
+            }
+            return;
+        }
+        let now_ms = wall_ms();
+        let mut writes = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (i, s) in batch.into_iter().enumerate() {
+            let stamp = inner.hlc.stamp(now_ms);
+            writes.push(LocalWrite {
+                member_id: self.member_id,
+                seq: inner.next_seq + i as u64,
+                key: s.key,
+                value: s.value,
+                context_revision: s.context_revision,
+                hlc_physical_ms: stamp.physical_ms,
+                hlc_logical: stamp.logical,
+            });
+            replies.push(s.reply);
+        }
+        if let Err(e) = inner.file.append(&writes) {
             let why = e.to_string();
             tracing::error!("local writes are refused from now on: {why}");
             inner.broken = Some(why.clone());
-            return Err(ApiError::LocalQueue(why));
+            for reply in replies {
+                let _ = reply.send(Err(ApiError::LocalQueue(why.clone())));
+            }
+            return;
         }
-        inner.next_seq += 1;
-        inner.newest.insert(write.key.clone(), write.seq);
-        inner.pending.insert(write.seq, write.clone());
-        hand_off(write.clone())?;
-        Ok(write)
+        inner.next_seq += writes.len() as u64;
+        for w in &writes {
+            inner.newest.insert(w.key.clone(), w.seq);
+            inner.pending.insert(w.seq, w.clone());
+        }
+        // Under the lock: the core gets the writes in seq order.
+        // Only a stopped member fails this; the writes stay durable and
+        // are handed over again at restart.
+        let handed = hand_off(writes.clone()).is_ok();
+        for (w, reply) in writes.into_iter().zip(replies) {
+            let _ = reply.send(if handed {
+                Ok(w)
+            } else {
+                Err(ApiError::Stopped)
+            });
+        }
     }
 
     /// The newest write to `key` accepted here and not yet applied.

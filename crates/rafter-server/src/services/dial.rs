@@ -112,15 +112,10 @@ impl DialService {
             .state()
             .map_err(ApiError::from)?
             .current_revision;
-        let queue = self.local_writes.clone();
-        let node = self.node.clone();
-        let write = tokio::task::spawn_blocking(move || {
-            queue.accept(key, value, context_revision, |w| {
-                node.queue_local_writes(vec![w])
-            })
-        })
-        .await
-        .map_err(|e| Status::internal(format!("rafter: local write task failed: {e}")))??;
+        let write = self
+            .local_writes
+            .accept(key, value, context_revision)
+            .await?;
         Ok(DialResponse {
             valid: true,
             found: true,
