@@ -180,16 +180,26 @@ async fn json_fields_and_outcome_of_an_earlier_request() {
 }
 
 #[tokio::test]
+async fn a_local_set_names_its_dot_and_is_read_back_locally() {
+    let server = Server::start().await;
+    let out = ok(&server, &["set", "lk", "lv", "--consistent=false"]);
+    assert!(
+        out.starts_with("OK local ") && out.ends_with("#1\n"),
+        "{out:?}"
+    );
+    assert_eq!(ok(&server, &["get", "lk", "--consistent=false"]), "lv\n");
+    let second = json(&ok(
+        &server,
+        &["set", "lk", "lv2", "--consistent=false", "-w", "json"],
+    ));
+    assert_eq!(second["valid"], true, "{second}");
+    assert_eq!(second["local"]["seq"], 2, "{second}");
+    assert_eq!(second["request_id"], serde_json::Value::Null, "{second}");
+}
+
+#[tokio::test]
 async fn errors_are_clear_and_exit_non_zero() {
     let server = Server::start().await;
-    fails(
-        &server,
-        &["set", "k", "v", "--consistent=false"],
-        1,
-        "Set(consistent=false)",
-    );
-    let run = fails(&server, &["set", "k", "v", "--consistent=false"], 1, "");
-    assert!(run.stderr.contains("not implemented"), "{run:?}");
     fails(&server, &["get", ""], 1, "etcdserver: key is not provided");
     fails(
         &server,

@@ -224,7 +224,11 @@ fn show(value: &[u8], hex: bool) -> String {
     }
 }
 
+/// The request id, or a local write's dot (`local MEMBER-HEX#SEQ`).
 fn id_text(answer: &Answer) -> String {
+    if let Some(local) = &answer.local {
+        return format!("local {:x}#{}", local.member_id, local.seq);
+    }
     answer
         .request_id
         .map(|id| id.to_string())
@@ -273,6 +277,13 @@ fn json(answer: &Answer, hex: bool) -> serde_json::Value {
         "outcome": answer.outcome.name(),
         "error": answer.error,
         "member_id": format!("{:x}", answer.member_id),
+        "local": answer.local.as_ref().map(|l| serde_json::json!({
+            "member_id": format!("{:x}", l.member_id),
+            "seq": l.seq,
+            "context_revision": l.context_revision,
+            "hlc_physical_ms": l.hlc_physical_ms,
+            "hlc_logical": l.hlc_logical,
+        })),
     })
 }
 
