@@ -3,7 +3,7 @@
 //! `--keys K --clients C --run-ms T` size the workload (defaults as in CI);
 //! `--lease-keys` runs lessees that attach keys, with no KV clients;
 //! `--local-writes` runs local writers (`Set(consistent=false)` on random
-//! members), with no KV clients.
+//! members), with no KV clients (`--local-writers N` of them).
 
 use rafter_sim::sim::{self, SimConfig};
 
@@ -33,6 +33,9 @@ fn config(args: &[String], seed: u64) -> SimConfig {
     }
     if let Some(t) = arg(args, "--run-ms") {
         cfg.run_ms = t;
+    }
+    if let Some(w) = arg(args, "--local-writers") {
+        cfg.local_writers = w;
     }
     cfg
 }

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{exclusive, Cluster};
+use common::faults;
 use common::Target;
 use rafter_client::cache::CacheStats;
 use rafter_client::etcdserverpb::request_op::Request as Op;
@@ -156,13 +157,6 @@ async fn reader(
     }
 }
 
-fn signal(cluster: &Cluster, member: usize, signal: libc::c_int) {
-    let pid = cluster.pid(member).expect("the member runs") as libc::pid_t;
-    // SAFETY: kill(2) with the pid of our own child process.
-    let result = unsafe { libc::kill(pid, signal) };
-    assert_eq!(result, 0, "signal {signal} to {}", cluster.name(member));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_cache_reads_are_linearizable_under_faults_and_stale_ones_are_not() {
     let _serial = exclusive().await;
@@ -233,29 +227,7 @@ async fn consistent_cache_reads_are_linearizable_under_faults_and_stale_ones_are
         if fault.starts_with("cut") && !rafter {
             continue;
         }
-        let victim = if fault.ends_with("leader") {
-            cluster.leader().await
-        } else {
-            cluster.followers().await[0]
-        };
-        println!(
-            "{:?}: {fault} ({})",
-            started.elapsed(),
-            cluster.name(victim)
-        );
-        if fault.starts_with("kill") {
-            cluster.kill9(victim);
-            tokio::time::sleep(FAULT_LENGTH).await;
-            cluster.restart(victim).await;
-        } else if fault.starts_with("cut") {
-            cluster.cut_off(victim, true);
-            tokio::time::sleep(FAULT_LENGTH).await;
-            cluster.cut_off(victim, false);
-        } else {
-            signal(&cluster, victim, libc::SIGSTOP);
-            tokio::time::sleep(FAULT_LENGTH).await;
-            signal(&cluster, victim, libc::SIGCONT);
-        }
+        faults::inject(&mut cluster, fault, FAULT_LENGTH, started).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     stop.store(true, Ordering::Relaxed);

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{client_for, exclusive, Cluster, POLL_INTERVAL};
+use common::faults;
 use etcd_client::{EventType, WatchOptions};
 use rafter_proto::rafterpb::dial_client::DialClient;
 use rafter_proto::rafterpb::*;
@@ -386,13 +387,6 @@ async fn decide(cluster: &Cluster, id: &RequestId) -> (Fate, Instant) {
     }
 }
 
-fn signal(cluster: &Cluster, member: usize, signal: libc::c_int) {
-    let pid = cluster.pid(member).expect("the member runs") as libc::pid_t;
-    // SAFETY: kill(2) with the pid of our own child process.
-    let result = unsafe { libc::kill(pid, signal) };
-    assert_eq!(result, 0, "signal {signal} to {}", cluster.name(member));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_requests_have_definite_outcomes_and_swaps_are_linearizable_under_faults() {
     let _serial = exclusive().await;
@@ -421,30 +415,7 @@ async fn timed_out_requests_have_definite_outcomes_and_swaps_are_linearizable_un
         "pause leader",
         "cut follower",
     ] {
-        let leader = cluster.leader().await;
-        let victim = if fault.ends_with("leader") {
-            leader
-        } else {
-            cluster.followers().await[0]
-        };
-        println!(
-            "{:?}: {fault} ({})",
-            started.elapsed(),
-            cluster.name(victim)
-        );
-        if fault.starts_with("kill") {
-            cluster.kill9(victim);
-            tokio::time::sleep(FAULT_LENGTH).await;
-            cluster.restart(victim).await;
-        } else if fault.starts_with("cut") {
-            cluster.cut_off(victim, true);
-            tokio::time::sleep(FAULT_LENGTH).await;
-            cluster.cut_off(victim, false);
-        } else {
-            signal(&cluster, victim, libc::SIGSTOP);
-            tokio::time::sleep(FAULT_LENGTH).await;
-            signal(&cluster, victim, libc::SIGCONT);
-        }
+        faults::inject(&mut cluster, fault, FAULT_LENGTH, started).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     stop.store(true, Ordering::Relaxed);
