@@ -181,6 +181,11 @@ enum Deferred {
     SnapshotStatus(u64, bool),
     /// A proposal the core makes itself (a lease checkpoint).
     Internal(Box<KvRequest>),
+    /// Applied lease changes wait behind the ticks deferred before them,
+    /// so a grant's deadline counts from the lessor's current time, not
+    /// from a clock that lags while the core is busy (which would revoke
+    /// the lease early by the lag).
+    LeaseChanges(Vec<crate::lease::LeaseChange>),
 }
 
 /// A leadership transfer waiting for its target to win.
@@ -345,6 +350,10 @@ impl<S: Storage> Node<S> {
 
     /// Lease grants, revokes and checkpoints the state machine applied.
     pub fn on_lease_changes(&mut self, changes: &[crate::lease::LeaseChange]) {
+        if self.busy() {
+            self.deferred.push(Deferred::LeaseChanges(changes.to_vec()));
+            return;
+        }
         self.lessor.on_changes(changes);
         for change in changes {
             let (id, renewed) = match *change {
@@ -751,6 +760,7 @@ impl<S: Storage> Node<S> {
             match input {
                 Deferred::Tick => self.tick(),
                 Deferred::Internal(request) => self.propose_internal(*request),
+                Deferred::LeaseChanges(changes) => self.on_lease_changes(&changes),
                 Deferred::Step(msg) => {
                     if let Err(e) = self.step(*msg) {
                         tracing::debug!("raft rejected a peer message: {e}");

@@ -179,6 +179,22 @@ impl RaftLoop {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            // Every tick that fell due since the last turn is taken, so Raft's
+            // timers follow the wall clock even when the loop woke late (at a
+            // 100 us tick a busy machine would otherwise stretch timeouts).
+            // Taken before the turn's requests: a lease grant the apply
+            // thread reports then counts its TTL from the current time, not
+            // from before a stall (which would revoke it early).
+            let now = Instant::now();
+            let mut ticks = 0;
+            while now >= next_tick && ticks < MAX_CATCH_UP_TICKS {
+                self.node.tick();
+                next_tick += self.tick_interval;
+                ticks += 1;
+            }
+            if next_tick <= now {
+                next_tick = now + self.tick_interval;
+            }
             for req in first
                 .into_iter()
                 .chain(rx.try_iter().take(MAX_REQUESTS_PER_TURN))
@@ -250,19 +266,6 @@ impl RaftLoop {
                         let _ = reply.send(self.node.lease_ids());
                     }
                 }
-            }
-            // Every tick that fell due since the last turn is taken, so Raft's
-            // timers follow the wall clock even when the loop woke late (at a
-            // 100 us tick a busy machine would otherwise stretch timeouts).
-            let now = Instant::now();
-            let mut ticks = 0;
-            while now >= next_tick && ticks < MAX_CATCH_UP_TICKS {
-                self.node.tick();
-                next_tick += self.tick_interval;
-                ticks += 1;
-            }
-            if next_tick <= now {
-                next_tick = now + self.tick_interval;
             }
             self.carry_out(&mut replies)?;
         }

@@ -126,6 +126,7 @@ enum Input {
     SnapshotStatus(u64, bool),
     Propose(Box<rafter_storage::KvRequest>),
     QueueLocal(Box<LocalWrite>),
+    LeaseChanges(Vec<rafter_core::lease::LeaseChange>),
     Renew(usize, i64),
     SessionOpen(usize, u64, u64),
     SubmitInSession(usize, OpKind, ClientTag, u64),
@@ -505,6 +506,24 @@ impl SimMember {
         self.drive(out);
     }
 
+    /// Applied lease changes reach the core as they do on the server: in
+    /// order with the ticks it has not taken yet (the server's apply thread
+    /// sends them to the Raft loop's queue).
+    fn lease_changes(
+        &mut self,
+        changes: Vec<rafter_core::lease::LeaseChange>,
+        out: &mut Vec<Output>,
+    ) {
+        if self.blocked() {
+            self.inbox.push(Input::LeaseChanges(changes));
+            return;
+        }
+        if let Some(node) = self.node.as_mut() {
+            node.on_lease_changes(&changes);
+        }
+        self.drive(out);
+    }
+
     /// The store applied this member's local writes up to `seq`.
     fn local_writes_applied(&mut self, seq: u64) {
         self.local_queue.retain(|w| w.seq > seq);
@@ -676,6 +695,7 @@ impl SimMember {
                 }
                 Input::Propose(request) => self.propose_untracked(*request, out),
                 Input::QueueLocal(write) => self.queue_local(*write, out),
+                Input::LeaseChanges(changes) => self.lease_changes(changes, out),
                 Input::Renew(lessee, id) => self.lease_renew(lessee, id, out),
                 Input::SessionOpen(client, id, timeout_ms) => {
                     self.session_open(client, id, timeout_ms, out)
@@ -740,8 +760,7 @@ impl SimMember {
             self.watch
                 .on_applied(&feed.events, feed.current_rev, feed.compact_rev);
             if !applied.leases.is_empty() {
-                let node = self.node.as_mut().expect("up");
-                node.on_lease_changes(&applied.leases);
+                self.lease_changes(applied.leases.clone(), out);
                 out.push(Output::LeaseChanges(applied.leases.clone()));
             }
             let e = &one.entries[0];
