@@ -58,6 +58,22 @@ fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The record that stands for "every write up to `seq` applied": no key
+/// (a real write always has one).
+fn marker(member_id: u64, seq: u64, stamp: HlcStamp) -> LocalWrite {
+    LocalWrite {
+        member_id,
+        seq,
+        hlc_physical_ms: stamp.physical_ms,
+        hlc_logical: stamp.logical,
+        ..Default::default()
+    }
+}
+
+fn is_marker(w: &LocalWrite) -> bool {
+    w.key.is_empty()
+}
+
 fn stamp_of(w: &LocalWrite) -> HlcStamp {
     HlcStamp {
         physical_ms: w.hlc_physical_ms,
@@ -75,14 +91,19 @@ impl LocalWrites {
         applied_seq: u64,
     ) -> Result<(LocalWrites, Vec<LocalWrite>), LocalQueueError> {
         let (mut file, found) = LocalQueue::open(dir)?;
+        // The highest seq ever handed out: from the writes and the marker
+        // the file keeps once they all applied. Not from the store alone,
+        // whose applied state may be older than what was trimmed here
+        // (it is made durable lazily and replayed from the log).
         let last_found = found.iter().map(|w| w.seq).max().unwrap_or(0);
         let newest_stamp = found.iter().map(stamp_of).max().unwrap_or_default();
         let pending: Vec<LocalWrite> = found
             .into_iter()
-            .filter(|w| w.member_id == member_id && w.seq > applied_seq)
+            .filter(|w| w.member_id == member_id && w.seq > applied_seq && !is_marker(w))
             .collect();
+        let last_seq = applied_seq.max(last_found);
         if pending.is_empty() {
-            file.clear()?;
+            file.replace(&[marker(member_id, last_seq, newest_stamp)])?;
         }
         let mut newest = HashMap::new();
         for w in &pending {
@@ -92,7 +113,7 @@ impl LocalWrites {
             member_id,
             inner: Mutex::new(Inner {
                 file,
-                next_seq: applied_seq.max(last_found) + 1,
+                next_seq: last_seq + 1,
                 hlc: Hlc::starting_after(newest_stamp),
                 pending: pending.iter().map(|w| (w.seq, w.clone())).collect(),
                 newest,
@@ -224,11 +245,58 @@ impl LocalWrites {
             }
         }
         if inner.pending.is_empty() && inner.broken.is_none() {
-            if let Err(e) = inner.file.clear() {
+            let last = marker(self.member_id, inner.next_seq - 1, inner.hlc.stamp(0));
+            if let Err(e) = inner.file.replace(&[last]) {
                 let why = e.to_string();
                 tracing::error!("local writes are refused from now on: {why}");
                 inner.broken = Some(why);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn seqs_are_never_reused_even_when_the_store_restarts_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, pending) = LocalWrites::open(dir.path(), 7, 0).unwrap();
+        assert!(pending.is_empty());
+        let q = Arc::new(q);
+        q.start_committer(|_| Ok(())).unwrap();
+        let a = q.accept(b"k".to_vec(), b"a".to_vec(), 1).await.unwrap();
+        let b = q.accept(b"k".to_vec(), b"b".to_vec(), 1).await.unwrap();
+        assert_eq!((a.seq, b.seq), (1, 2));
+        assert_eq!(q.newest(b"k").unwrap().value, b"b");
+        q.applied_through(2);
+        assert_eq!(q.newest(b"k"), None);
+        drop(q);
+        // The store lost its last applies (they come back from the log):
+        // it says nothing applied, yet seqs 1 and 2 must not be reused.
+        let (q, pending) = LocalWrites::open(dir.path(), 7, 0).unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+        let q = Arc::new(q);
+        q.start_committer(|_| Ok(())).unwrap();
+        let c = q.accept(b"k".to_vec(), b"c".to_vec(), 2).await.unwrap();
+        assert_eq!(c.seq, 3);
+    }
+
+    #[tokio::test]
+    async fn unapplied_writes_come_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, _) = LocalWrites::open(dir.path(), 7, 0).unwrap();
+        let q = Arc::new(q);
+        q.start_committer(|_| Ok(())).unwrap();
+        for v in ["a", "b", "c"] {
+            q.accept(b"k".to_vec(), v.as_bytes().to_vec(), 1)
+                .await
+                .unwrap();
+        }
+        drop(q);
+        let (_, pending) = LocalWrites::open(dir.path(), 7, 1).unwrap();
+        let seqs: Vec<u64> = pending.iter().map(|w| w.seq).collect();
+        assert_eq!(seqs, vec![2, 3], "applied ones are not handed out again");
     }
 }

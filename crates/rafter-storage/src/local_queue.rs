@@ -113,27 +113,41 @@ impl LocalQueue {
     /// acknowledged. A failed write or fsync leaves the queue unusable for
     /// acknowledgements (the caller must stop acknowledging).
     pub fn append(&mut self, writes: &[LocalWrite]) -> Result<(), LocalQueueError> {
-        let mut buf = Vec::new();
-        for w in writes {
-            let payload = w.encode_to_vec();
-            buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            buf.extend_from_slice(&payload);
-        }
+        let buf = encode(writes);
         self.file.write_all(&buf).map_err(|e| self.io(e))?;
         self.file.sync_data().map_err(|e| self.io(e))?;
         self.len_bytes += buf.len() as u64;
         Ok(())
     }
 
-    /// Every queued write is applied: empty the file.
-    pub fn clear(&mut self) -> Result<(), LocalQueueError> {
-        if self.len_bytes == 0 {
-            return Ok(());
+    /// Replaces the whole file with `keep` (every queued write is
+    /// applied: the caller keeps a marker of the last seq used, so a
+    /// restart never hands out a seq again). Atomic: a new file is written,
+    /// fsynced and renamed over the old one, and the directory fsynced.
+    pub fn replace(&mut self, keep: &[LocalWrite]) -> Result<(), LocalQueueError> {
+        let tmp = self.path.with_extension("log.tmp");
+        let io = |source| LocalQueueError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        let bytes = encode(keep);
+        {
+            let mut f = File::create(&tmp).map_err(io)?;
+            f.write_all(&bytes).map_err(io)?;
+            f.sync_all().map_err(io)?;
         }
-        self.file.set_len(0).map_err(|e| self.io(e))?;
-        self.file.sync_data().map_err(|e| self.io(e))?;
-        self.len_bytes = 0;
+        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| self.io(e))?;
+        }
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| self.io(e))?;
+        self.len_bytes = bytes.len() as u64;
         Ok(())
     }
 
@@ -144,6 +158,18 @@ impl LocalQueue {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The records of `writes`, ready to append.
+fn encode(writes: &[LocalWrite]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for w in writes {
+        let payload = w.encode_to_vec();
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        buf.extend_from_slice(&payload);
+    }
+    buf
 }
 
 /// The records of `bytes` and how many bytes they span; a bad record with
@@ -227,9 +253,9 @@ mod tests {
         drop(q);
         let (mut q, found) = LocalQueue::open(dir.path()).unwrap();
         assert_eq!(found, vec![write(1), write(2), write(3)]);
-        q.clear().unwrap();
+        q.replace(&[write(9)]).unwrap();
         drop(q);
-        assert!(LocalQueue::open(dir.path()).unwrap().1.is_empty());
+        assert_eq!(LocalQueue::open(dir.path()).unwrap().1, vec![write(9)]);
     }
 
     #[test]
