@@ -225,9 +225,6 @@ pub struct Node<S: Storage> {
     /// it, and renewing a lease whose revoke then applies would tell the
     /// client it lives when it is gone.
     lease_ready_index: u64,
-    /// Leading, but the lessor waits for `lease_ready_index` to apply
-    /// before it takes over lease time.
-    lease_promotion_pending: bool,
     /// Keep-alives of leases that had a checkpoint, answered once the
     /// checkpoint is cleared through the log: lease id → (request, TTL,
     /// deadline tick).
@@ -275,7 +272,6 @@ impl<S: Storage> Node<S> {
             },
             leading: false,
             lease_ready_index: 0,
-            lease_promotion_pending: false,
             renewals_clearing: BTreeMap::new(),
             tick_us: cfg.tick_us.max(1),
             cluster_clock_ticks: (cfg.cluster_clock_ms * 1000 / cfg.tick_us.max(1)).max(1),
@@ -294,12 +290,6 @@ impl<S: Storage> Node<S> {
     /// is `NotLeader` and the shell forwards the keep-alive to the leader.
     pub fn lease_renew(&mut self, req: RequestId, id: i64) {
         self.follow_leadership();
-        if self.lease_promotion_pending {
-            // Leading, but not yet applied up to the election's log: the
-            // client tries again (etcd's "no leader" while not ready).
-            self.respond(req, Err(RequestError::NoLeader));
-            return;
-        }
         if !self.lessor.is_primary() {
             if cfg!(feature = "fault-lease-renew-anywhere") {
                 // Test-only bug: a follower answers from its mirror
@@ -345,10 +335,6 @@ impl<S: Storage> Node<S> {
     /// A lease's remaining time, as only the leader knows it.
     pub fn lease_time_to_live(&mut self, req: RequestId, id: i64) {
         self.follow_leadership();
-        if self.lease_promotion_pending {
-            self.respond(req, Err(RequestError::NoLeader));
-            return;
-        }
         if !self.lessor.is_primary() {
             self.respond(req, Err(RequestError::NotLeader));
             return;
@@ -395,20 +381,10 @@ impl<S: Storage> Node<S> {
             self.clock_from_tick = leading.then_some(self.now_tick);
             if leading {
                 self.lease_ready_index = self.member.last_index();
-                self.lease_promotion_pending = true;
+                self.lessor.promote();
             } else {
-                self.lease_promotion_pending = false;
                 self.lessor.demote();
             }
-        }
-        // The lessor takes over once this leader applied its whole log as
-        // of the election: a keep-alive that cleared a lease's checkpoint
-        // may be committed there but not yet applied, and promoting from
-        // the stale checkpoint would expire that lease early. Until then
-        // no lease expires (it can only live longer).
-        if self.lease_promotion_pending && self.applied_index >= self.lease_ready_index {
-            self.lease_promotion_pending = false;
-            self.lessor.promote();
         }
     }
 
