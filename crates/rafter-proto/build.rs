@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rafter/raftcmd.proto",
         "rafter/peer.proto",
         "rafter/dial.proto",
+        "rafter/conflicts.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

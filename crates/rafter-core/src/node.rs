@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use raft::eraftpb::{Entry, HardState, Message, Snapshot, SnapshotMetadata};
 use raft::Storage;
 use rafter_proto::rafterpb::{
-    raft_command::Request as KvRequest, ClientTag, ClusterClock, LocalWrite, LocalWriteBatch,
-    RaftCommand, SessionCancel,
+    raft_command::Request as KvRequest, ClientTag, ClusterClock, HlcStamp, LocalWrite,
+    LocalWriteBatch, RaftCommand, SessionCancel,
 };
 
 use crate::command::{encode_command, peek_command_id};
@@ -239,6 +239,10 @@ pub struct Node<S: Storage> {
     retry_ticks: u64,
     /// Local writes on their way into the log.
     local_writes: LocalWrites,
+    /// Stamps client mutations for last-writer-wins conflict policies.
+    hlc: crate::hlc::Hlc,
+    /// The member's wall clock as the shell last told it (ms).
+    wall_ms: u64,
 }
 
 impl<S: Storage> Node<S> {
@@ -283,7 +287,15 @@ impl<S: Storage> Node<S> {
                 q.push(cfg.local_writes.iter().cloned());
                 q
             },
+            hlc: crate::hlc::Hlc::default(),
+            wall_ms: 0,
         })
+    }
+
+    /// The wall clock (ms since the epoch; the simulator's own time there),
+    /// which stamps the mutations this member proposes.
+    pub fn set_wall_clock_ms(&mut self, wall_ms: u64) {
+        self.wall_ms = wall_ms;
     }
 
     /// A keep-alive. Only the leader keeps lease time; elsewhere the answer
@@ -483,6 +495,7 @@ impl<S: Storage> Node<S> {
             id,
             request: Some(request),
             client: None,
+            stamp: None,
         };
         // A refused proposal (leadership just lost) is retried by the lessor.
         let _ = self.member.propose(encode_command(&cmd));
@@ -638,10 +651,22 @@ impl<S: Storage> Node<S> {
         at_deadline: AtDeadline,
     ) -> Result<(), (u64, AtDeadline)> {
         let id = self.take_command_id();
+        let stamp = match request {
+            KvRequest::Put(_) | KvRequest::DeleteRange(_) | KvRequest::Txn(_) => {
+                let s = self.hlc.stamp(self.wall_ms);
+                Some(HlcStamp {
+                    physical_ms: s.physical_ms,
+                    logical: s.logical,
+                    member_id: self.member.id(),
+                })
+            }
+            _ => None,
+        };
         let cmd = RaftCommand {
             id,
             request: Some(request),
             client,
+            stamp,
         };
         if self.member.propose(encode_command(&cmd)).is_err() {
             return Err((id, at_deadline));

@@ -10,7 +10,7 @@
 
 use raft::eraftpb::Entry;
 use rafter_proto::rafterpb::raft_command::Request as KvRequest;
-use rafter_proto::rafterpb::ClientTag;
+use rafter_proto::rafterpb::{ClientTag, HlcStamp};
 
 use crate::command::{decode_command, CommandError};
 use crate::lease::LeaseChange;
@@ -27,6 +27,8 @@ pub struct Command<'a> {
     pub request: Option<&'a KvRequest>,
     /// The client session tag of a mutation made in a session.
     pub client: Option<&'a ClientTag>,
+    /// The proposer's clock stamp of a client mutation.
+    pub stamp: Option<&'a HlcStamp>,
 }
 
 /// The replicated state.
@@ -154,6 +156,7 @@ pub fn apply_batch<SM: StateMachine>(
             index: *index,
             request: cmd.as_ref().and_then(|c| c.request.as_ref()),
             client: cmd.as_ref().and_then(|c| c.client.as_ref()),
+            stamp: cmd.as_ref().and_then(|c| c.stamp.as_ref()),
         })
         .collect();
     let SmApplied {

@@ -130,6 +130,11 @@ pub fn metrics_text(node: &NodeHandle) -> String {
             "Size of the state machine file.",
             node.store.db_size_bytes(),
         ),
+        (
+            "rafter_conflict_log_records",
+            "Local writes the conflict log records as concurrent with a committed change (until compacted).",
+            node.store.conflict_count().unwrap_or(0),
+        ),
     ];
     let mut out = String::new();
     for (kind, list) in [("counter", &counters[..]), ("gauge", &gauges[..])] {

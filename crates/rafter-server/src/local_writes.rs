@@ -42,6 +42,9 @@ struct Submission {
     key: Vec<u8>,
     value: Vec<u8>,
     context_revision: i64,
+    /// The stamp of the key's last change as this member applied it: the
+    /// write's stamp must follow it (it saw that change).
+    seen: Option<HlcStamp>,
     reply: oneshot::Sender<Result<LocalWrite, ApiError>>,
 }
 
@@ -52,7 +55,8 @@ pub struct LocalWrites {
     submit: Mutex<Option<std::sync::mpsc::Sender<Submission>>>,
 }
 
-fn wall_ms() -> u64 {
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -155,12 +159,14 @@ impl LocalWrites {
         key: Vec<u8>,
         value: Vec<u8>,
         context_revision: i64,
+        seen: Option<HlcStamp>,
     ) -> Result<LocalWrite, ApiError> {
         let (reply, answer) = oneshot::channel();
         let submission = Submission {
             key,
             value,
             context_revision,
+            seen,
             reply,
         };
         {
@@ -184,10 +190,13 @@ impl LocalWrites {
             }
             return;
         }
-        let now_ms = wall_ms();
+        let now_ms = wall_clock_ms();
         let mut writes = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for (i, s) in batch.into_iter().enumerate() {
+            if let Some(seen) = s.seen {
+                inner.hlc.observe(seen);
+            }
             let stamp = inner.hlc.stamp(now_ms);
             writes.push(LocalWrite {
                 member_id: self.member_id,
@@ -266,8 +275,14 @@ mod tests {
         assert!(pending.is_empty());
         let q = Arc::new(q);
         q.start_committer(|_| Ok(())).unwrap();
-        let a = q.accept(b"k".to_vec(), b"a".to_vec(), 1).await.unwrap();
-        let b = q.accept(b"k".to_vec(), b"b".to_vec(), 1).await.unwrap();
+        let a = q
+            .accept(b"k".to_vec(), b"a".to_vec(), 1, None)
+            .await
+            .unwrap();
+        let b = q
+            .accept(b"k".to_vec(), b"b".to_vec(), 1, None)
+            .await
+            .unwrap();
         assert_eq!((a.seq, b.seq), (1, 2));
         assert_eq!(q.newest(b"k").unwrap().value, b"b");
         q.applied_through(2);
@@ -279,7 +294,10 @@ mod tests {
         assert!(pending.is_empty(), "{pending:?}");
         let q = Arc::new(q);
         q.start_committer(|_| Ok(())).unwrap();
-        let c = q.accept(b"k".to_vec(), b"c".to_vec(), 2).await.unwrap();
+        let c = q
+            .accept(b"k".to_vec(), b"c".to_vec(), 2, None)
+            .await
+            .unwrap();
         assert_eq!(c.seq, 3);
     }
 
@@ -290,7 +308,7 @@ mod tests {
         let q = Arc::new(q);
         q.start_committer(|_| Ok(())).unwrap();
         for v in ["a", "b", "c"] {
-            q.accept(b"k".to_vec(), v.as_bytes().to_vec(), 1)
+            q.accept(b"k".to_vec(), v.as_bytes().to_vec(), 1, None)
                 .await
                 .unwrap();
         }

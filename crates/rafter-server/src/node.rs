@@ -186,6 +186,8 @@ impl RaftLoop {
             // thread reports then counts its TTL from the current time, not
             // from before a stall (which would revoke it early).
             let now = Instant::now();
+            self.node
+                .set_wall_clock_ms(crate::local_writes::wall_clock_ms());
             let mut ticks = 0;
             while now >= next_tick && ticks < MAX_CATCH_UP_TICKS {
                 self.node.tick();

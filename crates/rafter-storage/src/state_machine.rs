@@ -18,6 +18,7 @@ impl StateMachine for MvccStore {
                 index: c.index,
                 request: c.request,
                 client: c.client,
+                stamp: c.stamp,
             })
             .collect();
         let outcome = self.apply_with_events(&entries, false)?;

@@ -1,10 +1,15 @@
 //! Local writes in the store: a member's writes apply once each and in its
 //! seq order, copies and writes that come too early change nothing, a
 //! change to the key after the write's context revision is reported as
-//! concurrent, and the applied seqs survive a snapshot.
+//! concurrent, and the applied seqs survive a snapshot. A concurrent write
+//! is decided by its key's conflict policy and recorded in the conflict
+//! log, which compaction trims and snapshots carry.
 
+use rafter_proto::etcdserverpb::{CompactionRequest, DeleteRangeRequest};
 use rafter_proto::etcdserverpb::{PutRequest, RangeRequest};
-use rafter_proto::rafterpb::{LocalWrite, LocalWriteBatch};
+use rafter_proto::rafterpb::{
+    ConflictDecision, ConflictPolicy, ConflictPolicySet, HlcStamp, LocalWrite, LocalWriteBatch,
+};
 use rafter_storage::mvcc::local_writes::LocalWriteApplied;
 use rafter_storage::mvcc::{ApplyEntry, KvResponse};
 use rafter_storage::{KvRequest, MvccStore};
@@ -35,11 +40,16 @@ impl Store {
     }
 
     fn apply(&mut self, request: KvRequest) -> KvResponse {
+        self.apply_stamped(request, None)
+    }
+
+    fn apply_stamped(&mut self, request: KvRequest, stamp: Option<HlcStamp>) -> KvResponse {
         self.index += 1;
         let entry = ApplyEntry {
             index: self.index,
             request: Some(&request),
             client: None,
+            stamp: stamp.as_ref(),
         };
         let (_, mut results) = self.store.apply(&[entry], false).expect("apply");
         results.pop().flatten().expect("a result").expect("applies")
@@ -144,4 +154,176 @@ fn applied_seqs_survive_a_snapshot() {
     assert_eq!(t.store.local_applied_seq(7).unwrap(), 2);
     assert!(!t.local(7, 2, "b", 2).applied, "a copy after the snapshot");
     assert!(t.local(7, 3, "c", 3).applied);
+}
+
+fn policy(s: &mut Store, prefix: &str, policy: ConflictPolicy) {
+    s.apply(KvRequest::ConflictPolicy(ConflictPolicySet {
+        prefix: prefix.into(),
+        policy: policy as i32,
+    }));
+}
+
+/// A consistent write of `k` stamped at `physical_ms` by member 1.
+fn majority_put(s: &mut Store, value: &str, physical_ms: u64) {
+    s.apply_stamped(
+        KvRequest::Put(PutRequest {
+            key: b"k".to_vec(),
+            value: value.into(),
+            ..Default::default()
+        }),
+        Some(HlcStamp {
+            physical_ms,
+            logical: 0,
+            member_id: 1,
+        }),
+    );
+}
+
+fn stamped(member_id: u64, seq: u64, value: &str, context: i64, physical_ms: u64) -> LocalWrite {
+    LocalWrite {
+        hlc_physical_ms: physical_ms,
+        ..write(member_id, seq, value, context)
+    }
+}
+
+fn decisions(s: &Store) -> Vec<(String, i32, bool)> {
+    let (records, _) = s.store.conflicts(b"", 0).expect("conflicts");
+    records
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8(r.local_value.clone()).unwrap(),
+                r.decision,
+                r.committed_exists,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn last_writer_wins_compares_stamps() {
+    let mut s = Store::new();
+    policy(&mut s, "k", ConflictPolicy::LastWriterWins);
+    majority_put(&mut s, "m1", 100);
+    let context = s.revision();
+    majority_put(&mut s, "m2", 200);
+    // Accepted at 150 before it saw m2 (stamped 200): it loses.
+    let early = s.round(vec![stamped(7, 1, "early", context, 150)]);
+    assert!(!early[0].applied && early[0].concurrent, "{early:?}");
+    assert_eq!(s.value().0, b"m2");
+    // Accepted at 300, concurrent with m2 too: it wins.
+    let late = s.round(vec![stamped(7, 2, "late", context, 300)]);
+    assert!(late[0].applied, "{late:?}");
+    assert_eq!(s.value().0, b"late");
+    assert_eq!(
+        decisions(&s),
+        vec![
+            ("early".into(), ConflictDecision::LocalLost as i32, true),
+            ("late".into(), ConflictDecision::LocalWon as i32, true)
+        ]
+    );
+    // The record keeps the stamp it was compared with; the winner's stamp
+    // is now the key's.
+    let (records, _) = s.store.conflicts(b"", 0).unwrap();
+    assert_eq!(records[1].committed_stamp.unwrap().physical_ms, 200);
+    assert_eq!(s.store.key_stamp(b"k").unwrap().unwrap().physical_ms, 300);
+}
+
+#[test]
+fn reject_if_changed_keeps_the_committed_value_and_logs_the_write() {
+    let mut s = Store::new();
+    policy(&mut s, "", ConflictPolicy::RejectIfChanged);
+    let context = s.revision();
+    majority_put(&mut s, "m", 100);
+    let rev = s.revision();
+    let r = s.local(7, 1, "local", context);
+    assert!(!r.applied && r.concurrent);
+    assert_eq!(s.revision(), rev, "a rejected write changes no revision");
+    assert_eq!(s.value().0, b"m");
+    assert_eq!(
+        decisions(&s),
+        vec![("local".into(), ConflictDecision::Rejected as i32, true)]
+    );
+    // Its seq is used: the member's next write goes on from it.
+    assert!(s.local(7, 2, "next", s.revision()).applied);
+    assert_eq!(s.store.local_applied_seq(7).unwrap(), 2);
+}
+
+#[test]
+fn a_delete_after_the_context_is_a_concurrent_change() {
+    let mut s = Store::new();
+    policy(&mut s, "", ConflictPolicy::RejectIfChanged);
+    majority_put(&mut s, "m", 100);
+    let context = s.revision();
+    s.apply(KvRequest::DeleteRange(DeleteRangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    }));
+    let r = s.local(7, 1, "local", context);
+    assert!(!r.applied && r.concurrent, "{r:?}");
+    assert_eq!(
+        decisions(&s),
+        vec![("local".into(), ConflictDecision::Rejected as i32, false)]
+    );
+}
+
+#[test]
+fn commit_order_applies_and_logs_and_the_log_is_compacted_and_snapshotted() {
+    let mut s = Store::new();
+    let context = s.revision();
+    majority_put(&mut s, "m", 100);
+    let r = s.local(7, 1, "local", context);
+    assert!(r.applied && r.concurrent);
+    assert_eq!(s.value().0, b"local");
+    assert_eq!(
+        decisions(&s),
+        vec![(
+            "local".into(),
+            ConflictDecision::AppliedInCommitOrder as i32,
+            true
+        )]
+    );
+    policy(&mut s, "x/", ConflictPolicy::LastWriterWins);
+    let (blob, _) = s.store.snapshot_data().expect("snapshot");
+    let mut t = Store::new();
+    t.store.restore(&blob).expect("restore");
+    t.index = s.index;
+    assert_eq!(decisions(&t), decisions(&s));
+    assert_eq!(t.store.conflict_policies().unwrap().len(), 1);
+    // Compacting past the conflict's revision drops its record.
+    let upto = t.revision();
+    t.apply(KvRequest::Compaction(CompactionRequest {
+        revision: upto,
+        physical: false,
+    }));
+    assert_eq!(decisions(&t), decisions(&s), "kept at the compaction point");
+    majority_put(&mut t, "later", 300);
+    let upto = t.revision();
+    t.apply(KvRequest::Compaction(CompactionRequest {
+        revision: upto,
+        physical: false,
+    }));
+    assert!(decisions(&t).is_empty());
+}
+
+#[test]
+fn setting_commit_order_removes_a_policy_and_the_longest_prefix_decides() {
+    let mut s = Store::new();
+    policy(&mut s, "", ConflictPolicy::RejectIfChanged);
+    policy(&mut s, "k", ConflictPolicy::CommitOrder);
+    let listed: Vec<i32> = s
+        .store
+        .conflict_policies()
+        .unwrap()
+        .iter()
+        .map(|p| p.policy)
+        .collect();
+    assert_eq!(listed, vec![ConflictPolicy::RejectIfChanged as i32]);
+    policy(&mut s, "k", ConflictPolicy::LastWriterWins);
+    let context = s.revision();
+    majority_put(&mut s, "m", 100);
+    assert!(
+        s.round(vec![stamped(7, 1, "l", context, 500)])[0].applied,
+        "the longer prefix (last-writer-wins) decides"
+    );
 }

@@ -274,7 +274,8 @@ fn validate(req: &KvRequest) -> Result<(), MvccError> {
         | KvRequest::SessionClose(_)
         | KvRequest::SessionCancel(_)
         | KvRequest::ClusterClock(_)
-        | KvRequest::LocalWrites(_) => Ok(()),
+        | KvRequest::LocalWrites(_)
+        | KvRequest::ConflictPolicy(_) => Ok(()),
     }
 }
 
@@ -407,7 +408,8 @@ impl Model {
             | KvRequest::SessionClose(_)
             | KvRequest::SessionCancel(_)
             | KvRequest::ClusterClock(_)
-            | KvRequest::LocalWrites(_) => {
+            | KvRequest::LocalWrites(_)
+            | KvRequest::ConflictPolicy(_) => {
                 unreachable!(
                     "the generator makes no compaction, membership, lease, session or local write here"
                 )
@@ -1028,6 +1030,7 @@ apply: {applied:?}"
             .zip(&batch.requests)
             .map(|(index, request)| ApplyEntry {
                 client: None,
+                stamp: None,
                 index,
                 request: request.as_ref(),
             })
@@ -1128,6 +1131,7 @@ apply: {applied:?}"
         });
         let entry = ApplyEntry {
             client: None,
+            stamp: None,
             index: self.model.applied_index,
             request: Some(&put),
         };

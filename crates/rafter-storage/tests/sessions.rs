@@ -30,6 +30,7 @@ impl Store {
         self.index += 1;
         let entry = ApplyEntry {
             index: self.index,
+            stamp: None,
             request: Some(&request),
             client: client.as_ref(),
         };

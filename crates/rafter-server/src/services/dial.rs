@@ -112,9 +112,18 @@ impl DialService {
             .state()
             .map_err(ApiError::from)?
             .current_revision;
+        let seen = self
+            .node
+            .store
+            .key_stamp(&key)
+            .map_err(ApiError::from)?
+            .map(|s| rafter_core::hlc::HlcStamp {
+                physical_ms: s.physical_ms,
+                logical: s.logical,
+            });
         let write = self
             .local_writes
-            .accept(key, value, context_revision)
+            .accept(key, value, context_revision, seen)
             .await?;
         Ok(DialResponse {
             valid: true,

@@ -416,6 +416,13 @@ impl SimMember {
         self.fsync.is_some() && !self.settings.ack_before_fsync
     }
 
+    /// The simulated time stamps this member's proposals (its HLC).
+    pub fn set_wall_clock_ms(&mut self, now_ms: u64) {
+        if let Some(n) = self.node.as_mut() {
+            n.set_wall_clock_ms(now_ms);
+        }
+    }
+
     pub fn tick(&mut self, out: &mut Vec<Output>) {
         if self.blocked() {
             self.inbox.push(Input::Tick);

@@ -428,6 +428,7 @@ impl Sim {
             }
             Event::Tick(m) => {
                 self.members[m].watch_sync();
+                self.members[m].set_wall_clock_ms(self.now_ms);
                 self.members[m].tick(&mut out);
                 self.schedule(self.now_ms + self.tick_period_ms[m], Event::Tick(m));
                 self.process(m, out);

@@ -498,6 +498,7 @@ mod tests {
             .apply(
                 &[ApplyEntry {
                     client: None,
+                    stamp: None,
                     index,
                     request: Some(&request),
                 }],

@@ -8,14 +8,21 @@
 //!
 //! A write whose key changed after the write's context revision (the
 //! member's applied revision when it accepted it) was concurrent with that
-//! change. Today every write is applied where it commits (the
-//! `commit-order` policy seed 004 asks for); the answer says whether it was
-//! concurrent.
+//! change, and the key's conflict policy decides it (`conflicts.rs`):
+//! `COMMIT_ORDER` applies it where it commits, `LAST_WRITER_WINS` only if
+//! its stamp is higher than the key's last change's, `REJECT_IF_CHANGED`
+//! never. Either way the meeting is recorded in the conflict log, so no
+//! acknowledged write is lost silently. A write not applied still takes
+//! its seq: it was decided.
 
 use rafter_proto::etcdserverpb::PutRequest;
-use rafter_proto::rafterpb::{LocalWrite, LocalWriteBatch};
+use rafter_proto::rafterpb::{
+    ConflictDecision, ConflictPolicy, ConflictRecord, HlcStamp, LocalWrite, LocalWriteBatch,
+};
 use redb::ReadableTable;
 
+use super::conflicts;
+use super::record::Record;
 use super::tables::latest_get;
 use super::write::Writer;
 use super::MvccError;
@@ -25,7 +32,8 @@ use super::MvccError;
 pub struct LocalWriteApplied {
     pub member_id: u64,
     pub seq: u64,
-    /// False when the seq was not the member's next: nothing changed.
+    /// False when the seq was not the member's next, or the key's policy
+    /// decided against it: nothing changed.
     pub applied: bool,
     /// The key changed after the write's context revision.
     pub concurrent: bool,
@@ -79,16 +87,137 @@ impl Writer<'_> {
         if w.seq > last + 1 {
             return Ok(answer);
         }
-        answer.concurrent =
-            latest_get(&self.latest, &w.key)?.is_some_and(|r| r.mod_revision > w.context_revision);
-        self.put(&PutRequest {
-            key: w.key.clone(),
-            value: w.value.clone(),
-            ..Default::default()
-        })?;
+        let change = self.change_since(&w.key, w.context_revision)?;
+        answer.concurrent = change.is_some();
+        let local_stamp = HlcStamp {
+            physical_ms: w.hlc_physical_ms,
+            logical: w.hlc_logical,
+            member_id: w.member_id,
+        };
+        let decision = match &change {
+            None => None,
+            Some(change) => Some(self.decide(w, &local_stamp, change)?),
+        };
+        let apply = matches!(
+            decision,
+            None | Some((
+                _,
+                ConflictDecision::AppliedInCommitOrder | ConflictDecision::LocalWon
+            ))
+        );
+        if apply {
+            let outer = self.stamp.replace(local_stamp);
+            let put = self.put(&PutRequest {
+                key: w.key.clone(),
+                value: w.value.clone(),
+                ..Default::default()
+            });
+            self.stamp = outer;
+            put?;
+        }
+        if let (Some(change), Some((policy, decision))) = (change, decision) {
+            let committed_stamp = if policy == ConflictPolicy::LastWriterWins {
+                Some(change.stamp)
+            } else {
+                None
+            };
+            conflicts::record_put(
+                &mut self.conflict_state,
+                &ConflictRecord {
+                    key: w.key.clone(),
+                    local_value: w.value.clone(),
+                    committed_exists: change.value.is_some(),
+                    committed_value: change.value.unwrap_or_default(),
+                    member_id: w.member_id,
+                    seq: w.seq,
+                    local_stamp: Some(local_stamp),
+                    committed_stamp,
+                    context_revision: w.context_revision,
+                    committed_mod_revision: change.mod_revision,
+                    revision: if self.changes > 0 {
+                        self.current_rev + 1
+                    } else {
+                        self.current_rev
+                    },
+                    policy: policy as i32,
+                    decision: decision as i32,
+                },
+            )?;
+        }
         self.local_dots.insert(w.member_id, w.seq.max(last))?;
         self.local_dots_changed.push((w.member_id, w.seq));
-        answer.applied = true;
+        answer.applied = apply;
         Ok(answer)
     }
+
+    /// The key's change after `context_revision`, if it had one: its
+    /// current value (`None`: deleted) and the revision of that change.
+    /// History below the compaction point is gone, so a key with no live
+    /// record whose context is older than it counts as changed (revision 0:
+    /// unknown), never as unchanged.
+    fn change_since(&self, key: &[u8], context_revision: i64) -> Result<Option<Change>, MvccError> {
+        let stamp = || -> Result<HlcStamp, MvccError> {
+            Ok(conflicts::stamp_get(&self.conflict_state, key)?.unwrap_or_default())
+        };
+        if let Some(live) = latest_get(&self.latest, key)? {
+            if live.mod_revision <= context_revision {
+                return Ok(None);
+            }
+            return Ok(Some(Change {
+                mod_revision: live.mod_revision,
+                value: Some(live.value),
+                stamp: stamp()?,
+            }));
+        }
+        let after = (context_revision.max(0) as u64).saturating_add(1);
+        if let Some(item) = self.revs.range((key, after)..=(key, u64::MAX))?.next_back() {
+            let (k, v) = item?;
+            debug_assert!(
+                Record::decode(v.value()).tombstone,
+                "no live record: deleted"
+            );
+            return Ok(Some(Change {
+                mod_revision: k.value().1 as i64,
+                value: None,
+                stamp: stamp()?,
+            }));
+        }
+        if context_revision < self.compact_rev {
+            return Ok(Some(Change {
+                mod_revision: 0,
+                value: None,
+                stamp: stamp()?,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// What the key's policy decides for a concurrent local write.
+    fn decide(
+        &self,
+        w: &LocalWrite,
+        local: &HlcStamp,
+        change: &Change,
+    ) -> Result<(ConflictPolicy, ConflictDecision), MvccError> {
+        let policy = conflicts::policy_for(&self.policies, &w.key);
+        let decision = match policy {
+            ConflictPolicy::CommitOrder => ConflictDecision::AppliedInCommitOrder,
+            ConflictPolicy::LastWriterWins => {
+                if conflicts::stamp_order(local) > conflicts::stamp_order(&change.stamp) {
+                    ConflictDecision::LocalWon
+                } else {
+                    ConflictDecision::LocalLost
+                }
+            }
+            ConflictPolicy::RejectIfChanged => ConflictDecision::Rejected,
+        };
+        Ok((policy, decision))
+    }
+}
+
+/// A committed change of a key after a local write's context.
+struct Change {
+    mod_revision: i64,
+    value: Option<Vec<u8>>,
+    stamp: HlcStamp,
 }

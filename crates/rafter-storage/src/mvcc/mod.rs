@@ -7,6 +7,7 @@
 //! a crash the state and the index that describes it always agree.
 
 mod compact;
+pub mod conflicts;
 mod history;
 pub mod keyrange;
 pub mod local_writes;
@@ -157,6 +158,8 @@ pub enum KvResponse {
     ClockAdvanced,
     /// One answer per write of a `LocalWrites` round.
     LocalWrites(Vec<local_writes::LocalWriteApplied>),
+    /// A conflict policy was set.
+    ConflictPolicySet,
 }
 
 impl KvResponse {
@@ -176,7 +179,7 @@ impl KvResponse {
             | KvResponse::SessionClosed
             | KvResponse::Outcome(_)
             | KvResponse::ClockAdvanced => {}
-            KvResponse::LocalWrites(_) => {}
+            KvResponse::LocalWrites(_) | KvResponse::ConflictPolicySet => {}
         }
         self
     }
@@ -190,6 +193,8 @@ pub struct ApplyEntry<'a> {
     pub request: Option<&'a KvRequest>,
     /// The request's client session tag, if it has one.
     pub client: Option<&'a rafter_proto::rafterpb::ClientTag>,
+    /// The proposer's clock stamp, on client mutations.
+    pub stamp: Option<&'a rafter_proto::rafterpb::HlcStamp>,
 }
 
 /// What the applied state looks like after a batch.
@@ -248,6 +253,7 @@ impl MvccStore {
             txn.open_table(SESSIONS)?;
             txn.open_table(SESSION_RESULTS)?;
             txn.open_table(LOCAL_DOTS)?;
+            txn.open_table(CONFLICT_STATE)?;
         }
         txn.commit()?;
         Ok(store)
@@ -332,11 +338,12 @@ impl MvccStore {
                     sessions: txn.open_table(SESSIONS)?,
                     session_results: txn.open_table(SESSION_RESULTS)?,
                     local_dots: txn.open_table(LOCAL_DOTS)?,
+                    conflict_state: txn.open_table(CONFLICT_STATE)?,
                 },
                 meta_get(&meta, META_CURRENT_REV, 1)? as i64,
                 compact_revision(&meta)?,
                 meta_get(&meta, META_CLUSTER_TIME, 0)?,
-            );
+            )?;
             for e in entries {
                 if e.index <= applied {
                     // Already reflected in the state (replay after restart).
@@ -345,6 +352,7 @@ impl MvccStore {
                 }
                 assert_eq!(e.index, applied + 1, "entries must be applied in log order");
                 applied = e.index;
+                w.stamp = e.stamp.cloned();
                 let result = match e.request {
                     None => None,
                     Some(r) => match w.apply(r, e.client) {
@@ -384,6 +392,47 @@ impl MvccStore {
             sessions_open,
             local_dots,
         })
+    }
+
+    /// The conflict policies in force, in prefix order.
+    pub fn conflict_policies(
+        &self,
+    ) -> Result<Vec<rafter_proto::rafterpb::ConflictPolicySet>, MvccError> {
+        let txn = self.db.begin_read()?;
+        conflicts::policies(&txn.open_table(CONFLICT_STATE)?)
+    }
+
+    /// The conflict log (oldest first, on keys starting with `prefix`, at
+    /// most `limit` records, 0: all), with the state it was read at.
+    pub fn conflicts(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<rafter_proto::rafterpb::ConflictRecord>, AppliedState), MvccError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let state = AppliedState {
+            applied_index: meta_get(&meta, META_APPLIED_INDEX, 0)?,
+            current_revision: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
+            compact_revision: compact_revision(&meta)?,
+        };
+        let records = conflicts::records(&txn.open_table(CONFLICT_STATE)?, prefix, limit)?;
+        Ok((records, state))
+    }
+
+    /// How many records the conflict log holds.
+    pub fn conflict_count(&self) -> Result<u64, MvccError> {
+        let txn = self.db.begin_read()?;
+        conflicts::record_count(&txn.open_table(CONFLICT_STATE)?)
+    }
+
+    /// The stamp of `key`'s last change, kept for last-writer-wins keys.
+    pub fn key_stamp(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<rafter_proto::rafterpb::HlcStamp>, MvccError> {
+        let txn = self.db.begin_read()?;
+        conflicts::stamp_get(&txn.open_table(CONFLICT_STATE)?, key)
     }
 
     /// The last of `member_id`'s local writes the store applied (0: none).

@@ -19,6 +19,7 @@ const TAG_LEASE_KEYS: u8 = 7;
 const TAG_SESSIONS: u8 = 8;
 const TAG_SESSION_RESULTS: u8 = 9;
 const TAG_LOCAL_DOTS: u8 = 10;
+const TAG_CONFLICT_STATE: u8 = 11;
 
 fn push_row(out: &mut Vec<u8>, tag: u8, key: &[u8], value: &[u8]) {
     out.push(tag);
@@ -109,6 +110,10 @@ pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
             &v.value().to_le_bytes(),
         );
     }
+    for item in txn.open_table(CONFLICT_STATE)?.iter()? {
+        let (k, v) = item?;
+        push_row(&mut out, TAG_CONFLICT_STATE, k.value(), v.value());
+    }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok((out, applied_index))
@@ -178,7 +183,9 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
     clear(&txn, SESSIONS)?;
     clear(&txn, SESSION_RESULTS)?;
     clear(&txn, LOCAL_DOTS)?;
+    clear(&txn, CONFLICT_STATE)?;
     {
+        let mut conflict_state = txn.open_table(CONFLICT_STATE)?;
         let mut local_dots = txn.open_table(LOCAL_DOTS)?;
         let mut sessions = txn.open_table(SESSIONS)?;
         let mut session_results = txn.open_table(SESSION_RESULTS)?;
@@ -257,6 +264,9 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                     let member = u64::from_be_bytes(r.key.try_into().map_err(|_| bad())?);
                     let seq = u64::from_le_bytes(r.value.try_into().map_err(|_| bad())?);
                     local_dots.insert(member, seq)?;
+                }
+                TAG_CONFLICT_STATE => {
+                    conflict_state.insert(r.key, r.value)?;
                 }
                 _ => return Err(bad()),
             }

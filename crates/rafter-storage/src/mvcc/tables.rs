@@ -14,6 +14,9 @@
 //!   deleted below), in cluster milliseconds (see `sessions.rs`).
 //! - `session_results`: (session id, seq) -> the kept answer of a request
 //!   made in a session, or its cancellation.
+//! - `local_dots`: member id -> the last of its local writes applied.
+//! - `conflict_state`: conflict policies, last-writer-wins stamps and the
+//!   conflict log (see `conflicts.rs`).
 //! - `members`:   member id -> published name and client URLs.
 //! - `meta`:      applied index, current and compacted revision. Written in
 //!   the same transaction as the data, so they can never disagree with it.
@@ -35,6 +38,7 @@ pub type SessionRow = (u64, u64, u64, u64);
 pub const SESSIONS: TableDefinition<u64, SessionRow> = TableDefinition::new("sessions");
 /// Member id -> the last of its local writes applied (see `local_writes.rs`).
 pub const LOCAL_DOTS: TableDefinition<u64, u64> = TableDefinition::new("local_dots");
+pub const CONFLICT_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conflict_state");
 pub const SESSION_RESULTS: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("session_results");
 /// member id -> its published attributes (`rafterpb.MemberAttributes`).

@@ -11,7 +11,7 @@ use rafter_proto::etcdserverpb::{
 };
 use rafter_proto::mvccpb::event::EventType;
 use rafter_proto::mvccpb::Event;
-use rafter_proto::rafterpb::ClientTag;
+use rafter_proto::rafterpb::{ClientTag, ConflictPolicy, ConflictPolicySet, HlcStamp};
 use redb::{ReadableTable, Table};
 
 use super::keyrange::KeyRange;
@@ -33,6 +33,7 @@ pub struct WriteTables<'t> {
     pub sessions: Table<'t, u64, SessionRow>,
     pub session_results: Table<'t, (u64, u64), &'static [u8]>,
     pub local_dots: Table<'t, u64, u64>,
+    pub conflict_state: Table<'t, &'static [u8], &'static [u8]>,
 }
 
 /// The tables of one write transaction plus the revision bookkeeping of the
@@ -47,6 +48,13 @@ pub struct Writer<'t> {
     pub sessions: Table<'t, u64, SessionRow>,
     pub session_results: Table<'t, (u64, u64), &'static [u8]>,
     pub local_dots: Table<'t, u64, u64>,
+    pub conflict_state: Table<'t, &'static [u8], &'static [u8]>,
+    /// The conflict policies in force (see `conflicts.rs`).
+    pub policies: Vec<ConflictPolicySet>,
+    /// Some policy is last-writer-wins: changes of its keys keep stamps.
+    pub(super) any_lww: bool,
+    /// The stamp of the request being applied (its proposer's clock).
+    pub stamp: Option<HlcStamp>,
     /// Members' local writes applied so far: (member, seq).
     pub local_dots_changed: Vec<(u64, u64)>,
     /// Cluster time (see `sessions.rs`).
@@ -71,8 +79,13 @@ impl<'t> Writer<'t> {
         current_rev: i64,
         compact_rev: i64,
         cluster_time_ms: u64,
-    ) -> Self {
-        Writer {
+    ) -> Result<Self, MvccError> {
+        let policies = super::conflicts::policies(&tables.conflict_state)?;
+        Ok(Writer {
+            any_lww: has_lww(&policies),
+            policies,
+            stamp: None,
+            conflict_state: tables.conflict_state,
             latest: tables.latest,
             revs: tables.revs,
             rev_index: tables.rev_index,
@@ -90,7 +103,7 @@ impl<'t> Writer<'t> {
             changes: 0,
             events: Vec::new(),
             lease_changes: Vec::new(),
-        }
+        })
     }
 
     /// Applies one request, at most once per (session, seq) when it is a
@@ -146,6 +159,12 @@ impl<'t> Writer<'t> {
             KvRequest::ClusterClock(c) => return self.cluster_clock(c.elapsed_ms),
             KvRequest::LocalWrites(b) => {
                 return Ok(KvResponse::LocalWrites(self.local_write_batch(b)?))
+            }
+            KvRequest::ConflictPolicy(set) => {
+                super::conflicts::set_policy(&mut self.conflict_state, set)?;
+                self.policies = super::conflicts::policies(&self.conflict_state)?;
+                self.any_lww = has_lww(&self.policies);
+                KvResponse::ConflictPolicySet
             }
             KvRequest::MemberAttributes(a) => {
                 let encoded = prost::Message::encode_to_vec(a);
@@ -334,6 +353,12 @@ impl<'t> Writer<'t> {
             self.latest.insert(key, encoded.as_slice())?;
         }
         self.changes += 1;
+        if self.any_lww
+            && super::conflicts::policy_for(&self.policies, key) == ConflictPolicy::LastWriterWins
+        {
+            let stamp = self.stamp.unwrap_or_default();
+            super::conflicts::stamp_put(&mut self.conflict_state, key, &stamp)?;
+        }
         Ok(())
     }
 
@@ -345,9 +370,16 @@ impl<'t> Writer<'t> {
             return Err(MvccError::FutureRevision);
         }
         super::compact::compact(&mut self.revs, &mut self.rev_index, c.revision as u64)?;
+        super::conflicts::compact(&mut self.conflict_state, c.revision)?;
         self.compact_rev = c.revision;
         Ok(CompactionResponse { header: None })
     }
+}
+
+fn has_lww(policies: &[ConflictPolicySet]) -> bool {
+    policies
+        .iter()
+        .any(|p| p.policy() == ConflictPolicy::LastWriterWins)
 }
 
 /// Requests inside a txn read and write this transaction's tables.
