@@ -1,6 +1,7 @@
 //! Client subcommands of `rafter` (put, get, del, txn, watch, compaction,
-//! endpoint, member, lease, lock, elect, and Rafter's own `dial`) whose flags and output mirror etcdctl's, so scripts written for
-//! etcdctl work with `rafter` unchanged.
+//! endpoint, member, lease, lock, elect) whose flags and output mirror
+//! etcdctl's, so scripts written for etcdctl work with `rafter` unchanged;
+//! and Rafter's own `dial`, `conflict-policy` and `conflicts`.
 
 mod commands;
 mod conn;
@@ -16,9 +17,19 @@ use std::io::{Read, Write};
 pub use error::CliError;
 
 use commands::{
-    compact::CompactCommand, del::DelCommand, dial::DialCommand, elect::ElectCommand,
-    endpoint::EndpointCommand, get::GetCommand, lease::LeaseCommand, lock::LockCommand,
-    member::MemberCommand, put::PutCommand, txn::TxnCommand, watch::WatchCommand,
+    compact::CompactCommand,
+    conflicts::{ConflictPolicyCommand, ConflictsCommand},
+    del::DelCommand,
+    dial::DialCommand,
+    elect::ElectCommand,
+    endpoint::EndpointCommand,
+    get::GetCommand,
+    lease::LeaseCommand,
+    lock::LockCommand,
+    member::MemberCommand,
+    put::PutCommand,
+    txn::TxnCommand,
+    watch::WatchCommand,
 };
 use conn::Conn;
 use global::GlobalArgs;
@@ -54,6 +65,11 @@ pub enum ClientCommand {
     Elect(ElectCommand),
     /// Rafter's consistency dial: get, set, swap with definite outcomes
     Dial(DialCommand),
+    /// Sets or lists the policies deciding local writes concurrent with committed changes
+    #[command(name = "conflict-policy")]
+    ConflictPolicy(ConflictPolicyCommand),
+    /// Lists the conflict log: local writes that met committed changes, and what was decided
+    Conflicts(ConflictsCommand),
 }
 
 /// The streams a command talks to, and shortcuts every command needs.
@@ -111,6 +127,8 @@ pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
         ClientCommand::Lock(c) => c.run(ctx).await,
         ClientCommand::Elect(c) => c.run(ctx).await,
         ClientCommand::Dial(c) => c.run(ctx).await,
+        ClientCommand::ConflictPolicy(c) => c.run(ctx).await,
+        ClientCommand::Conflicts(c) => c.run(ctx).await,
     };
     let _ = ctx.out.flush();
     match result {

@@ -354,6 +354,12 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                     ),
                 )
                 .max_decoding_message_size(max_msg),
+            )
+            .add_service(
+                rafter_proto::rafterpb::conflicts_server::ConflictsServer::new(
+                    services::conflicts::ConflictsService::new(node.clone()),
+                )
+                .max_decoding_message_size(max_msg),
             );
         servers.push(tokio::spawn(
             router.serve_with_incoming_shutdown(incoming, shutdown_signal()),

@@ -14,84 +14,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::cluster::{exclusive, Cluster, POLL_INTERVAL};
-use rafter_proto::rafterpb::dial_client::DialClient;
-use rafter_proto::rafterpb::{DialGetRequest, DialResponse, DialSetRequest};
-use tonic::transport::Channel;
-
-const SETTLE: Duration = Duration::from_secs(20);
-
-async fn dial(endpoint: &str) -> DialClient<Channel> {
-    DialClient::connect(endpoint.to_string())
-        .await
-        .expect("connect to the dial service")
-}
-
-async fn set_local(endpoint: &str, key: &str, value: &str) -> DialResponse {
-    dial(endpoint)
-        .await
-        .set(DialSetRequest {
-            key: key.into(),
-            value: value.into(),
-            consistent: false,
-            ..Default::default()
-        })
-        .await
-        .expect("a local set is acknowledged")
-        .into_inner()
-}
-
-async fn get(endpoint: &str, key: &str, consistent: bool) -> Option<DialResponse> {
-    let request = DialGetRequest {
-        key: key.into(),
-        consistent,
-        ..Default::default()
-    };
-    let call = async { dial(endpoint).await.get(request).await };
-    match tokio::time::timeout(Duration::from_secs(2), call).await {
-        Ok(Ok(r)) => Some(r.into_inner()),
-        _ => None,
-    }
-}
-
-/// Polls until `endpoint`'s consistent Get of `key` returns `value`.
-async fn wait_consistent(cluster: &Cluster, endpoint: &str, key: &str, value: &str) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        if let Some(r) = get(endpoint, key, true).await {
-            if r.valid && r.value == value.as_bytes() {
-                return;
-            }
-        }
-        if Instant::now() >= deadline {
-            cluster.fail(&format!(
-                "{key} did not become {value:?} for consistent reads within {SETTLE:?}"
-            ));
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// Waits until member `index` reports no leader.
-async fn wait_leaderless(cluster: &Cluster, index: usize) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        if let Some(status) = cluster.status(index).await {
-            if status.leader() == 0 {
-                return;
-            }
-        }
-        if Instant::now() >= deadline {
-            cluster.fail(&format!(
-                "{} still follows a leader after being cut off",
-                cluster.name(index)
-            ));
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
+use common::cluster::{exclusive, Cluster};
+use common::dial::{get, set_local, wait_consistent, wait_leaderless};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_member_accepts_local_writes_and_they_arrive_after_the_heal() {

@@ -2,6 +2,7 @@
 //! hands the responses to the printer.
 
 pub mod compact;
+pub mod conflicts;
 pub mod del;
 pub mod dial;
 pub mod elect;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod concurrency;
+pub mod conflicts;
 pub mod dial;
 pub mod election;
 pub mod kv;

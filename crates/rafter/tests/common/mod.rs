@@ -439,6 +439,7 @@ pub fn revision(header: Option<&ResponseHeader>) -> i64 {
     header.expect("response has a header").revision()
 }
 pub mod cluster;
+pub mod dial;
 pub mod faults;
 pub mod output;
 pub mod peer_proxy;
