@@ -119,6 +119,7 @@ pub async fn run(args: &ElectionArgs) -> Result<(), String> {
     );
     for &range in &args.election_ranges {
         let spec = ClusterSpec {
+            peer_proxies: false,
             kind: args.server,
             etcd_binary: args.etcd_binary.clone(),
             members: args.members,

@@ -17,6 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::args::ElectionRange;
 use crate::election_messages::{fetch_metrics, MessageTally};
+use crate::peer_proxy::PeerProxy;
 
 /// How long a status probe may take to connect.
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -45,6 +46,9 @@ pub struct ClusterSpec {
     pub heartbeat_interval_ms: u64,
     /// The randomized election timeout range; etcd has only [T, 2T).
     pub election_range: ElectionRange,
+    /// Members reach each other through a proxy that can cut one off
+    /// ([`LocalCluster::cut_off`]).
+    pub peer_proxies: bool,
 }
 
 /// One member: its ports and, while it runs, its process.
@@ -53,6 +57,9 @@ struct Member {
     peer_port: u16,
     /// `--listen-metrics-urls` port (Rafter members).
     metrics_port: u16,
+    /// In front of `peer_port` when the spec asks for proxies; peers are
+    /// told its port.
+    proxy: Option<PeerProxy>,
     child: Option<Child>,
     starts: usize,
     channel: Channel,
@@ -102,7 +109,7 @@ impl LocalCluster {
             ));
         }
         let dir = tempfile::Builder::new()
-            .prefix("rafter-bench-election-")
+            .prefix("rafter-local-cluster-")
             .tempdir()
             .map_err(|e| format!("create a temporary directory: {e}"))?;
         let mut members = Vec::with_capacity(spec.members);
@@ -114,10 +121,17 @@ impl LocalCluster {
                 .connect_timeout(PROBE_CONNECT_TIMEOUT)
                 .tcp_nodelay(true)
                 .connect_lazy();
+            let peer_port = free_port()?;
+            let proxy = if spec.peer_proxies {
+                Some(PeerProxy::start(peer_port).await)
+            } else {
+                None
+            };
             members.push(Member {
                 client_port,
-                peer_port: free_port()?,
+                peer_port,
                 metrics_port: free_port()?,
+                proxy,
                 child: None,
                 starts: 0,
                 channel,
@@ -139,6 +153,17 @@ impl LocalCluster {
     /// A connection to member `index` (reconnects after restarts).
     pub fn channel(&self, index: usize) -> Channel {
         self.members[index].channel.clone()
+    }
+
+    /// Cuts member `index` off from its peers (or heals it): see
+    /// [`PeerProxy`]. The cluster must have been started with proxies.
+    pub fn cut_off(&self, index: usize, cut: bool) -> Result<(), String> {
+        let proxy = self.members[index]
+            .proxy
+            .as_ref()
+            .ok_or("the cluster runs without peer proxies")?;
+        proxy.set_cut(cut);
+        Ok(())
     }
 
     /// Kills member `index` with SIGKILL and reaps it.
@@ -292,11 +317,15 @@ impl LocalCluster {
     /// The same etcd flags for both implementations.
     fn member_args(&self, index: usize) -> Vec<String> {
         let peer_url = |member: &Member| format!("http://127.0.0.1:{}", member.peer_port);
+        let advertised = |member: &Member| match &member.proxy {
+            Some(proxy) => format!("http://127.0.0.1:{}", proxy.port()),
+            None => peer_url(member),
+        };
         let initial_cluster = self
             .members
             .iter()
             .enumerate()
-            .map(|(i, member)| format!("m{i}={}", peer_url(member)))
+            .map(|(i, member)| format!("m{i}={}", advertised(member)))
             .collect::<Vec<_>>()
             .join(",");
         let member = &self.members[index];
@@ -308,7 +337,7 @@ impl LocalCluster {
             ("--listen-client-urls", client_url.clone()),
             ("--advertise-client-urls", client_url),
             ("--listen-peer-urls", peer_url(member)),
-            ("--initial-advertise-peer-urls", peer_url(member)),
+            ("--initial-advertise-peer-urls", advertised(member)),
             ("--initial-cluster", initial_cluster),
             ("--initial-cluster-state", "new".to_string()),
             (

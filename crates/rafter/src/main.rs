@@ -26,6 +26,8 @@ enum Command {
     Client(Box<rafter_cli::ClientCommand>),
     /// Load generator speaking the etcd v3 API (measures etcd and Rafter alike).
     Bench(Box<rafter_bench::BenchCommand>),
+    /// Demonstrations on a local cluster (`rafter demo partition`: the dial on both sides of a cut).
+    Demo(Box<rafter_bench::demo::DemoCommand>),
 }
 
 fn main() {
@@ -38,6 +40,7 @@ fn main() {
             rt.block_on(rafter_cli::run(*cmd))
         }
         Some(Command::Bench(cmd)) => rafter_bench::run(*cmd),
+        Some(Command::Demo(cmd)) => rafter_bench::demo::run(*cmd),
     };
     std::process::exit(code);
 }

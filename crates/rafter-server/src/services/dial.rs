@@ -213,12 +213,30 @@ impl DialService {
         session: Option<SessionTag>,
         deadline: Option<Deadline>,
     ) -> Result<DialResponse, Status> {
-        let (tag, own) = self.tag_for(session).await?;
         let d = deadline.unwrap_or_default();
         let started = Instant::now();
         let budget = match d.timeout_ms {
             0 => self.node.request_timeout,
             ms => Duration::from_millis(ms),
+        };
+        // This member's own session is opened through the log: a member
+        // that knows no leader waits for one like the request would (a
+        // cut-off member's blocking Set blocks, as the dial says). Past
+        // the deadline nothing was proposed: cancelled, definitely.
+        let (tag, own) = loop {
+            match self.tag_for(session.clone()).await {
+                Err(ApiError::NoLeader | ApiError::Timeout)
+                    if d.blocking || started.elapsed() + NO_LEADER_RETRY < budget =>
+                {
+                    tokio::time::sleep(NO_LEADER_RETRY).await;
+                }
+                Err(ApiError::NoLeader | ApiError::Timeout) => {
+                    let mut resp = cancelled();
+                    resp.member_id = self.node.member_id;
+                    return Ok(resp);
+                }
+                other => break other?,
+            }
         };
         // Without a leader nothing is proposed: wait for one until the
         // deadline (an election takes about an election timeout).

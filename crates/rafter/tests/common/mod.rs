@@ -442,5 +442,5 @@ pub mod cluster;
 pub mod dial;
 pub mod faults;
 pub mod output;
-pub mod peer_proxy;
+pub use rafter_bench::peer_proxy;
 pub mod watch;

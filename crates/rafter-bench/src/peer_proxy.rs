@@ -1,11 +1,10 @@
-//! A TCP proxy in front of a member's peer port, so a test can cut the
+//! A TCP proxy in front of a member's peer port, so a test or a demo can cut the
 //! member off from its peers: members advertise the proxy's port to each
 //! other, and while the proxy is cut it drops every connection through it
 //! and refuses new ones. Every peer's traffic to the member (Raft messages,
 //! and the answers to the member's own messages, which travel on the
 //! peers' streams to it) is lost; the member's own messages still reach its
 //! peers, as in an asymmetric partition. Client traffic is not proxied.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
