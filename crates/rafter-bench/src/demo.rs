@@ -579,8 +579,8 @@ fn print_table(r: &Report) {
         r.majority
     );
     println!(
-        "{:<5} {:<10} {:<8} | {:<44} | {}",
-        "op", "consistent", "blocking", "majority", "minority (cut off)"
+        "{:<5} {:<10} {:<8} | {:<44} | minority (cut off)",
+        "op", "consistent", "blocking", "majority"
     );
     let describe = |c: &Cell| -> String {
         let mut s = format!("{}: {}", c.result.kind, c.result.detail);

@@ -224,7 +224,7 @@ impl DialService {
         // cut-off member's blocking Set blocks, as the dial says). Past
         // the deadline nothing was proposed: cancelled, definitely.
         let (tag, own) = loop {
-            match self.tag_for(session.clone()).await {
+            match self.tag_for(session).await {
                 Err(ApiError::NoLeader | ApiError::Timeout)
                     if d.blocking || started.elapsed() + NO_LEADER_RETRY < budget =>
                 {
