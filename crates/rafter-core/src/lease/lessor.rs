@@ -157,9 +157,24 @@ impl Lessor {
                     self.leases.remove(&id);
                 }
                 LeaseChange::Checkpointed { id, remaining_s } => {
+                    let now = self.now_tick;
+                    let primary = self.primary;
+                    let tick_us = self.config.tick_us;
                     if let Some(l) = self.leases.get_mut(&id) {
                         l.remaining_s = remaining_s;
                         l.checkpoint_in_flight = false;
+                        // A cleared checkpoint is a keep-alive that was
+                        // answered once it applied: the lease lives a TTL
+                        // from now at least. The clearing may come from an
+                        // earlier leader's term and apply after this member
+                        // took over from the stale checkpoint (which would
+                        // revoke the lease early).
+                        let renewed = now + (l.ttl_s.max(0) as u64).saturating_mul(1_000_000) / tick_us;
+                        let earlier = l.deadline_tick.is_some_and(|d| d < renewed);
+                        if primary && remaining_s == 0 && earlier && l.revoking_since.is_none() {
+                            l.deadline_tick = Some(renewed);
+                            self.heap.push(Reverse((renewed, id)));
+                        }
                     }
                 }
             }
@@ -218,9 +233,13 @@ impl Lessor {
         let l = self.leases.get_mut(&id).expect("just seen");
         let d = now + ticks;
         l.deadline_tick = Some(d);
-        // A keep-alive makes the checkpointed remaining TTL obsolete.
+        // A keep-alive makes the checkpointed remaining TTL obsolete, but
+        // only its clearing through the log makes it so for a next leader:
+        // until that applies the checkpoint stands, and every keep-alive
+        // asks for the clearing (one answered while an earlier clearing
+        // was lost would leave the stale remainder in the log: a lease
+        // revoked early after a leader change, simulator seed 7002).
         let had_checkpoint = l.remaining_s > 0 || l.checkpoint_in_flight;
-        l.remaining_s = 0;
         self.heap.push(Reverse((d, id)));
         Some((l.ttl_s, had_checkpoint))
     }

@@ -120,3 +120,30 @@ fn a_renewal_during_an_unapplied_checkpoint_clears_it_too() {
     }]);
     assert_eq!(l.renew(1), Some((5, false)));
 }
+
+/// A new leader promoted from a stale checkpoint (1 s left) then applies a
+/// keep-alive's clearing committed in the previous term: the lease lives a
+/// full TTL from that apply, not the stale second (simulator seed 7002 of
+/// the local-writes campaign).
+#[test]
+fn a_cleared_checkpoint_applied_after_promotion_renews_the_lease() {
+    let mut l = lessor();
+    l.on_changes(&[
+        LeaseChange::Granted { id: 3, ttl_s: 5 },
+        LeaseChange::Checkpointed {
+            id: 3,
+            remaining_s: 1,
+        },
+    ]);
+    l.promote();
+    for _ in 0..50 {
+        assert!(l.tick().0.is_empty());
+    }
+    l.on_changes(&[LeaseChange::Checkpointed {
+        id: 3,
+        remaining_s: 0,
+    }]);
+    let (after, revoked) = tick_until_revoke(&mut l, 1000).expect("expires at last");
+    assert_eq!(revoked, vec![3]);
+    assert_eq!(after, 500, "a full TTL (5 s = 500 ticks) after the clearing applied");
+}
