@@ -22,7 +22,8 @@ fi
 for fault in fault-local-reads fault-ack-uncommitted fault-ack-before-fsync \
     fault-read-before-applied fault-snapshot-late fault-slot-by-index \
     fault-watch-skip-full fault-watch-dup fault-lease-renew-anywhere \
-    fault-apply-after-cancel fault-forget-session-result fault-local-write-twice; do
+    fault-apply-after-cancel fault-forget-session-result fault-local-write-twice \
+    fault-conflict-ignored; do
     echo "mutation check: $fault"
     cargo test -p rafter-sim --features "$fault" --test campaign
 done

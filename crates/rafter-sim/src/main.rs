@@ -3,7 +3,9 @@
 //! `--keys K --clients C --run-ms T` size the workload (defaults as in CI);
 //! `--lease-keys` runs lessees that attach keys, with no KV clients;
 //! `--local-writes` runs local writers (`Set(consistent=false)` on random
-//! members), with no KV clients (`--local-writers N` of them).
+//! members), with no KV clients (`--local-writers N` of them); `--mixed`
+//! runs local writers beside consistent KV clients on keys under every
+//! conflict policy.
 
 use rafter_sim::sim::{self, SimConfig};
 
@@ -22,6 +24,8 @@ fn config(args: &[String], seed: u64) -> SimConfig {
         SimConfig::lease_keys_config(seed)
     } else if args.iter().any(|a| a == "--local-writes") {
         SimConfig::local_writes_config(seed)
+    } else if args.iter().any(|a| a == "--mixed") {
+        SimConfig::mixed_config(seed)
     } else {
         SimConfig::new(seed)
     };

@@ -169,7 +169,8 @@ impl Lessor {
                         // earlier leader's term and apply after this member
                         // took over from the stale checkpoint (which would
                         // revoke the lease early).
-                        let renewed = now + (l.ttl_s.max(0) as u64).saturating_mul(1_000_000) / tick_us;
+                        let renewed =
+                            now + (l.ttl_s.max(0) as u64).saturating_mul(1_000_000) / tick_us;
                         let earlier = l.deadline_tick.is_some_and(|d| d < renewed);
                         if primary && remaining_s == 0 && earlier && l.revoking_since.is_none() {
                             l.deadline_tick = Some(renewed);

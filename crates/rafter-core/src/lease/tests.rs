@@ -145,5 +145,8 @@ fn a_cleared_checkpoint_applied_after_promotion_renews_the_lease() {
     }]);
     let (after, revoked) = tick_until_revoke(&mut l, 1000).expect("expires at last");
     assert_eq!(revoked, vec![3]);
-    assert_eq!(after, 500, "a full TTL (5 s = 500 ticks) after the clearing applied");
+    assert_eq!(
+        after, 500,
+        "a full TTL (5 s = 500 ticks) after the clearing applied"
+    );
 }

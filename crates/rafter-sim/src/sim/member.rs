@@ -185,6 +185,11 @@ pub struct SimMember {
     /// crash keeps it: the server fsyncs a write before acknowledging it).
     local_queue: Vec<LocalWrite>,
     next_local_seq: u64,
+    /// Stamps local writes (kept across crashes, as the server restores
+    /// it from its queue file).
+    hlc: rafter_core::hlc::Hlc,
+    /// Simulated time as last told (ms).
+    wall_ms: u64,
 }
 
 /// Tiny limits, so watch outboxes fill, watches fall behind and catch up
@@ -230,6 +235,8 @@ impl SimMember {
             watch: WatchHub::new(SIM_WATCH, 1, -1),
             local_queue: Vec::new(),
             next_local_seq: 1,
+            hlc: rafter_core::hlc::Hlc::default(),
+            wall_ms: 0,
         };
         m.start();
         m
@@ -418,6 +425,7 @@ impl SimMember {
 
     /// The simulated time stamps this member's proposals (its HLC).
     pub fn set_wall_clock_ms(&mut self, now_ms: u64) {
+        self.wall_ms = now_ms;
         if let Some(n) = self.node.as_mut() {
             n.set_wall_clock_ms(now_ms);
         }
@@ -487,14 +495,21 @@ impl SimMember {
     ) -> Option<LocalWrite> {
         self.node.as_ref()?;
         let context_revision = self.store.state().expect("store state").current_revision;
+        if let Ok(Some(seen)) = self.store.key_stamp(&key) {
+            self.hlc.observe(rafter_core::hlc::HlcStamp {
+                physical_ms: seen.physical_ms,
+                logical: seen.logical,
+            });
+        }
+        let stamp = self.hlc.stamp(self.wall_ms);
         let write = LocalWrite {
             member_id: self.id,
             seq: self.next_local_seq,
             key,
             value,
             context_revision,
-            hlc_physical_ms: 0,
-            hlc_logical: self.next_local_seq as u32,
+            hlc_physical_ms: stamp.physical_ms,
+            hlc_logical: stamp.logical,
         };
         self.next_local_seq += 1;
         self.local_queue.push(write.clone());

@@ -12,6 +12,7 @@ pub mod log;
 pub mod member;
 pub mod net;
 pub mod ops;
+pub mod revision_order;
 pub mod rng;
 pub mod session_clients;
 pub mod watchers;
@@ -49,9 +50,14 @@ pub struct SimConfig {
     pub lessees: usize,
     /// Local writers (`Set(consistent=false)` on random members). Their
     /// writes are outside the client history, whose model counts
-    /// revisions exactly, so runs with KV clients have none
-    /// (`local_writes_config` runs them with no KV clients).
+    /// revisions exactly: runs with both (`mixed_config`) check the
+    /// clients by the store's revision order instead (`revision_order`)
+    /// and leave transactions out of the workload.
     pub local_writers: usize,
+    /// Conflict policies the run sets through the log at its start: key
+    /// `k{i}` gets the i-th (cycling), so local writes concurrent with
+    /// client writes meet every policy.
+    pub conflict_policies: Vec<rafter_proto::rafterpb::ConflictPolicy>,
     /// Lessees attach a key to their lease. Those writes are outside the
     /// client history, whose model counts revisions exactly, so runs with
     /// KV clients leave this off (`lease_keys_config` turns it on with no
@@ -104,6 +110,30 @@ impl SimConfig {
         }
     }
 
+    /// Local writers and consistent KV clients on the same keys, each key
+    /// under another conflict policy: consistent operations must be
+    /// linearizable in the store's revision order, and every acknowledged
+    /// local write must take effect once, after it was accepted, or be in
+    /// the conflict log as not applied, as its key's policy decides.
+    pub fn mixed_config(seed: u64) -> Self {
+        use rafter_proto::rafterpb::ConflictPolicy;
+        SimConfig {
+            clients: 3,
+            local_writers: 2,
+            conflict_policies: vec![
+                ConflictPolicy::CommitOrder,
+                ConflictPolicy::LastWriterWins,
+                ConflictPolicy::RejectIfChanged,
+            ],
+            ..SimConfig::new(seed)
+        }
+    }
+
+    /// Consistent clients and local writers share the keys.
+    pub fn is_mixed(&self) -> bool {
+        self.clients > 0 && self.local_writers > 0
+    }
+
     pub fn new(seed: u64) -> Self {
         SimConfig {
             seed,
@@ -114,6 +144,7 @@ impl SimConfig {
             watchers: 3,
             lessees: 3,
             local_writers: 0,
+            conflict_policies: Vec::new(),
             lease_keys: false,
             keys: 3,
             run_ms: 4_000,
@@ -145,6 +176,9 @@ pub struct Outcome {
     pub trace: String,
     pub history: Vec<HistoryOp>,
     pub violations: Vec<String>,
+    /// The history was checked in the store's revision order (mixed runs:
+    /// see `revision_order`), not by the model checker.
+    pub checked_by_revision: bool,
 }
 
 #[derive(Debug)]
@@ -177,6 +211,8 @@ enum Event {
     WatchPoll(usize),
     /// A local writer writes through a random member.
     LocalWrite(usize),
+    /// Propose the run's conflict policies (again, until applied).
+    SetPolicies,
     /// A lessee's turn: grant, attach or keep alive.
     LeaseTurn(usize),
     /// A session client asks what became of its op.
@@ -279,6 +315,7 @@ pub fn run(cfg: SimConfig) -> Outcome {
     Outcome {
         seed: sim.cfg.seed,
         trace: sim.trace,
+        checked_by_revision: sim.cfg.is_mixed(),
         history: sim.history,
         violations: sim.invariants.violations,
     }
@@ -312,6 +349,10 @@ impl Sim {
         for w in 0..self.cfg.local_writers {
             let at = self.rng.between(1, 300);
             self.schedule(at, Event::LocalWrite(w));
+        }
+        if !self.cfg.conflict_policies.is_empty() {
+            let at = self.rng.between(1, 100);
+            self.schedule(at, Event::SetPolicies);
         }
         if self.cfg.faults {
             self.schedule_faults();
@@ -413,6 +454,12 @@ impl Sim {
                     self.rng.between(1, 25)
                 };
                 self.schedule(self.now_ms + pause, Event::WatchPoll(w));
+            }
+            Event::SetPolicies => {
+                if !self.policies_applied() {
+                    self.propose_policies();
+                    self.schedule(self.now_ms + 300, Event::SetPolicies);
+                }
             }
             Event::LocalWrite(w) => {
                 if self.load_on {
@@ -695,7 +742,12 @@ impl Sim {
             self.open_session(client);
             return;
         }
-        let kind = ops::random_op(&mut self.rng, self.cfg.keys, &mut self.next_value);
+        let mut kind = ops::random_op(&mut self.rng, self.cfg.keys, &mut self.next_value);
+        while self.cfg.is_mixed() && matches!(kind, OpKind::Txn { .. }) {
+            // Mixed runs are checked in revision order, which does not
+            // judge transactions.
+            kind = ops::random_op(&mut self.rng, self.cfg.keys, &mut self.next_value);
+        }
         let op = self.history.len();
         let member = self.rng.below(self.members.len() as u64) as usize;
         if in_session && !kind.is_read() {
@@ -1083,6 +1135,49 @@ impl Sim {
         self.process(member, out);
     }
 
+    fn policies_applied(&self) -> bool {
+        self.members.iter().any(|m| {
+            m.is_up()
+                && m.store().conflict_policies().is_ok_and(|p| {
+                    p.len()
+                        == self
+                            .cfg
+                            .conflict_policies
+                            .iter()
+                            .filter(|p| **p != rafter_proto::rafterpb::ConflictPolicy::CommitOrder)
+                            .count()
+                })
+        })
+    }
+
+    /// Proposes every key's policy through a random member (idempotent).
+    fn propose_policies(&mut self) {
+        let Some(member) = self.random_up_member() else {
+            return;
+        };
+        let _ = writeln!(
+            self.trace,
+            "{} set conflict policies via m{}",
+            self.now_ms,
+            member + 1
+        );
+        let mut out = Vec::new();
+        for key in 0..self.cfg.keys {
+            let policy =
+                self.cfg.conflict_policies[key as usize % self.cfg.conflict_policies.len()];
+            self.members[member].propose_untracked(
+                rafter_storage::KvRequest::ConflictPolicy(
+                    rafter_proto::rafterpb::ConflictPolicySet {
+                        prefix: ops::key_bytes(key),
+                        policy: policy as i32,
+                    },
+                ),
+                &mut out,
+            );
+        }
+        self.process(member, out);
+    }
+
     /// A local write on a random member that is up (cut off or not).
     fn local_write(&mut self, writer: usize) {
         let Some(member) = self.random_up_member() else {
@@ -1092,8 +1187,11 @@ impl Sim {
             b'k',
             b'0' + self.rng.below(self.cfg.keys.max(1) as u64) as u8,
         ];
-        let value = format!("local-{writer}-{}", self.next_value).into_bytes();
+        // A number handed out once, like the clients' values, so a client
+        // read names the local write it saw.
+        let value = self.next_value.to_string().into_bytes();
         self.next_value += 1;
+        let _ = writer;
         let mut out = Vec::new();
         if let Some(write) = self.members[member].accept_local(key, value, &mut out) {
             let _ = writeln!(
@@ -1121,9 +1219,13 @@ impl Sim {
         let store = self.members[source].store();
         let history = watchers::full_history(store);
         let problems = self.local_acks.check(store, &history);
+        let mut decisions = BTreeMap::new();
+        for r in store.conflicts(b"", 0).map(|(r, _)| r).unwrap_or_default() {
+            *decisions.entry(format!("{:?}", r.decision())).or_insert(0) += 1;
+        }
         let _ = writeln!(
             self.trace,
-            "{} {} local writes acknowledged, {} problems",
+            "{} {} local writes acknowledged, {} problems; conflicts {decisions:?}",
             self.now_ms,
             self.local_acks.len(),
             problems.len()
@@ -1213,6 +1315,15 @@ impl Sim {
         // Rejected ops were turned into no-op placeholders; drop them.
         self.history
             .retain(|op| op.kind != OpKind::Get { key: u8::MAX });
+        if self.cfg.is_mixed() {
+            if let Some(store) = up.iter().max_by_key(|m| m.applied()).map(|m| m.store()) {
+                let events = watchers::full_history(store);
+                let local_values = self.local_acks.values();
+                for p in revision_order::check(&self.history, store, &events, &local_values) {
+                    self.invariants.violate(p);
+                }
+            }
+        }
         // Serializable reads may be stale, so the linearizability checker
         // leaves them out; what they must be is a state the store really
         // had: the value and mod revision a surviving member holds for the

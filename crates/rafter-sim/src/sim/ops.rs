@@ -455,7 +455,7 @@ pub fn predicted(kind: &OpKind) -> OpResult {
 
 const PREFIX: &[u8] = b"k";
 
-fn key_bytes(key: u8) -> Vec<u8> {
+pub fn key_bytes(key: u8) -> Vec<u8> {
     vec![PREFIX[0], b'0' + key]
 }
 

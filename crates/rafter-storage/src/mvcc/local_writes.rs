@@ -98,13 +98,17 @@ impl Writer<'_> {
             None => None,
             Some(change) => Some(self.decide(w, &local_stamp, change)?),
         };
-        let apply = matches!(
-            decision,
-            None | Some((
-                _,
-                ConflictDecision::AppliedInCommitOrder | ConflictDecision::LocalWon
-            ))
-        );
+        // `fault-conflict-ignored`: a test-only bug that applies every
+        // local write whatever its policy decided (the conflict log still
+        // says it was not applied).
+        let apply = cfg!(feature = "fault-conflict-ignored")
+            || matches!(
+                decision,
+                None | Some((
+                    _,
+                    ConflictDecision::AppliedInCommitOrder | ConflictDecision::LocalWon
+                ))
+            );
         if apply {
             let outer = self.stamp.replace(local_stamp);
             let put = self.put(&PutRequest {
