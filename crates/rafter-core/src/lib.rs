@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod compaction;
+pub mod fault;
 pub mod forwarded;
 pub mod hlc;
 pub mod lease;

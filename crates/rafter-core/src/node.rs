@@ -303,7 +303,7 @@ impl<S: Storage> Node<S> {
     pub fn lease_renew(&mut self, req: RequestId, id: i64) {
         self.follow_leadership();
         if !self.lessor.is_primary() {
-            if cfg!(feature = "fault-lease-renew-anywhere") {
+            if crate::fault::active(crate::fault::Fault::LeaseRenewAnywhere) {
                 // Test-only bug: a follower answers from its mirror
                 // without telling the leader.
                 let ttl_s = self.lessor.time_to_live(id).map(|(ttl, _)| ttl);
@@ -703,7 +703,7 @@ impl<S: Storage> Node<S> {
 
     /// A linearizable read: granted once a read index is known and applied.
     pub fn read(&mut self, req: RequestId) {
-        if cfg!(feature = "fault-local-reads") {
+        if crate::fault::active(crate::fault::Fault::LocalReads) {
             let read_index = self.applied_index;
             self.respond(req, Ok(Granted::Read { read_index }));
             return;
@@ -980,7 +980,8 @@ impl<S: Storage> Node<S> {
                     self.respond(req, Ok(Granted::Read { read_index }));
                 }
             }
-            if cfg!(feature = "fault-ack-uncommitted") && self.member.is_leader() {
+            if crate::fault::active(crate::fault::Fault::AckUncommitted) && self.member.is_leader()
+            {
                 let appended = self.member.entries_after(self.handed_index);
                 let appended = [appended, cycle.entries.clone()].concat();
                 self.hand_to_apply(appended);
@@ -995,7 +996,7 @@ impl<S: Storage> Node<S> {
                 must_sync: cycle.must_sync,
             };
             match cycle.snapshot {
-                Some(snapshot) if cfg!(feature = "fault-snapshot-late") => {
+                Some(snapshot) if crate::fault::active(crate::fault::Fault::SnapshotLate) => {
                     let index = snapshot.get_metadata().index;
                     self.handed_index = self.handed_index.max(index);
                     self.late_snapshot = Some(Box::new(snapshot));
@@ -1270,7 +1271,6 @@ mod tests {
         assert_eq!(cmd.request, Some(put()));
     }
 
-    #[cfg(not(feature = "fault-read-before-applied"))]
     #[test]
     fn a_read_is_granted_only_once_its_index_is_applied() {
         let mut h = Harness::new();

@@ -81,7 +81,7 @@ impl Proposals {
     /// The request that the entry (`index`, carrying `command_id`) answers,
     /// removed from the waiting set.
     pub fn take_answered(&mut self, index: u64, command_id: Option<u64>) -> Option<RequestId> {
-        if cfg!(feature = "fault-slot-by-index") {
+        if crate::fault::active(crate::fault::Fault::SlotByIndex) {
             let id = self
                 .by_command
                 .iter()
@@ -141,7 +141,6 @@ impl Proposals {
 mod tests {
     use super::*;
 
-    #[cfg(not(feature = "fault-slot-by-index"))]
     #[test]
     fn an_overwritten_slot_answers_nobody() {
         let mut p = Proposals::default();

@@ -76,7 +76,7 @@ impl Reads {
     /// Removes and returns every read whose read index `applied` covers.
     pub fn granted(&mut self, applied: u64) -> Vec<(RequestId, u64)> {
         let mut out = Vec::new();
-        let covered = if cfg!(feature = "fault-read-before-applied") {
+        let covered = if crate::fault::active(crate::fault::Fault::ReadBeforeApplied) {
             u64::MAX
         } else {
             applied
@@ -154,7 +154,6 @@ mod tests {
         }
     }
 
-    #[cfg(not(feature = "fault-read-before-applied"))]
     #[test]
     fn one_round_serves_every_queued_read_once_applied() {
         let mut r = Reads::default();

@@ -296,14 +296,15 @@ impl WatchHub {
                 if w.next_rev > current_rev {
                     continue; // a watch that starts in the future
                 }
-                let selected = if cfg!(feature = "fault-watch-skip-full") && !room {
+                let selected = if crate::fault::active(crate::fault::Fault::WatchSkipFull) && !room
+                {
                     Vec::new()
                 } else {
                     w.select(events)
                 };
                 if !selected.is_empty() && !room {
                     w.synced = false; // a victim: catches up from the store
-                    if cfg!(feature = "fault-watch-dup") {
+                    if crate::fault::active(crate::fault::Fault::WatchDup) {
                         // Test-only bug: resume one revision early.
                         w.next_rev -= 1;
                     }

@@ -164,7 +164,7 @@ impl SimConfig {
             max_apply_delay_ms: 3,
             store_sync_ms: 50,
             snapshot_count: 16,
-            ack_before_fsync: cfg!(feature = "fault-ack-before-fsync"),
+            ack_before_fsync: rafter_core::fault::active(rafter_core::fault::Fault::AckBeforeFsync),
         }
     }
 }

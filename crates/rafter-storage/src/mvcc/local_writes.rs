@@ -78,7 +78,8 @@ impl Writer<'_> {
             concurrent: false,
             revision: 0,
         };
-        if w.seq <= last && !cfg!(feature = "fault-local-write-twice") {
+        if w.seq <= last && !rafter_core::fault::active(rafter_core::fault::Fault::LocalWriteTwice)
+        {
             // A copy of an applied write: its member may not know yet that
             // it applied (a lost report, a restart), so say so again.
             self.local_dots_changed.push((w.member_id, last));
@@ -101,7 +102,7 @@ impl Writer<'_> {
         // `fault-conflict-ignored`: a test-only bug that applies every
         // local write whatever its policy decided (the conflict log still
         // says it was not applied).
-        let apply = cfg!(feature = "fault-conflict-ignored")
+        let apply = rafter_core::fault::active(rafter_core::fault::Fault::ConflictIgnored)
             || matches!(
                 decision,
                 None | Some((

@@ -160,14 +160,16 @@ impl Writer<'_> {
         match self.kept(id, tag.seq)? {
             Some(Kept::Answer(r)) => return r,
             // Test-only bug: the cancel is ignored.
-            Some(Kept::Cancelled) if cfg!(feature = "fault-apply-after-cancel") => {
+            Some(Kept::Cancelled)
+                if rafter_core::fault::active(rafter_core::fault::Fault::ApplyAfterCancel) =>
+            {
                 return self.apply_plain(req)
             }
             Some(Kept::Cancelled) => return Err(MvccError::Cancelled),
             None => {}
         }
         let result = self.apply_plain(req);
-        if !cfg!(feature = "fault-forget-session-result") {
+        if !rafter_core::fault::active(rafter_core::fault::Fault::ForgetSessionResult) {
             if let Some(encoded) = encode_result(&result) {
                 self.session_results
                     .insert((id, tag.seq), encoded.as_slice())?;

@@ -1,0 +1,123 @@
+//! Test-only bugs for the mutation checks: each one breaks a guarantee on
+//! purpose, and CI proves the simulator's checks (or a live test) catch
+//! it. They are compiled in only with the `faults` feature, and which one
+//! is on is chosen when the process starts, from `RAFTER_FAULT` (a name
+//! such as `fault-local-reads`), so one build serves every mutation check.
+//! Without the feature [`active`] is a constant `false` the compiler
+//! removes, so release builds carry none of them.
+
+/// Every test-only bug, by the name `RAFTER_FAULT` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Linearizable reads are served without ReadIndex.
+    LocalReads,
+    /// A leader applies and acknowledges entries as it appends them.
+    AckUncommitted,
+    /// A read is granted when its read index is known, before the store
+    /// applied it.
+    ReadBeforeApplied,
+    /// A snapshot is handed to the state machine after entries that follow
+    /// it.
+    SnapshotLate,
+    /// A proposal is answered by whatever entry lands in the log slot it
+    /// was appended at.
+    SlotByIndex,
+    /// A watch whose outbox is full skips the events it had no room for.
+    WatchSkipFull,
+    /// A watch that falls behind resumes one revision early.
+    WatchDup,
+    /// A follower answers a keep-alive itself without telling the leader.
+    LeaseRenewAnywhere,
+    /// A session request whose cancel was ordered first is applied anyway.
+    ApplyAfterCancel,
+    /// A session request's answer is not kept, so a retry applies it again.
+    ForgetSessionResult,
+    /// A copy of an applied local write applies again.
+    LocalWriteTwice,
+    /// A local write is applied whatever its conflict policy decided.
+    ConflictIgnored,
+    /// The simulator's shell tells Raft the log is durable before the
+    /// fsync completed.
+    AckBeforeFsync,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 13] = [
+        Fault::LocalReads,
+        Fault::AckUncommitted,
+        Fault::ReadBeforeApplied,
+        Fault::SnapshotLate,
+        Fault::SlotByIndex,
+        Fault::WatchSkipFull,
+        Fault::WatchDup,
+        Fault::LeaseRenewAnywhere,
+        Fault::ApplyAfterCancel,
+        Fault::ForgetSessionResult,
+        Fault::LocalWriteTwice,
+        Fault::ConflictIgnored,
+        Fault::AckBeforeFsync,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::LocalReads => "fault-local-reads",
+            Fault::AckUncommitted => "fault-ack-uncommitted",
+            Fault::ReadBeforeApplied => "fault-read-before-applied",
+            Fault::SnapshotLate => "fault-snapshot-late",
+            Fault::SlotByIndex => "fault-slot-by-index",
+            Fault::WatchSkipFull => "fault-watch-skip-full",
+            Fault::WatchDup => "fault-watch-dup",
+            Fault::LeaseRenewAnywhere => "fault-lease-renew-anywhere",
+            Fault::ApplyAfterCancel => "fault-apply-after-cancel",
+            Fault::ForgetSessionResult => "fault-forget-session-result",
+            Fault::LocalWriteTwice => "fault-local-write-twice",
+            Fault::ConflictIgnored => "fault-conflict-ignored",
+            Fault::AckBeforeFsync => "fault-ack-before-fsync",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// The bug `RAFTER_FAULT` turns on in this process, if any. Panics on a
+/// name that is no bug, so a misspelt mutation check cannot pass by
+/// testing nothing.
+#[cfg(feature = "faults")]
+pub fn selected() -> Option<Fault> {
+    static SELECTED: std::sync::OnceLock<Option<Fault>> = std::sync::OnceLock::new();
+    *SELECTED.get_or_init(|| {
+        let name = std::env::var("RAFTER_FAULT")
+            .ok()
+            .filter(|n| !n.is_empty())?;
+        Some(Fault::from_name(&name).unwrap_or_else(|| {
+            panic!("RAFTER_FAULT={name} names no test-only bug (see rafter_core::fault)")
+        }))
+    })
+}
+
+/// Without the `faults` feature no bug can be on.
+#[cfg(not(feature = "faults"))]
+pub fn selected() -> Option<Fault> {
+    None
+}
+
+/// Whether test-only bug `f` is on in this process.
+#[inline(always)]
+pub fn active(f: Fault) -> bool {
+    cfg!(feature = "faults") && selected() == Some(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for f in Fault::ALL {
+            assert_eq!(Fault::from_name(f.name()), Some(f));
+        }
+        assert_eq!(Fault::from_name("fault-none"), None);
+    }
+}
