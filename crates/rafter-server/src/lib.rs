@@ -393,10 +393,14 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(node::NodeRequest::Shutdown);
     drop(node);
-    match raft_thread.join() {
+    let stopped = match raft_thread.join() {
         Ok(r) => r.map_err(ServerError::RaftLoop),
         Err(_) => Err(ServerError::RaftLoop("raft thread panicked".into())),
-    }
+    };
+    // A trim of the local write queue asked for by the last applies is done
+    // before exit (else the next start does it).
+    let _ = local_writes.flush();
+    stopped
 }
 
 /// Publishes this member's name and client URLs through the log (retrying

@@ -20,18 +20,25 @@ use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
-struct Inner {
+/// What only the committer thread touches: the file and the numbering.
+struct Durable {
     file: LocalQueue,
     next_seq: u64,
     hlc: Hlc,
-    /// Queued and not yet applied, by seq.
-    pending: BTreeMap<u64, LocalWrite>,
-    /// The newest pending seq of each key.
-    newest: HashMap<Vec<u8>, u64>,
     /// An append or fsync failed: what the file holds is unknown, so
     /// nothing more is acknowledged (a failed fsync is never retried as if
     /// it had succeeded).
     broken: Option<String>,
+}
+
+/// What readers and the apply thread see: the writes accepted here and
+/// not yet applied.
+#[derive(Default)]
+struct Pending {
+    /// By seq.
+    writes: BTreeMap<u64, LocalWrite>,
+    /// The newest pending seq of each key.
+    newest: HashMap<Vec<u8>, u64>,
 }
 
 /// Most writes one fsync makes durable.
@@ -48,11 +55,22 @@ struct Submission {
     reply: oneshot::Sender<Result<LocalWrite, ApiError>>,
 }
 
+/// The committer's work, in arrival order.
+enum Work {
+    Write(Submission),
+    /// Every pending write may have applied: replace the file by a marker
+    /// if so (off the apply thread, which must not wait for fsyncs).
+    Trim,
+    /// Answered once everything sent before it is done.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
 pub struct LocalWrites {
     member_id: u64,
-    inner: Mutex<Inner>,
+    durable: Mutex<Durable>,
+    pending: Mutex<Pending>,
     /// The committer's queue (set by `start_committer`).
-    submit: Mutex<Option<std::sync::mpsc::Sender<Submission>>>,
+    submit: Mutex<Option<std::sync::mpsc::Sender<Work>>>,
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
@@ -115,13 +133,15 @@ impl LocalWrites {
         }
         let queue = LocalWrites {
             member_id,
-            inner: Mutex::new(Inner {
+            durable: Mutex::new(Durable {
                 file,
                 next_seq: last_seq + 1,
                 hlc: Hlc::starting_after(newest_stamp),
-                pending: pending.iter().map(|w| (w.seq, w.clone())).collect(),
-                newest,
                 broken: None,
+            }),
+            pending: Mutex::new(Pending {
+                writes: pending.iter().map(|w| (w.seq, w.clone())).collect(),
+                newest,
             }),
             submit: Mutex::new(None),
         };
@@ -131,25 +151,53 @@ impl LocalWrites {
     /// Starts the thread that makes accepted writes durable: it takes every
     /// write waiting, stamps them and appends them with one fsync (group
     /// commit), hands them to `hand_off` (the core) in seq order, and only
-    /// then answers their callers.
+    /// then answers their callers. It also trims the file once every write
+    /// applied.
     pub fn start_committer(
         self: &Arc<Self>,
         hand_off: impl Fn(Vec<LocalWrite>) -> Result<(), ApiError> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (tx, rx) = std::sync::mpsc::channel::<Submission>();
+        let (tx, rx) = std::sync::mpsc::channel::<Work>();
         *self.submit.lock().expect("local writes submit") = Some(tx);
         let me = Arc::clone(self);
         std::thread::Builder::new()
             .name("rafter-local-writes".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let batch: Vec<Submission> = std::iter::once(first)
-                        .chain(rx.try_iter().take(MAX_WRITES_PER_FSYNC - 1))
-                        .collect();
-                    me.commit(batch, &hand_off);
+                let mut next = rx.recv().ok();
+                while let Some(work) = next.take() {
+                    match work {
+                        Work::Write(first) => {
+                            let mut batch = vec![first];
+                            // Group commit: every write already waiting.
+                            while batch.len() < MAX_WRITES_PER_FSYNC {
+                                match rx.try_recv() {
+                                    Ok(Work::Write(s)) => batch.push(s),
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            me.commit(batch, &hand_off);
+                        }
+                        Work::Trim => me.trim(),
+                        Work::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                    if next.is_none() {
+                        next = rx.recv().ok();
+                    }
                 }
             })?;
         Ok(())
+    }
+
+    fn send(&self, work: Work) -> Result<(), ApiError> {
+        let submit = self.submit.lock().expect("local writes submit");
+        let tx = submit.as_ref().ok_or(ApiError::Stopped)?;
+        tx.send(work).map_err(|_| ApiError::Stopped)
     }
 
     /// Accepts a write: resolves once it is durable in the queue and handed
@@ -162,18 +210,13 @@ impl LocalWrites {
         seen: Option<HlcStamp>,
     ) -> Result<LocalWrite, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let submission = Submission {
+        self.send(Work::Write(Submission {
             key,
             value,
             context_revision,
             seen,
             reply,
-        };
-        {
-            let submit = self.submit.lock().expect("local writes submit");
-            let tx = submit.as_ref().ok_or(ApiError::Stopped)?;
-            tx.send(submission).map_err(|_| ApiError::Stopped)?;
-        }
+        }))?;
         answer.await.map_err(|_| ApiError::Stopped)?
     }
 
@@ -182,8 +225,8 @@ impl LocalWrites {
         batch: Vec<Submission>,
         hand_off: &impl Fn(Vec<LocalWrite>) -> Result<(), ApiError>,
     ) {
-        let mut inner = self.inner.lock().expect("local writes");
-        if let Some(why) = &inner.broken {
+        let mut durable = self.durable.lock().expect("local writes file");
+        if let Some(why) = &durable.broken {
             let why = why.clone();
             for s in batch {
                 let _ = s.reply.send(Err(ApiError::LocalQueue(why.clone())));
@@ -195,12 +238,12 @@ impl LocalWrites {
         let mut replies = Vec::with_capacity(batch.len());
         for (i, s) in batch.into_iter().enumerate() {
             if let Some(seen) = s.seen {
-                inner.hlc.observe(seen);
+                durable.hlc.observe(seen);
             }
-            let stamp = inner.hlc.stamp(now_ms);
+            let stamp = durable.hlc.stamp(now_ms);
             writes.push(LocalWrite {
                 member_id: self.member_id,
-                seq: inner.next_seq + i as u64,
+                seq: durable.next_seq + i as u64,
                 key: s.key,
                 value: s.value,
                 context_revision: s.context_revision,
@@ -209,23 +252,27 @@ impl LocalWrites {
             });
             replies.push(s.reply);
         }
-        if let Err(e) = inner.file.append(&writes) {
+        // Readers of the pending writes do not wait for this fsync.
+        if let Err(e) = durable.file.append(&writes) {
             let why = e.to_string();
             tracing::error!("local writes are refused from now on: {why}");
-            inner.broken = Some(why.clone());
+            durable.broken = Some(why.clone());
             for reply in replies {
                 let _ = reply.send(Err(ApiError::LocalQueue(why.clone())));
             }
             return;
         }
-        inner.next_seq += writes.len() as u64;
-        for w in &writes {
-            inner.newest.insert(w.key.clone(), w.seq);
-            inner.pending.insert(w.seq, w.clone());
+        durable.next_seq += writes.len() as u64;
+        {
+            let mut pending = self.pending.lock().expect("local writes");
+            for w in &writes {
+                pending.newest.insert(w.key.clone(), w.seq);
+                pending.writes.insert(w.seq, w.clone());
+            }
         }
-        // Under the lock: the core gets the writes in seq order.
-        // Only a stopped member fails this; the writes stay durable and
-        // are handed over again at restart.
+        // Only this thread hands writes over: the core gets them in seq
+        // order. Only a stopped member fails this; the writes stay durable
+        // and are handed over again at restart.
         let handed = hand_off(writes.clone()).is_ok();
         for (w, reply) in writes.into_iter().zip(replies) {
             let _ = reply.send(if handed {
@@ -236,30 +283,61 @@ impl LocalWrites {
         }
     }
 
-    /// The newest write to `key` accepted here and not yet applied.
-    pub fn newest(&self, key: &[u8]) -> Option<LocalWrite> {
-        let inner = self.inner.lock().expect("local writes");
-        let seq = inner.newest.get(key)?;
-        inner.pending.get(seq).cloned()
+    /// Replaces the file by a marker of the last seq used, if every write
+    /// in it applied (on the committer thread: no write is appended
+    /// meanwhile).
+    fn trim(&self) {
+        let mut durable = self.durable.lock().expect("local writes file");
+        let drained = self
+            .pending
+            .lock()
+            .expect("local writes")
+            .writes
+            .is_empty();
+        if !drained || durable.broken.is_some() {
+            return;
+        }
+        let last = marker(self.member_id, durable.next_seq - 1, durable.hlc.stamp(0));
+        if let Err(e) = durable.file.replace(&[last]) {
+            let why = e.to_string();
+            tracing::error!("local writes are refused from now on: {why}");
+            durable.broken = Some(why);
+        }
     }
 
-    /// The state machine applied this member's writes through `seq`.
+    /// Waits until the committer did everything asked of it before.
+    pub fn flush(&self) -> Result<(), ApiError> {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.send(Work::Flush(done))?;
+        wait.recv().map_err(|_| ApiError::Stopped)
+    }
+
+    /// The newest write to `key` accepted here and not yet applied.
+    pub fn newest(&self, key: &[u8]) -> Option<LocalWrite> {
+        let pending = self.pending.lock().expect("local writes");
+        let seq = pending.newest.get(key)?;
+        pending.writes.get(seq).cloned()
+    }
+
+    /// The state machine applied this member's writes through `seq`. The
+    /// file is trimmed on the committer thread, never here (the apply
+    /// thread).
     pub fn applied_through(&self, seq: u64) {
-        let mut inner = self.inner.lock().expect("local writes");
-        let still = inner.pending.split_off(&(seq + 1));
-        let done = std::mem::replace(&mut inner.pending, still);
-        for (s, w) in done {
-            if inner.newest.get(&w.key) == Some(&s) {
-                inner.newest.remove(&w.key);
+        let drained = {
+            let mut pending = self.pending.lock().expect("local writes");
+            let still = pending.writes.split_off(&(seq + 1));
+            let done = std::mem::replace(&mut pending.writes, still);
+            for (s, w) in done {
+                if pending.newest.get(&w.key) == Some(&s) {
+                    pending.newest.remove(&w.key);
+                }
             }
-        }
-        if inner.pending.is_empty() && inner.broken.is_none() {
-            let last = marker(self.member_id, inner.next_seq - 1, inner.hlc.stamp(0));
-            if let Err(e) = inner.file.replace(&[last]) {
-                let why = e.to_string();
-                tracing::error!("local writes are refused from now on: {why}");
-                inner.broken = Some(why);
-            }
+            pending.writes.is_empty()
+        };
+        if drained {
+            // Without a committer (stopping) the file keeps the applied
+            // writes; the next start skips them and trims it.
+            let _ = self.send(Work::Trim);
         }
     }
 }
@@ -287,6 +365,7 @@ mod tests {
         assert_eq!(q.newest(b"k").unwrap().value, b"b");
         q.applied_through(2);
         assert_eq!(q.newest(b"k"), None);
+        q.flush().unwrap();
         drop(q);
         // The store lost its last applies (they come back from the log):
         // it says nothing applied, yet seqs 1 and 2 must not be reused.
