@@ -6,6 +6,10 @@
 /// Go's duration syntax, which etcd's flags (server and etcdctl) use.
 pub mod godur;
 
+/// Every message and service above as a protobuf `FileDescriptorSet`
+/// (what the HTTP/JSON gateway maps JSON with).
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
 /// `mvccpb`: key-values and watch events.
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

@@ -147,6 +147,14 @@ impl NodeHandle {
         self.await_reply(rx).await
     }
 
+    /// [`NodeHandle::read_barrier`] within `timeout`.
+    pub async fn read_barrier_within(&self, timeout: Duration) -> Result<(), ApiError> {
+        match tokio::time::timeout(timeout, self.read_barrier()).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::Timeout),
+        }
+    }
+
     /// Asks the leader to hand leadership to `target`, and waits until it has.
     pub async fn transfer_leader(&self, target: u64) -> Result<(), ApiError> {
         let (reply, rx) = oneshot::channel();

@@ -1,77 +1,124 @@
-//! A minimal HTTP/1.1 endpoint for `--listen-metrics-urls` (as etcd's):
-//! `/metrics` (Prometheus text), `/health` and `/version`. Hand-rolled since
-//! it serves three fixed documents and needs no framework.
+//! The HTTP endpoints etcd serves beside its gRPC API, on the client port
+//! and on `--listen-metrics-urls`: `/metrics` (Prometheus text), `/health`
+//! (etcd's JSON), `/livez` and `/readyz` (etcd 3.6's probes, plain `ok`)
+//! and `/version`. Served with axum.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::handle::NodeHandle;
 use crate::services::maintenance::API_VERSION;
 
-/// Largest request head read before answering (requests here are tiny).
-const MAX_HEAD_BYTES: usize = 8192;
+/// How long `/health` and `/readyz` wait for a linearizable read barrier.
+const PROBE_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Serves the endpoints on a metrics listener.
 pub async fn serve(listener: TcpListener, node: NodeHandle) {
-    let node = Arc::new(node);
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let node = node.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_HEAD_BYTES];
-            let mut len = 0;
-            while len < buf.len() {
-                match sock.read(&mut buf[len..]).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => len += n,
-                }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let path = head.split_whitespace().nth(1).unwrap_or("/");
-            let (status, ctype, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics_text(&node)),
-                "/health" => {
-                    let ok = node.status.leader_id.load(Ordering::Relaxed) != 0;
-                    let body = if ok {
-                        r#"{"health":"true","reason":""}"#.to_string()
-                    } else {
-                        r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string()
-                    };
+    if let Err(e) = axum::serve(listener, router(node)).await {
+        tracing::error!("metrics listener failed: {e}");
+    }
+}
+
+/// The endpoints, for the client port and the metrics listeners.
+pub fn router(node: NodeHandle) -> Router {
+    let metrics = node.clone();
+    let health = node.clone();
+    let ready = node.clone();
+    let live = node;
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let node = metrics.clone();
+                async move {
                     (
-                        if ok {
-                            "200 OK"
-                        } else {
-                            "503 Service Unavailable"
-                        },
-                        "application/json",
-                        body,
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics_text(&node),
                     )
                 }
-                "/version" => (
-                    "200 OK",
-                    "application/json",
+            }),
+        )
+        .route(
+            "/health",
+            get(move || {
+                let node = health.clone();
+                async move { health_response(&node).await }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let node = ready.clone();
+                async move {
+                    match ready_problem(&node).await {
+                        None => (StatusCode::OK, "ok".to_string()),
+                        Some(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("[-]{why}\nreadyz check failed"),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/livez",
+            get(move || {
+                let node = live.clone();
+                async move {
+                    // Live while the Raft loop runs (a leader is not needed).
+                    if node.status.running.load(Ordering::Acquire) {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "[-]raft loop stopped\nlivez check failed",
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/version",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
                     format!(r#"{{"etcdserver":"{API_VERSION}","etcdcluster":"{API_VERSION}"}}"#),
-                ),
-                _ => (
-                    "404 Not Found",
-                    "text/plain",
-                    "404 page not found\n".to_string(),
-                ),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
+                )
+            }),
+        )
+}
+
+/// Why the member cannot serve linearizable requests now, if it cannot:
+/// no leader, or no read barrier within the probe timeout.
+async fn ready_problem(node: &NodeHandle) -> Option<&'static str> {
+    if node.status.leader_id.load(Ordering::Relaxed) == 0 {
+        return Some("RAFT NO LEADER");
     }
+    match node.read_barrier_within(PROBE_READ_TIMEOUT).await {
+        Ok(()) => None,
+        Err(_) => Some("RAFT READ FAILED"),
+    }
+}
+
+/// etcd's `/health`: `{"health":"true","reason":""}`, or 503 with the reason.
+async fn health_response(node: &NodeHandle) -> Response {
+    let (status, body) = match ready_problem(node).await {
+        None => (
+            StatusCode::OK,
+            r#"{"health":"true","reason":""}"#.to_string(),
+        ),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(r#"{{"health":"false","reason":"{why}"}}"#),
+        ),
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The counters in Prometheus text format.

@@ -5,6 +5,7 @@
 mod applier;
 pub mod config;
 mod error;
+mod gateway;
 mod grpc_limits;
 mod handle;
 mod http;
@@ -304,15 +305,36 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let session_ids = std::sync::Arc::new(services::dial::SessionIds::new(
         ((member_id & 0x7fff) << 48) | ((unix_ms & 0xff_ffff) << 24),
     ));
+    // One lease service (one id counter) for every listener and the gateway.
+    let lease_service = services::lease::LeaseService::new(
+        node.clone(),
+        rafter_core::lease::min_lease_ttl_s(args.election_timeout),
+        (((member_id & 0x7fff) << 48) | ((unix_ms & 0xff_ffff) << 24)) as i64,
+    );
     let mut servers = Vec::new();
     for (url, listener) in listeners {
         tracing::info!("listening for client requests on {url}");
         let incoming = no_delay(listener);
+        // HTTP/1.1 beside gRPC on the same port: etcd's JSON gateway and
+        // its health, metrics and version endpoints.
+        let http_routes = gateway::router(gateway::Services {
+            kv: services::kv::KvService::new(node.clone()),
+            lease: lease_service.clone(),
+            maintenance: services::maintenance::MaintenanceService::new(
+                node.clone(),
+                member_ids.clone(),
+            ),
+            cluster: services::cluster::ClusterService::new(node.clone(), members.clone()),
+            watch: services::watch::WatchService::new(node.clone(), watch_shared.clone()),
+        })
+        .merge(http::router(node.clone()));
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .accept_http1(true)
             .layer(tower::util::MapResponseLayer::new(
                 grpc_limits::etcd_style_oversize::<tonic::body::Body>,
             ))
+            .add_routes(tonic::service::Routes::from(http_routes))
             .add_service(
                 KvServer::new(services::kv::KvService::new(node.clone()))
                     .max_decoding_message_size(max_msg),
@@ -324,11 +346,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 ))
                 .max_decoding_message_size(max_msg),
             )
-            .add_service(LeaseServer::new(services::lease::LeaseService::new(
-                node.clone(),
-                rafter_core::lease::min_lease_ttl_s(args.election_timeout),
-                (((member_id & 0x7fff) << 48) | ((unix_ms & 0xff_ffff) << 24)) as i64,
-            )))
+            .add_service(LeaseServer::new(lease_service.clone()))
             .add_service(ClusterServer::new(services::cluster::ClusterService::new(
                 node.clone(),
                 members.clone(),

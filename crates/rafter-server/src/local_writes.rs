@@ -288,12 +288,7 @@ impl LocalWrites {
     /// meanwhile).
     fn trim(&self) {
         let mut durable = self.durable.lock().expect("local writes file");
-        let drained = self
-            .pending
-            .lock()
-            .expect("local writes")
-            .writes
-            .is_empty();
+        let drained = self.pending.lock().expect("local writes").writes.is_empty();
         if !drained || durable.broken.is_some() {
             return;
         }

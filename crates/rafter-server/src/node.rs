@@ -100,6 +100,8 @@ pub enum NodeRequest {
 /// Live facts about the member, published by the Raft loop after each turn.
 #[derive(Debug, Default)]
 pub struct NodeStatus {
+    /// The Raft loop runs (cleared when it ends, by return or panic).
+    pub running: std::sync::atomic::AtomicBool,
     pub term: AtomicU64,
     pub leader_id: AtomicU64,
     pub commit_index: AtomicU64,
@@ -166,6 +168,16 @@ impl RaftLoop {
     /// error when the disk fails: the member must stop rather than
     /// acknowledge anything it may not have persisted.
     pub fn run(mut self, rx: Receiver<NodeRequest>) -> Result<(), String> {
+        /// Clears `running` however the loop ends.
+        struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let status = Arc::clone(&self.status);
+        status.running.store(true, Ordering::Release);
+        let _running = Running(&status.running);
         let mut replies: HashMap<RequestId, Reply> = HashMap::new();
         let mut next_request: RequestId = 1;
         self.node

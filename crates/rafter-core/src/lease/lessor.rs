@@ -91,10 +91,6 @@ impl Lessor {
         (seconds.max(0) as u64).saturating_mul(1_000_000) / self.config.tick_us
     }
 
-    fn seconds_left(&self, deadline_tick: u64) -> i64 {
-        seconds_between(self.now_tick, deadline_tick, self.config.tick_us)
-    }
-
     pub fn is_primary(&self) -> bool {
         self.primary
     }
@@ -250,7 +246,9 @@ impl Lessor {
     pub fn time_to_live(&self, id: i64) -> Option<(i64, i64)> {
         let l = self.leases.get(&id)?;
         let remaining = match l.deadline_tick {
-            Some(d) => self.seconds_left(d),
+            // Whole seconds left, truncated as etcd reports them (a lease
+            // granted 60 s a moment ago has 59 left).
+            Some(d) => (d.saturating_sub(self.now_tick) * self.config.tick_us / 1_000_000) as i64,
             None if l.remaining_s > 0 => l.remaining_s,
             None => l.ttl_s,
         };

@@ -77,7 +77,7 @@ impl LeaseService {
     }
 
     /// One keep-alive, answered here on the leader or by the leader.
-    async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
         match self.node.lease_renew(id).await {
             Ok(ttl) => Ok(LeaseKeepAliveResponse {
                 header: Some(self.node.header(self.node.current_revision())),

@@ -31,31 +31,17 @@ impl WatchService {
     pub fn new(node: NodeHandle, shared: Arc<WatchShared>) -> Self {
         WatchService { node, shared }
     }
-}
 
-/// Closes the hub's stream when the last task serving it ends.
-struct StreamGuard {
-    shared: Arc<WatchShared>,
-    id: StreamId,
-    /// The client closed its side (or broke it): as etcd, end the stream.
-    client_done: AtomicBool,
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.shared.close_stream(self.id);
-    }
-}
-
-#[tonic::async_trait]
-impl Watch for WatchService {
-    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
-
-    async fn watch(
+    /// Serves one watch stream: `requests` until it ends (the client
+    /// closed its side), the returned responses until they are dropped.
+    /// gRPC's stream and the JSON gateway's both come here.
+    pub fn open(
         &self,
-        request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let mut requests = request.into_inner();
+        mut requests: impl tokio_stream::Stream<Item = Result<WatchRequest, Status>>
+            + Send
+            + Unpin
+            + 'static,
+    ) -> ReceiverStream<Result<WatchResponse, Status>> {
         let (id, notify) = self.shared.open_stream();
         let guard = Arc::new(StreamGuard {
             shared: self.shared.clone(),
@@ -96,7 +82,33 @@ impl Watch for WatchService {
             notify,
             tx,
         ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        ReceiverStream::new(rx)
+    }
+}
+
+/// Closes the hub's stream when the last task serving it ends.
+struct StreamGuard {
+    shared: Arc<WatchShared>,
+    id: StreamId,
+    /// The client closed its side (or broke it): as etcd, end the stream.
+    client_done: AtomicBool,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.shared.close_stream(self.id);
+    }
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(self.open(request.into_inner())))
     }
 }
 
