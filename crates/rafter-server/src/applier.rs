@@ -145,6 +145,10 @@ impl Applier {
             .map_err(|e| format!("state machine sync failed: {e}"))?;
         self.status.store_syncs.fetch_add(1, Ordering::Relaxed);
         self.status
+            .metrics
+            .backend_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.status
             .store_sync_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(())

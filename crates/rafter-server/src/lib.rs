@@ -7,12 +7,14 @@ pub mod config;
 mod error;
 mod gateway;
 mod grpc_limits;
+mod grpc_metrics;
 mod handle;
 mod http;
 pub mod ids;
 mod lease_forward;
 mod local_writes;
 mod message_counts;
+mod metrics;
 mod node;
 mod raft_timing;
 mod services;
@@ -334,6 +336,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             .layer(tower::util::MapResponseLayer::new(
                 grpc_limits::etcd_style_oversize::<tonic::body::Body>,
             ))
+            .layer(grpc_metrics::GrpcMetricsLayer::new(node.status.clone()))
             .add_routes(tonic::service::Routes::from(http_routes))
             .add_service(
                 KvServer::new(services::kv::KvService::new(node.clone()))

@@ -112,7 +112,10 @@ pub struct NodeStatus {
     pub ready_cycles: AtomicU64,
     pub store_syncs: AtomicU64,
     pub store_sync_us: AtomicU64,
+    /// Client requests waiting in the core for their entry or read.
+    pub proposals_pending: AtomicU64,
     pub messages_sent: MessageCounts,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Where the answer to a request in the core goes.
@@ -338,7 +341,12 @@ impl RaftLoop {
                             continue;
                         };
                         match (reply, outcome) {
-                            (reply, Err(e)) => reply.fail(e.into()),
+                            (reply, Err(e)) => {
+                                if matches!(reply, Reply::Proposal(_)) {
+                                    self.status.metrics.proposals_failed.inc();
+                                }
+                                reply.fail(e.into())
+                            }
                             (Reply::Read(r), Ok(Granted::Read { .. }))
                             | (Reply::Transfer(r), Ok(Granted::LeaderTransferred)) => {
                                 let _ = r.send(Ok(()));
@@ -375,9 +383,16 @@ impl RaftLoop {
                 .map_err(|e| format!("raft log snapshot install failed: {e}"))?;
         }
         if !write.entries.is_empty() || write.hard_state.is_some() {
+            let started = std::time::Instant::now();
             self.log
                 .persist(&write.entries, write.hard_state.as_ref(), write.must_sync)
                 .map_err(|e| format!("raft log write failed: {e}"))?;
+            if write.must_sync {
+                self.status
+                    .metrics
+                    .wal_fsync_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
         }
         Ok(())
     }
@@ -413,8 +428,11 @@ impl RaftLoop {
     fn publish_status(&self) {
         let s = &self.status;
         s.term.store(self.node.term(), Ordering::Relaxed);
-        s.leader_id
-            .store(self.node.leader_id().unwrap_or(0), Ordering::Relaxed);
+        let leader = self.node.leader_id().unwrap_or(0);
+        let before = s.leader_id.swap(leader, Ordering::Relaxed);
+        s.metrics.leader_changed(before, leader);
+        s.proposals_pending
+            .store(self.node.waiting_requests() as u64, Ordering::Relaxed);
         s.commit_index
             .store(self.node.commit_index(), Ordering::Relaxed);
         s.wal_fsyncs
