@@ -2,7 +2,9 @@
 # Installs the programs Rafter's integration tests need: the real etcd server
 # (`etcd`, Debian package etcd-server) as the oracle, `etcdctl` (Debian package
 # etcd-client) as a client, and `protoc` (Debian package protobuf-compiler),
-# which the build script of the `etcd-client` crate (a dev-dependency) runs.
+# which the build script of the `etcd-client` crate (a dev-dependency) runs;
+# and, on a machine with a Docker engine, its Compose tool (Debian package
+# docker-compose) for the container test.
 #
 # Idempotent: does nothing when all three are already on PATH. Installing
 # etcd-server would normally start a system etcd on 127.0.0.1:2379; this
@@ -21,6 +23,9 @@ missing=""
 command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
 command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
 command -v protoc >/dev/null 2>&1 || missing="$missing protobuf-compiler"
+if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+    missing="$missing docker-compose"
+fi
 
 if [ -z "$missing" ]; then
     echo "etcd, etcdctl and protoc are already installed:"
