@@ -257,6 +257,7 @@ impl RaftLoop {
                         self.node.transfer_leader(id, target);
                     }
                     NodeRequest::Step(msg) => {
+                        self.status.metrics.message_received(&msg);
                         if let Err(e) = self.node.step(*msg) {
                             tracing::debug!("raft rejected a peer message: {e}");
                         }
@@ -416,6 +417,7 @@ impl RaftLoop {
 
     fn send(&self, messages: Vec<raft::eraftpb::Message>) {
         self.status.messages_sent.record(&messages);
+        self.status.metrics.messages_sent(&messages);
         match &self.transport {
             Some(t) => t.send(messages),
             None => tracing::warn!(

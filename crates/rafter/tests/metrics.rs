@@ -77,3 +77,36 @@ async fn etcd_metric_names_are_present_and_counters_move() {
     assert_eq!(value(&after, put_started), PUTS as f64 + 1.0);
     assert_eq!(value(&after, put_refused), 1.0);
 }
+
+/// On a cluster the leader times heartbeats to each peer:
+/// `etcd_network_peer_round_trip_time_seconds{To="<peer id hex>"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_measures_peer_round_trips() {
+    let _serial = common::cluster::exclusive().await;
+    let cluster = common::cluster::Cluster::start(3, &[]).await;
+    let leader = cluster.leader().await;
+    let url = format!("{}/metrics", cluster.endpoint(leader));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = scrape(&url).await;
+        let peers: Vec<(String, f64)> = samples(&text)
+            .into_iter()
+            .filter(|(s, _)| s.starts_with("etcd_network_peer_round_trip_time_seconds_count{To="))
+            .collect();
+        if peers.len() == 2 && peers.iter().all(|(_, count)| *count > 0.0) {
+            let sum = samples(&text)
+                .into_iter()
+                .filter(|(s, _)| s.starts_with("etcd_network_peer_round_trip_time_seconds_sum"))
+                .map(|(_, v)| v)
+                .sum::<f64>();
+            assert!(sum > 0.0 && sum < 10.0, "{text}");
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            cluster.fail(&format!(
+                "no round trips to both peers in /metrics:\n{text}"
+            ));
+        }
+        tokio::time::sleep(common::cluster::POLL_INTERVAL).await;
+    }
+}

@@ -110,7 +110,7 @@ where
 
 /// A route calling `$service.$method` with `$req` → `$resp`.
 macro_rules! unary_route {
-    ($router:expr, $path:literal, $services:ident . $svc:ident . $method:ident, $req:literal, $resp:literal) => {{
+    ($router:expr, $path:expr, $services:ident . $svc:ident . $method:ident, $req:literal, $resp:literal) => {{
         let services = Arc::clone(&$services);
         $router.route(
             $path,
@@ -175,13 +175,31 @@ pub fn router(services: Services) -> Router {
     );
     // etcd serves revoke, time-to-live and leases under /v3/kv/lease/ too.
     for path in ["/v3/lease/revoke", "/v3/kv/lease/revoke"] {
-        r = route_revoke(r, path, &s);
+        r = unary_route!(
+            r,
+            path,
+            s.lease.lease_revoke,
+            "etcdserverpb.LeaseRevokeRequest",
+            "etcdserverpb.LeaseRevokeResponse"
+        );
     }
     for path in ["/v3/lease/timetolive", "/v3/kv/lease/timetolive"] {
-        r = route_time_to_live(r, path, &s);
+        r = unary_route!(
+            r,
+            path,
+            s.lease.lease_time_to_live,
+            "etcdserverpb.LeaseTimeToLiveRequest",
+            "etcdserverpb.LeaseTimeToLiveResponse"
+        );
     }
     for path in ["/v3/lease/leases", "/v3/kv/lease/leases"] {
-        r = route_leases(r, path, &s);
+        r = unary_route!(
+            r,
+            path,
+            s.lease.lease_leases,
+            "etcdserverpb.LeaseLeasesRequest",
+            "etcdserverpb.LeaseLeasesResponse"
+        );
     }
     r = unary_route!(
         r,
@@ -206,63 +224,6 @@ pub fn router(services: Services) -> Router {
     r.route(
         "/v3/watch",
         post(move |body: Bytes| watch_stream(Arc::clone(&watch), body)),
-    )
-}
-
-fn route_revoke(r: Router, path: &'static str, s: &Arc<Services>) -> Router {
-    let s = Arc::clone(s);
-    r.route(
-        path,
-        post(move |body: Bytes| {
-            let s = Arc::clone(&s);
-            async move {
-                unary(
-                    "etcdserverpb.LeaseRevokeRequest",
-                    "etcdserverpb.LeaseRevokeResponse",
-                    body,
-                    |req| async move { s.lease.lease_revoke(tonic::Request::new(req)).await },
-                )
-                .await
-            }
-        }),
-    )
-}
-
-fn route_time_to_live(r: Router, path: &'static str, s: &Arc<Services>) -> Router {
-    let s = Arc::clone(s);
-    r.route(
-        path,
-        post(move |body: Bytes| {
-            let s = Arc::clone(&s);
-            async move {
-                unary(
-                    "etcdserverpb.LeaseTimeToLiveRequest",
-                    "etcdserverpb.LeaseTimeToLiveResponse",
-                    body,
-                    |req| async move { s.lease.lease_time_to_live(tonic::Request::new(req)).await },
-                )
-                .await
-            }
-        }),
-    )
-}
-
-fn route_leases(r: Router, path: &'static str, s: &Arc<Services>) -> Router {
-    let s = Arc::clone(s);
-    r.route(
-        path,
-        post(move |body: Bytes| {
-            let s = Arc::clone(&s);
-            async move {
-                unary(
-                    "etcdserverpb.LeaseLeasesRequest",
-                    "etcdserverpb.LeaseLeasesResponse",
-                    body,
-                    |req| async move { s.lease.lease_leases(tonic::Request::new(req)).await },
-                )
-                .await
-            }
-        }),
     )
 }
 
