@@ -385,3 +385,64 @@ async fn health_probes_and_version() {
     assert_eq!(status, 200);
     assert!(metrics.contains("rafter_raft_applied_index"), "{metrics}");
 }
+
+/// A Python virtualenv under `target/` with etcd3gw installed (from PyPI,
+/// once).
+fn etcd3gw_python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join("target/etcd3gw-venv");
+    let python = venv.join("bin/python");
+    let installed = std::process::Command::new(&python)
+        .args(["-c", "import etcd3gw"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv));
+        run(std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "etcd3gw"]));
+    }
+    python
+}
+
+/// Python's etcd3gw (a client that speaks only the JSON gateway) runs the
+/// same calls unchanged against etcd and against Rafter
+/// (`tests/etcd3gw/exercise.py`: keys, create and replace, leases with
+/// keys, a lock, a watch, status, members).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_etcd3gw_works_unchanged() {
+    let python = etcd3gw_python();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/etcd3gw/exercise.py");
+    for target in [Target::Etcd, Target::Rafter] {
+        let server = Server::start_target(target, &[]).await;
+        let port = server
+            .address()
+            .rsplit(':')
+            .next()
+            .expect("a port")
+            .to_string();
+        let out = tokio::process::Command::new(&python)
+            .arg(&script)
+            .args(["127.0.0.1", &port])
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), out)
+            .await
+            .expect("etcd3gw finished within 60 s")
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "etcd3gw against {target:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
