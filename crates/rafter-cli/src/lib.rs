@@ -28,6 +28,7 @@ use commands::{
     lock::LockCommand,
     member::MemberCommand,
     put::PutCommand,
+    snapshot::SnapshotCommand,
     txn::TxnCommand,
     watch::WatchCommand,
 };
@@ -70,6 +71,8 @@ pub enum ClientCommand {
     ConflictPolicy(ConflictPolicyCommand),
     /// Lists the conflict log: local writes that met committed changes, and what was decided
     Conflicts(ConflictsCommand),
+    /// Manages snapshots: save (from a member), status and restore (of a file)
+    Snapshot(SnapshotCommand),
 }
 
 /// The streams a command talks to, and shortcuts every command needs.
@@ -129,6 +132,7 @@ pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
         ClientCommand::Dial(c) => c.run(ctx).await,
         ClientCommand::ConflictPolicy(c) => c.run(ctx).await,
         ClientCommand::Conflicts(c) => c.run(ctx).await,
+        ClientCommand::Snapshot(c) => c.run(ctx).await,
     };
     let _ = ctx.out.flush();
     match result {

@@ -6,6 +6,7 @@
 pub mod local_queue;
 pub mod mvcc;
 pub mod raft_log;
+pub mod snapshot_file;
 pub mod state_machine;
 
 pub use mvcc::{ApplyOutcome, KvRequest, MvccError, MvccStore};

@@ -13,5 +13,6 @@ pub mod lock;
 pub mod member;
 pub mod put;
 pub mod session;
+pub mod snapshot;
 pub mod txn;
 pub mod watch;

@@ -15,6 +15,9 @@ use crate::handle::NodeHandle;
 /// The etcd API level Rafter speaks (reported as `version`, which etcd
 /// clients read as the server's API version).
 pub const API_VERSION: &str = "3.6.0";
+
+/// Bytes of a snapshot per streamed message (etcd sends 32 KiB).
+const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 /// etcd's default backend quota (2 GiB).
 const DB_SIZE_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
@@ -36,7 +39,7 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    type SnapshotStream = tokio_stream::Empty<Result<SnapshotResponse, Status>>;
+    type SnapshotStream = tokio_stream::wrappers::ReceiverStream<Result<SnapshotResponse, Status>>;
 
     async fn status(
         &self,
@@ -76,11 +79,41 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    /// A point-in-time copy of the whole store (every table, read in one
+    /// transaction) in `rafter_storage::snapshot_file`'s form, streamed in
+    /// chunks as etcd streams its database file. `rafter snapshot
+    /// status|restore` read it; etcdctl's `snapshot save` saves it.
     async fn snapshot(
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(crate::error::unimplemented("Maintenance.Snapshot"))
+        let store = self.node.store.clone();
+        let (data, _) = tokio::task::spawn_blocking(move || store.snapshot_data())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ApiError::from)?;
+        let data = rafter_storage::snapshot_file::encode(&data);
+        let header = self.node.header(self.current_revision());
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let total = data.len();
+            let mut sent = 0;
+            for chunk in data.chunks(SNAPSHOT_CHUNK_BYTES) {
+                sent += chunk.len();
+                let resp = SnapshotResponse {
+                    header: Some(header),
+                    remaining_bytes: (total - sent) as u64,
+                    blob: chunk.to_vec(),
+                    version: API_VERSION.to_string(),
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return; // the client went away
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn hash_kv(

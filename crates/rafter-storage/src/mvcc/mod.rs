@@ -534,6 +534,31 @@ impl MvccStore {
         self.state()
     }
 
+    /// Replaces the state with a snapshot taken from another cluster, for a
+    /// member of a new one (`rafter snapshot restore`, etcdutl's
+    /// semantics): keys, revisions, leases and sessions are kept; the
+    /// applied index starts over at 0 (the new cluster's log starts empty)
+    /// and the old cluster's member attributes are dropped.
+    pub fn restore_for_new_cluster(&self, data: &[u8]) -> Result<AppliedState, MvccError> {
+        snapshot::restore(&self.db, data)?;
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(META)?.insert(META_APPLIED_INDEX, 0)?;
+            txn.delete_table(MEMBERS)?;
+            txn.open_table(MEMBERS)?;
+        }
+        txn.commit()?;
+        self.state()
+    }
+
+    /// Live keys at the current revision.
+    pub fn key_count(&self) -> Result<u64, MvccError> {
+        let txn = self.db.begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(
+            &txn.open_table(KV_LATEST)?,
+        )?)
+    }
+
     /// etcd's HashKV: a hash of all retained revisions up to `revision`
     /// (0 = current). Returns (hash, revision hashed, compaction revision).
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), MvccError> {

@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,9 @@ pub struct Cluster {
     /// Set once a failure message included the logs, so Drop does not print
     /// them again.
     log_reported: AtomicBool,
+    /// Members start from this snapshot file (restored before their first
+    /// start).
+    restore_from: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -111,19 +114,19 @@ impl Cluster {
     /// `--snapshot-count`), and waits until every member answers and the
     /// cluster serves a linearizable read.
     pub async fn start(size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_with(Target::from_env(), size, extra_args, false).await
+        Self::start_with(Target::from_env(), size, extra_args, false, None).await
     }
 
     /// [`Cluster::start`] of a given implementation, whatever
     /// `RAFTER_TEST_TARGET` says (for tests that compare both).
     pub async fn start_target(target: Target, size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_with(target, size, extra_args, false).await
+        Self::start_with(target, size, extra_args, false, None).await
     }
 
     /// [`Cluster::start`] with a proxy in front of every member's peer port,
     /// so [`Cluster::cut_off`] can partition a member from its peers.
     pub async fn start_with_peer_proxies(size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_with(Target::from_env(), size, extra_args, true).await
+        Self::start_with(Target::from_env(), size, extra_args, true, None).await
     }
 
     /// While `cut`, no peer reaches member `index` (its own messages still
@@ -136,11 +139,25 @@ impl Cluster {
             .set_cut(cut);
     }
 
+    /// A new Rafter cluster whose members start from a snapshot file
+    /// (`rafter snapshot restore` into each member's data directory).
+    pub async fn start_restored(size: usize, snapshot: &std::path::Path) -> Cluster {
+        Self::start_with(
+            Target::Rafter,
+            size,
+            &[],
+            false,
+            Some(snapshot.to_path_buf()),
+        )
+        .await
+    }
+
     async fn start_with(
         target: Target,
         size: usize,
         extra_args: &[&str],
         proxied: bool,
+        restore_from: Option<PathBuf>,
     ) -> Cluster {
         let mut members = Vec::new();
         for n in 1..=size {
@@ -169,6 +186,7 @@ impl Cluster {
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             members,
             log_reported: AtomicBool::new(false),
+            restore_from,
         };
         for attempt in 1..=START_ATTEMPTS {
             match cluster.launch_all().await {
@@ -455,6 +473,27 @@ impl Cluster {
 
     /// Starts every member, then waits for each and for a quorum.
     async fn launch_all(&mut self) -> Result<(), StartFailure> {
+        if let Some(snapshot) = &self.restore_from {
+            for index in 0..self.size() {
+                let dir = self.data_dir(index);
+                if dir.join("member").exists() {
+                    continue;
+                }
+                let out = Command::new(env!("CARGO_BIN_EXE_rafter"))
+                    .args(["snapshot", "restore"])
+                    .arg(snapshot)
+                    .args(["--name", &self.members[index].name])
+                    .arg("--data-dir")
+                    .arg(&dir)
+                    .output()
+                    .expect("run rafter snapshot restore");
+                assert!(
+                    out.status.success(),
+                    "rafter snapshot restore failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
         for index in 0..self.size() {
             self.spawn(index);
         }
