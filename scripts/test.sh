@@ -18,20 +18,29 @@ else
 fi
 
 # Mutation checks: with each test-only bug turned on, the simulator's CI
-# seed budget must catch it (the test fails if the bug goes unnoticed).
-# The bugs are compiled in once (`--features faults`) and chosen at run
-# time by RAFTER_FAULT (names in crates/rafter-core/src/fault.rs).
-for fault in fault-local-reads fault-ack-uncommitted fault-ack-before-fsync \
+# seed budget must catch it (the test fails if the bug goes unnoticed). The
+# bugs are compiled into the tests' build (rafter-sim's dev-dependencies)
+# and chosen at run time by RAFTER_FAULT (names in
+# crates/rafter-core/src/fault.rs), so the checks rebuild nothing.
+faults="fault-local-reads fault-ack-uncommitted fault-ack-before-fsync \
     fault-read-before-applied fault-snapshot-late fault-slot-by-index \
     fault-watch-skip-full fault-watch-dup fault-lease-renew-anywhere \
     fault-apply-after-cancel fault-forget-session-result fault-local-write-twice \
-    fault-conflict-ignored; do
+    fault-conflict-ignored"
+run_binary() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --no-fail-fast -E "binary($1)"
+    else
+        cargo test -p "$2" --test "$1"
+    fi
+}
+for fault in $faults; do
     echo "mutation check: $fault"
-    RAFTER_FAULT=$fault cargo test -p rafter-sim --features faults --test campaign
+    RAFTER_FAULT=$fault run_binary campaign rafter-sim
 done
 
 # The consistent client cache's mutation check: with consistent reads that
-# skip the catch-up compiled in, its linearizability test must see the
+# skip the catch-up turned on, its linearizability test must see the
 # violation (the test asserts it does).
 echo "mutation check: fault-cache-no-catch-up"
-cargo test -p rafter --test cache_faults --features rafter-client/fault-cache-no-catch-up
+RAFTER_FAULT=fault-cache-no-catch-up run_binary cache_faults rafter

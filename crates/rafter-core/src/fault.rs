@@ -1,8 +1,10 @@
 //! Test-only bugs for the mutation checks: each one breaks a guarantee on
 //! purpose, and CI proves the simulator's checks (or a live test) catch
-//! it. They are compiled in only with the `faults` feature, and which one
-//! is on is chosen when the process starts, from `RAFTER_FAULT` (a name
-//! such as `fault-local-reads`), so one build serves every mutation check.
+//! it. They are compiled in only with the `faults` feature (which the
+//! workspace's test build has, through rafter-sim's dev-dependencies), and
+//! which one is on is chosen when the process starts, from `RAFTER_FAULT`
+//! (a name such as `fault-local-reads`), so the tests' one build serves
+//! every mutation check.
 //! Without the feature [`active`] is a constant `false` the compiler
 //! removes, so release builds carry none of them.
 
@@ -39,10 +41,14 @@ pub enum Fault {
     /// The simulator's shell tells Raft the log is durable before the
     /// fsync completed.
     AckBeforeFsync,
+    /// rafter-client's consistent cache reads skip the catch-up (the bug
+    /// lives in rafter-client; named here so servers started under that
+    /// check know the name).
+    CacheNoCatchUp,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::LocalReads,
         Fault::AckUncommitted,
         Fault::ReadBeforeApplied,
@@ -56,6 +62,7 @@ impl Fault {
         Fault::LocalWriteTwice,
         Fault::ConflictIgnored,
         Fault::AckBeforeFsync,
+        Fault::CacheNoCatchUp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +80,7 @@ impl Fault {
             Fault::LocalWriteTwice => "fault-local-write-twice",
             Fault::ConflictIgnored => "fault-conflict-ignored",
             Fault::AckBeforeFsync => "fault-ack-before-fsync",
+            Fault::CacheNoCatchUp => "fault-cache-no-catch-up",
         }
     }
 

@@ -1,6 +1,6 @@
 //! CI's simulation budget: a fixed range of seeds with faults on must pass,
 //! and a seed must replay byte for byte. With a test-only bug turned on
-//! (CI's mutation checks: `--features faults` and `RAFTER_FAULT=<name>`),
+//! (CI's mutation checks: `RAFTER_FAULT=<name>`; the bugs are compiled in),
 //! the same budget must instead catch the bug.
 
 use rafter_sim::sim::{self, SimConfig};

@@ -19,7 +19,8 @@
 //! Mutation check: with rafter-client's `fault-cache-no-catch-up` (a
 //! consistent read answers from the copy without waiting for it to catch
 //! up), the consistent reads must fail the check:
-//! `cargo test -p rafter --test cache_faults --features rafter-client/fault-cache-no-catch-up`.
+//! `RAFTER_FAULT=fault-cache-no-catch-up cargo nextest run --workspace -E 'binary(cache_faults)'`
+//! (the tests' build has rafter-client's `faults` compiled in).
 
 mod common;
 
@@ -261,7 +262,7 @@ async fn consistent_cache_reads_are_linearizable_under_faults_and_stale_ones_are
         &with_consistent,
         Budget::steps(50_000_000),
     );
-    if rafter_client::cache::FAULT_NO_CATCH_UP {
+    if rafter_client::cache::fault_no_catch_up() {
         // The mutation check: consistent reads that do not wait for the
         // copy to catch up must be caught.
         assert!(

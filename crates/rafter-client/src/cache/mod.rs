@@ -35,10 +35,24 @@ use crate::error::{Error, Result};
 use fetch::Fetcher;
 use state::{OutOfOrder, State};
 
-/// Set by the test-only `fault-cache-no-catch-up` feature: consistent
-/// reads answer from the copy without waiting for it to catch up (a bug
-/// the linearizability test of the cache must catch).
-pub const FAULT_NO_CATCH_UP: bool = cfg!(feature = "fault-cache-no-catch-up");
+/// The test-only bug `fault-cache-no-catch-up`: consistent reads answer
+/// from the copy without waiting for it to catch up (the linearizability
+/// test of the cache must catch it). Compiled in only with the `faults`
+/// feature, on only with `RAFTER_FAULT=fault-cache-no-catch-up` (as
+/// rafter-core's test-only bugs).
+pub fn fault_no_catch_up() -> bool {
+    #[cfg(feature = "faults")]
+    {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| {
+            std::env::var("RAFTER_FAULT").is_ok_and(|f| f == "fault-cache-no-catch-up")
+        })
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        false
+    }
+}
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,7 +366,7 @@ impl Cache {
                     let state = self.inner.shared.state.lock().expect("cache state");
                     // A re-list may have replaced the copy since; it is
                     // never older than a revision the cluster reported.
-                    if state.revision() >= wanted || FAULT_NO_CATCH_UP {
+                    if state.revision() >= wanted || fault_no_catch_up() {
                         return Ok(Cached {
                             value: from_copy(&state),
                             revision: state.revision(),
@@ -383,7 +397,7 @@ impl Cache {
     /// progress notifications cannot be trusted, until no event arrived
     /// for a progress interval).
     async fn catch_up(&self, wanted: i64, deadline: Instant) -> Result<CaughtUp> {
-        if FAULT_NO_CATCH_UP {
+        if fault_no_catch_up() {
             return Ok(CaughtUp::Yes);
         }
         let shared = &self.inner.shared;
