@@ -187,12 +187,29 @@ async fn kv_and_lease_paths_answer_as_etcd() {
         json!({"key": b64("leased"), "value": b64("x"), "lease": "77"}),
     )
     .await;
+    // The remaining TTL counts down from the grant, read a moment apart on
+    // the two servers: compared separately.
     let ttl = both
-        .same("/v3/lease/timetolive", json!({"ID": "4242", "keys": true}))
+        .same_but(
+            "/v3/lease/timetolive",
+            json!({"ID": "4242", "keys": true}),
+            Some("TTL"),
+        )
         .await;
     assert_eq!(ttl["grantedTTL"], "60", "{ttl}");
-    both.same("/v3/kv/lease/timetolive", json!({"ID": "4242"}))
-        .await;
+    for server in [&both.etcd, &both.rafter] {
+        let (_, ttl) = both
+            .post(server, "/v3/lease/timetolive", r#"{"ID":"4242"}"#)
+            .await;
+        let left: i64 = ttl["TTL"].as_str().unwrap().parse().unwrap();
+        assert!((55..=60).contains(&left), "{:?}: {ttl}", server.target());
+    }
+    both.same_but(
+        "/v3/kv/lease/timetolive",
+        json!({"ID": "4242"}),
+        Some("TTL"),
+    )
+    .await;
     both.same("/v3/lease/timetolive", json!({"ID": "999"}))
         .await;
     both.same("/v3/lease/leases", json!({})).await;
