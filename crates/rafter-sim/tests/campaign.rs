@@ -43,7 +43,14 @@ fn replay_is_byte_for_byte() {
 
 /// The test-only bug this process runs with (mutation checks).
 fn injected() -> Option<rafter_core::fault::Fault> {
-    rafter_core::fault::selected()
+    let selected = rafter_core::fault::selected();
+    let asked = std::env::var("RAFTER_FAULT").is_ok_and(|v| !v.is_empty());
+    // A check whose bug is not compiled in would pass without testing it.
+    assert!(
+        selected.is_some() || !asked,
+        "RAFTER_FAULT is set but this build has no test-only bugs compiled in (feature faults)"
+    );
+    selected
 }
 
 #[test]

@@ -262,6 +262,12 @@ async fn consistent_cache_reads_are_linearizable_under_faults_and_stale_ones_are
         &with_consistent,
         Budget::steps(50_000_000),
     );
+    let asked = std::env::var("RAFTER_FAULT").is_ok_and(|v| v == "fault-cache-no-catch-up");
+    assert_eq!(
+        rafter_client::cache::fault_no_catch_up(),
+        asked,
+        "RAFTER_FAULT asks for the cache's test-only bug but this build does not have it (feature faults)"
+    );
     if rafter_client::cache::fault_no_catch_up() {
         // The mutation check: consistent reads that do not wait for the
         // copy to catch up must be caught.
