@@ -5,8 +5,6 @@ any answer is not what etcd gives. Usage: exercise.py HOST PORT
 """
 
 import sys
-import threading
-import time
 
 import etcd3gw
 
@@ -53,12 +51,11 @@ other = client.lock("gw-lock", ttl=30)
 assert other.is_acquired() is False
 assert lock.release() is True
 
-# A watch sees a put made after it started.
-events, cancel = client.watch("gw/watched")
-def writer():
-    time.sleep(0.5)
-    client.put("gw/watched", "seen")
-threading.Thread(target=writer).start()
+# A watch from the next revision sees a put made after it was asked for,
+# however long the watch takes to be set up.
+next_revision = int(client.status()["header"]["revision"]) + 1
+events, cancel = client.watch("gw/watched", start_revision=next_revision)
+client.put("gw/watched", "seen")
 event = next(events)
 assert event["kv"]["key"] == b"gw/watched" and event["kv"]["value"] == b"seen", event
 cancel()
