@@ -475,6 +475,23 @@ async fn landings(
     Ok(out)
 }
 
+/// Calls `probe` every 20 ms until it says it is done or `limit` passed;
+/// returns its last answer and whether it was done.
+async fn poll<T, F, Fut>(limit: Duration, mut probe: F) -> Result<(T, bool), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(T, bool), String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (answer, done) = probe().await?;
+        if done || tokio::time::Instant::now() >= deadline {
+            return Ok((answer, done));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls a consistent read of `key` until it holds `value` (10 s at most);
 /// returns what it holds then.
 async fn wait_value(
@@ -483,8 +500,9 @@ async fn wait_value(
     key: &str,
     value: &str,
 ) -> Result<String, String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let want = format!("{value:?}");
+    let want = want.as_str();
+    let (now, _) = poll(Duration::from_secs(10), move || async move {
         let r = call(
             DialClient::new(cluster.channel(member)),
             Op::Get,
@@ -494,46 +512,44 @@ async fn wait_value(
             Deadline::default(),
         )
         .await;
-        let now = r.detail.clone();
-        if now.starts_with(&format!("{value:?}")) || tokio::time::Instant::now() >= deadline {
-            return Ok(now);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let done = r.detail.starts_with(want);
+        Ok((r.detail, done))
+    })
+    .await?;
+    Ok(now)
 }
 
 async fn conflict_lines(cluster: &LocalCluster, member: usize) -> Result<Vec<String>, String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let (lines, _) = poll(Duration::from_secs(10), move || async move {
         let log = ConflictsClient::new(cluster.channel(member))
             .list(ConflictListRequest::default())
             .await
             .map_err(|e| format!("conflict log: {e}"))?
             .into_inner();
-        if !log.conflicts.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Ok(log
-                .conflicts
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} {:?} local={:?} committed={:?}",
-                        text(&c.key),
-                        c.decision(),
-                        text(&c.local_value),
-                        text(&c.committed_value)
-                    )
-                })
-                .collect());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let lines: Vec<String> = log
+            .conflicts
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {:?} local={:?} committed={:?}",
+                    text(&c.key),
+                    c.decision(),
+                    text(&c.local_value),
+                    text(&c.committed_value)
+                )
+            })
+            .collect();
+        let done = !lines.is_empty();
+        Ok((lines, done))
+    })
+    .await?;
+    Ok(lines)
 }
 
 /// Waits until member `index` applied every key (a local read finds it).
 async fn wait_applied(cluster: &LocalCluster, index: usize, keys: &[String]) -> Result<(), String> {
     for key in keys {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        let (_, applied) = poll(Duration::from_secs(10), move || async move {
             let r = call(
                 DialClient::new(cluster.channel(index)),
                 Op::Get,
@@ -543,33 +559,28 @@ async fn wait_applied(cluster: &LocalCluster, index: usize, keys: &[String]) -> 
                 Deadline::default(),
             )
             .await;
-            if r.kind == "succeeded" && r.detail != "absent" {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!("m{index} did not apply {key} within 10 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(((), r.kind == "succeeded" && r.detail != "absent"))
+        })
+        .await?;
+        if !applied {
+            return Err(format!("m{index} did not apply {key} within 10 s"));
         }
     }
     Ok(())
 }
 
 async fn wait_leaderless(cluster: &LocalCluster, index: usize) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = cluster.status(index, Duration::from_millis(500)).await {
-            if status.leader == 0 {
-                return Ok(());
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "m{index} still follows a leader 20 s after the cut"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let (_, leaderless) = poll(Duration::from_secs(20), move || async move {
+        let status = cluster.status(index, Duration::from_millis(500)).await;
+        Ok(((), status.is_some_and(|s| s.leader == 0)))
+    })
+    .await?;
+    if !leaderless {
+        return Err(format!(
+            "m{index} still follows a leader 20 s after the cut"
+        ));
     }
+    Ok(())
 }
 
 fn print_table(r: &Report) {
