@@ -17,7 +17,9 @@ use std::io::{Read, Write};
 pub use error::CliError;
 
 use commands::{
+    alarm::AlarmCommand,
     compact::CompactCommand,
+    defrag::DefragCommand,
     conflicts::{ConflictPolicyCommand, ConflictsCommand},
     del::DelCommand,
     dial::DialCommand,
@@ -73,6 +75,10 @@ pub enum ClientCommand {
     Conflicts(ConflictsCommand),
     /// Manages snapshots: save (from a member), status and restore (of a file)
     Snapshot(SnapshotCommand),
+    /// Alarm related commands
+    Alarm(AlarmCommand),
+    /// Defragments the storage of the etcd members with given endpoints
+    Defrag(DefragCommand),
 }
 
 /// The streams a command talks to, and shortcuts every command needs.
@@ -133,6 +139,8 @@ pub async fn run_with(cmd: ClientCommand, ctx: &mut Ctx<'_>) -> i32 {
         ClientCommand::ConflictPolicy(c) => c.run(ctx).await,
         ClientCommand::Conflicts(c) => c.run(ctx).await,
         ClientCommand::Snapshot(c) => c.run(ctx).await,
+        ClientCommand::Alarm(c) => c.run(ctx).await,
+        ClientCommand::Defrag(c) => c.run(ctx).await,
     };
     let _ = ctx.out.flush();
     match result {

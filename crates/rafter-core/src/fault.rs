@@ -45,10 +45,12 @@ pub enum Fault {
     /// lives in rafter-client; named here so servers started under that
     /// check know the name).
     CacheNoCatchUp,
+    /// A defragmentation's copy leaves out the revision history table.
+    DefragDropHistory,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 15] = [
         Fault::LocalReads,
         Fault::AckUncommitted,
         Fault::ReadBeforeApplied,
@@ -63,6 +65,7 @@ impl Fault {
         Fault::ConflictIgnored,
         Fault::AckBeforeFsync,
         Fault::CacheNoCatchUp,
+        Fault::DefragDropHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +84,7 @@ impl Fault {
             Fault::ConflictIgnored => "fault-conflict-ignored",
             Fault::AckBeforeFsync => "fault-ack-before-fsync",
             Fault::CacheNoCatchUp => "fault-cache-no-catch-up",
+            Fault::DefragDropHistory => "fault-defrag-drop-history",
         }
     }
 

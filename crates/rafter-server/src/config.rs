@@ -57,12 +57,41 @@ pub struct ServeArgs {
     /// with `progress_notify` (Go duration; etcd's flag and default).
     #[arg(long, default_value = "10m", value_parser = rafter_proto::godur::parse)]
     pub experimental_watch_progress_notify_interval: std::time::Duration,
+    /// The store's space quota in bytes (etcd's flag and semantics): 0 is
+    /// etcd's default of 2 GiB, a negative value turns the quota off.
+    /// Past it the member raises the NOSPACE alarm and refuses writes that
+    /// add data until space is freed (compact, defrag) and the alarm is
+    /// disarmed.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub quota_backend_bytes: i64,
+    /// Interval of the cross-member consistency check (Go duration; etcd's
+    /// flag, which etcd leaves off by default: Rafter runs it every 5
+    /// minutes unless given 0s). A member whose HashKV differs from the
+    /// leader's at a common revision gets the CORRUPT alarm.
+    #[arg(long, default_value = "5m", value_parser = rafter_proto::godur::parse)]
+    pub experimental_corrupt_check_time: std::time::Duration,
+    /// Compare this member's HashKV with its peers' once at start (etcd's
+    /// flag; on by default here).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub experimental_initial_corrupt_check: bool,
     /// URLs to serve /metrics, /health and /version on (HTTP).
     #[arg(long)]
     pub listen_metrics_urls: Option<String>,
 }
 
+/// etcd's default space quota (`DefaultQuotaBytes`, 2 GiB).
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 impl ServeArgs {
+    /// The space quota in bytes (0: none).
+    pub fn quota_bytes(&self) -> u64 {
+        match self.quota_backend_bytes {
+            0 => DEFAULT_QUOTA_BYTES,
+            q if q < 0 => 0,
+            q => q as u64,
+        }
+    }
+
     /// The data directory: `--data-dir`, or `./<name>.rafter` as etcd's `<name>.etcd`.
     pub fn data_dir(&self) -> std::path::PathBuf {
         match &self.data_dir {

@@ -53,6 +53,8 @@ impl From<ApiError> for Status {
                 }
                 MvccError::SessionExists => (Code::AlreadyExists, Some(k.to_string())),
                 MvccError::Cancelled => (Code::Aborted, Some(k.to_string())),
+                MvccError::NoSpace => (Code::ResourceExhausted, None),
+                MvccError::Corrupt => (Code::DataLoss, None),
                 MvccError::Storage(s) => {
                     tracing::error!("storage failure answering a request: {s}");
                     (Code::Internal, None)
@@ -102,6 +104,19 @@ mod tests {
         assert_eq!(
             (s.code(), s.message()),
             (Code::NotFound, "etcdserver: requested lease not found")
+        );
+        let s: Status = ApiError::Kv(MvccError::NoSpace).into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded"
+            )
+        );
+        let s: Status = ApiError::Kv(MvccError::Corrupt).into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::DataLoss, "etcdserver: corrupt cluster")
         );
         let s: Status = ApiError::RequestTooLarge.into();
         assert_eq!(

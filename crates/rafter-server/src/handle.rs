@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rafter_core::{Granted, Wait};
-use rafter_proto::etcdserverpb::ResponseHeader;
+use rafter_proto::etcdserverpb::{alarm_request, AlarmRequest, AlarmType, ResponseHeader};
 use rafter_proto::rafterpb::ClientTag;
 use rafter_storage::mvcc::KvResponse;
 use rafter_storage::{KvRequest, MvccStore};
@@ -30,6 +30,9 @@ pub struct NodeHandle {
     pub max_txn_ops: usize,
     /// The core's tick, for turning client timeouts into ticks.
     pub tick_us: u64,
+    /// The space quota (`--quota-backend-bytes`; 0: none): a write that
+    /// would grow the store past it is refused and raises NOSPACE.
+    pub quota_bytes: u64,
 }
 
 impl NodeHandle {
@@ -55,7 +58,57 @@ impl NodeHandle {
             max_request_bytes,
             max_txn_ops,
             tick_us,
+            quota_bytes: 0,
         }
+    }
+
+    /// etcd's quota check before proposing: a request that adds data
+    /// (see `alarms::adds_data`) and would take the store file past the
+    /// quota is refused with "database space exceeded", and this member
+    /// raises the NOSPACE alarm through the log (in the background, as
+    /// etcd does) so every member refuses such writes until it is disarmed.
+    pub fn check_quota(&self, request: &KvRequest) -> Result<(), ApiError> {
+        if self.quota_bytes == 0 || !rafter_storage::mvcc::alarms::adds_data(request) {
+            return Ok(());
+        }
+        let cost = quota_cost(request);
+        if self.store.db_size_bytes() + cost < self.quota_bytes {
+            return Ok(());
+        }
+        let raised = self.store.alarms().is_ok_and(|alarms| {
+            alarms
+                .iter()
+                .any(|a| a.member_id == self.member_id && a.alarm == AlarmType::Nospace as i32)
+        });
+        if !raised {
+            tracing::warn!(
+                "database size {} bytes + request {cost} bytes exceeds the quota of {} bytes: raising NOSPACE",
+                self.store.db_size_bytes(),
+                self.quota_bytes
+            );
+            let node = self.clone();
+            tokio::spawn(async move {
+                let raise = KvRequest::Alarm(AlarmRequest {
+                    action: alarm_request::AlarmAction::Activate as i32,
+                    member_id: node.member_id,
+                    alarm: AlarmType::Nospace as i32,
+                });
+                if let Err(e) = node.propose(raise).await {
+                    tracing::warn!("raising the NOSPACE alarm failed (retried on the next write): {e}");
+                }
+            });
+        }
+        Err(rafter_storage::MvccError::NoSpace.into())
+    }
+
+    /// Refuses with "database space exceeded" while NOSPACE is raised (for
+    /// writes the log would apply anyway: local writes).
+    pub fn refuse_if_nospace(&self) -> Result<(), ApiError> {
+        let alarms = self.store.alarms()?;
+        if alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32) {
+            return Err(rafter_storage::MvccError::NoSpace.into());
+        }
+        Ok(())
     }
 
     /// Hands local writes (durable in this member's queue) to the core,
@@ -71,6 +124,7 @@ impl NodeHandle {
 
     /// Replicates a mutation and returns its applied result.
     pub async fn propose(&self, request: KvRequest) -> Result<KvResponse, ApiError> {
+        self.check_quota(&request)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(NodeRequest::Propose { request, reply })
@@ -89,6 +143,7 @@ impl NodeHandle {
         tag: ClientTag,
         wait: Wait,
     ) -> Result<KvResponse, ApiError> {
+        self.check_quota(&request)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(NodeRequest::ProposeInSession {
@@ -253,5 +308,34 @@ impl NodeHandle {
     pub fn stamp(&self, header: &mut Option<ResponseHeader>) {
         let revision = header.as_ref().map_or(0, |h| h.revision);
         *header = Some(self.header(revision));
+    }
+}
+
+/// What a request adds to the store, for the quota check (etcd's
+/// `backendQuota.Cost`: the encoded request plus a fixed overhead per put
+/// and per lease).
+fn quota_cost(request: &KvRequest) -> u64 {
+    /// etcd's `kvOverhead` and `leaseOverhead`.
+    const KV_OVERHEAD_BYTES: u64 = 256;
+    const LEASE_OVERHEAD_BYTES: u64 = 64;
+    fn txn_cost(t: &rafter_proto::etcdserverpb::TxnRequest) -> u64 {
+        use rafter_proto::etcdserverpb::request_op::Request;
+        t.success
+            .iter()
+            .chain(&t.failure)
+            .map(|op| match &op.request {
+                Some(Request::RequestPut(p)) => {
+                    prost::Message::encoded_len(p) as u64 + KV_OVERHEAD_BYTES
+                }
+                Some(Request::RequestTxn(t)) => txn_cost(t),
+                _ => 0,
+            })
+            .sum()
+    }
+    match request {
+        KvRequest::Put(p) => prost::Message::encoded_len(p) as u64 + KV_OVERHEAD_BYTES,
+        KvRequest::LeaseGrant(_) => LEASE_OVERHEAD_BYTES,
+        KvRequest::Txn(t) => txn_cost(t),
+        _ => 0,
     }
 }

@@ -3,6 +3,7 @@
 //! (and the metrics/health HTTP endpoint) until stopped.
 
 mod applier;
+pub mod corrupt_check;
 pub mod config;
 mod error;
 mod gateway;
@@ -241,7 +242,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         })?;
 
     // etcd's default request timeout: 5 s plus two election timeouts.
-    let node = NodeHandle::new(
+    let mut node = NodeHandle::new(
         tx,
         store,
         status,
@@ -252,6 +253,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         args.max_txn_ops,
         timing.tick_us,
     );
+    node.quota_bytes = args.quota_bytes();
     {
         let node = node.clone();
         local_writes.start_committer(move |writes| node.queue_local_writes(writes))?;
@@ -290,6 +292,11 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     // As etcd, publish this member's attributes in the background; client
     // traffic is served meanwhile.
     tokio::spawn(publish_attributes(node.clone(), attributes));
+    tokio::spawn(corrupt_check::run(
+        node.clone(),
+        args.experimental_initial_corrupt_check,
+        args.experimental_corrupt_check_time,
+    ));
     let max_msg = args.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut listeners = Vec::new();
     for url in urls::split(&args.listen_client_urls) {

@@ -275,7 +275,8 @@ fn validate(req: &KvRequest) -> Result<(), MvccError> {
         | KvRequest::SessionCancel(_)
         | KvRequest::ClusterClock(_)
         | KvRequest::LocalWrites(_)
-        | KvRequest::ConflictPolicy(_) => Ok(()),
+        | KvRequest::ConflictPolicy(_)
+        | KvRequest::Alarm(_) => Ok(()),
     }
 }
 
@@ -409,7 +410,8 @@ impl Model {
             | KvRequest::SessionCancel(_)
             | KvRequest::ClusterClock(_)
             | KvRequest::LocalWrites(_)
-            | KvRequest::ConflictPolicy(_) => {
+            | KvRequest::ConflictPolicy(_)
+            | KvRequest::Alarm(_) => {
                 unreachable!(
                     "the generator makes no compaction, membership, lease, session or local write here"
                 )

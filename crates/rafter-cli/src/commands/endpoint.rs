@@ -87,25 +87,30 @@ impl EndpointCommand {
 
     /// The endpoints to check: `--endpoints`, or with `--cluster` the client
     /// URLs of every member those endpoints list.
-    async fn endpoints(&self, ctx: &Ctx<'_>) -> Result<Vec<String>, CliError> {
+    async fn endpoints(&self, _ctx: &Ctx<'_>) -> Result<Vec<String>, CliError> {
         if !self.cluster {
             return Ok(self.global.endpoint_list());
         }
-        let req = MemberListRequest {
-            linearizable: false,
-        };
-        let resp = ctx
-            .conn(&self.global)
-            .call(|ch| async move { crate::conn::cluster(ch).member_list(req).await })
-            .await?;
-        let mut urls: Vec<String> = Vec::new();
-        for url in resp.members.iter().flat_map(|m| m.client_ur_ls.iter()) {
-            if !urls.contains(url) {
-                urls.push(url.clone());
-            }
-        }
-        Ok(urls)
+        cluster_endpoints(&self.global).await
     }
+}
+
+/// Every member's client URLs, from the member list (what `--cluster`
+/// means for etcdctl's per-endpoint commands).
+pub async fn cluster_endpoints(global: &GlobalArgs) -> Result<Vec<String>, CliError> {
+    let req = MemberListRequest {
+        linearizable: false,
+    };
+    let resp = Conn::new(global)
+        .call(|ch| async move { crate::conn::cluster(ch).member_list(req).await })
+        .await?;
+    let mut urls: Vec<String> = Vec::new();
+    for url in resp.members.iter().flat_map(|m| m.client_ur_ls.iter()) {
+        if !urls.contains(url) {
+            urls.push(url.clone());
+        }
+    }
+    Ok(urls)
 }
 
 /// Checks every endpoint concurrently; like etcdctl, lists them in the

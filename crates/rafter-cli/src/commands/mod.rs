@@ -1,8 +1,10 @@
 //! One module per client command; each turns its flags into requests and
 //! hands the responses to the printer.
 
+pub mod alarm;
 pub mod compact;
 pub mod conflicts;
+pub mod defrag;
 pub mod del;
 pub mod dial;
 pub mod elect;

@@ -5,7 +5,7 @@
 mod fields;
 mod humanize;
 pub use humanize::bytes as humanize_bytes;
-mod json;
+pub mod json;
 pub mod jsonw;
 pub mod lease;
 pub mod quote;

@@ -106,6 +106,17 @@ impl DialService {
     /// local write queue, whatever the cluster's state; the core orders it
     /// through the log as soon as it knows a leader.
     async fn set_local(&self, key: Vec<u8>, value: Vec<u8>) -> Result<DialResponse, Status> {
+        // A local write is applied whatever the alarms when it commits (it
+        // was acknowledged), so the space quota is enforced here.
+        self.node
+            .check_quota(&rafter_storage::KvRequest::Put(
+                rafter_proto::etcdserverpb::PutRequest {
+                    key: key.clone(),
+                    value: value.clone(),
+                    ..Default::default()
+                },
+            ))
+            .and_then(|()| self.node.refuse_if_nospace())?;
         let context_revision = self
             .node
             .store

@@ -1,6 +1,7 @@
-//! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status` shows)
-//! Alarm listing, Hash and HashKV (cross-member consistency checks);
-//! snapshot download and defragmentation arrive with the maintenance work.
+//! `etcdserverpb.Maintenance`: Status (what `etcdctl endpoint status`
+//! shows), alarms (raised and disarmed through the log), Hash and HashKV
+//! (cross-member consistency checks), snapshot download, online
+//! defragmentation and leader transfer.
 
 use std::sync::atomic::Ordering;
 
@@ -9,6 +10,8 @@ use rafter_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
 use super::unimplemented_rpcs;
+use rafter_storage::mvcc::KvResponse;
+
 use crate::error::ApiError;
 use crate::handle::NodeHandle;
 
@@ -18,8 +21,6 @@ pub const API_VERSION: &str = "3.6.0";
 
 /// Bytes of a snapshot per streamed message (etcd sends 32 KiB).
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
-/// etcd's default backend quota (2 GiB).
-const DB_SIZE_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
 pub struct MaintenanceService {
     node: NodeHandle,
@@ -47,6 +48,23 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let s = &self.node.status;
         let db_size = self.node.store.db_size_bytes() as i64;
+        let store = self.node.store.clone();
+        let db_size_in_use = tokio::task::spawn_blocking(move || store.db_size_in_use_bytes())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ApiError::from)? as i64;
+        // etcd lists raised alarms as the status's errors.
+        let errors = self
+            .node
+            .store
+            .alarms()
+            .map_err(ApiError::from)?
+            .iter()
+            .map(|a| {
+                let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+                format!("memberID:{} alarm:{name} ", a.member_id)
+            })
+            .collect();
         Ok(Response::new(StatusResponse {
             header: Some(self.node.header(self.current_revision())),
             version: API_VERSION.to_string(),
@@ -55,27 +73,76 @@ impl Maintenance for MaintenanceService {
             raft_index: s.commit_index.load(Ordering::Relaxed),
             raft_term: s.term.load(Ordering::Relaxed),
             raft_applied_index: s.applied_index.load(Ordering::Relaxed),
-            errors: vec![],
-            db_size_in_use: db_size,
+            errors,
+            db_size_in_use: db_size_in_use.min(db_size),
             is_learner: false,
             storage_version: API_VERSION.to_string(),
-            db_size_quota: DB_SIZE_QUOTA_BYTES,
+            db_size_quota: self.node.quota_bytes as i64,
             downgrade_info: Some(DowngradeInfo::default()),
         }))
     }
 
+    /// GET lists the alarms from this member's store; ACTIVATE and
+    /// DEACTIVATE go through the log (as etcd: every member must refuse
+    /// the same writes) and answer with the alarms they changed.
     async fn alarm(
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        if request.get_ref().action != alarm_request::AlarmAction::Get as i32 {
-            return Err(crate::error::unimplemented(
-                "Maintenance.Alarm (activate/deactivate)",
-            ));
-        }
+        let req = request.into_inner();
+        let alarms = match alarm_request::AlarmAction::try_from(req.action) {
+            Ok(alarm_request::AlarmAction::Get) => self
+                .node
+                .store
+                .alarms()
+                .map_err(ApiError::from)?
+                .into_iter()
+                .filter(|a| req.alarm == AlarmType::None as i32 || a.alarm == req.alarm)
+                .collect(),
+            Ok(_) => match self
+                .node
+                .propose(rafter_storage::KvRequest::Alarm(req))
+                .await?
+            {
+                KvResponse::Alarm(changed) => changed,
+                other => return Err(Status::internal(format!("alarm answered {other:?}"))),
+            },
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "etcdserver: unknown alarm action {}",
+                    req.action
+                )))
+            }
+        };
         Ok(Response::new(AlarmResponse {
             header: Some(self.node.header(self.current_revision())),
-            alarms: vec![],
+            alarms,
+        }))
+    }
+
+    /// Rewrites this member's store compactly while it keeps serving (see
+    /// `rafter_storage::mvcc::defrag`); answers once the new file is in
+    /// place.
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let store = self.node.store.clone();
+        let report = tokio::task::spawn_blocking(move || store.defragment())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ApiError::from)?;
+        tracing::info!(
+            "defragmented: {} -> {} bytes in {} ms ({} rows copied, {} entries replayed, applies paused {} us)",
+            report.size_before_bytes,
+            report.size_after_bytes,
+            report.total_ms,
+            report.rows_copied,
+            report.entries_replayed,
+            report.pause_us
+        );
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.node.header(self.current_revision())),
         }))
     }
 
@@ -162,7 +229,6 @@ impl Maintenance for MaintenanceService {
     }
 
     unimplemented_rpcs! { "Maintenance";
-        defragment(DefragmentRequest) -> DefragmentResponse;
         downgrade(DowngradeRequest) -> DowngradeResponse;
     }
 }

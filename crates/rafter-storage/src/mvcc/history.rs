@@ -31,7 +31,7 @@ impl MvccStore {
         to_rev: i64,
         max_events: usize,
     ) -> Result<Result<HistoryChunk, HistoryError>, MvccError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let compacted = compact_revision(&txn.open_table(META)?)?;
         if from_rev < compacted {
             return Ok(Err(HistoryError::Compacted(compacted)));

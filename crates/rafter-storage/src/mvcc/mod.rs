@@ -6,8 +6,10 @@
 //! batch in one write transaction that also stores the applied index, so after
 //! a crash the state and the index that describes it always agree.
 
+pub mod alarms;
 mod compact;
 pub mod conflicts;
+pub mod defrag;
 mod history;
 pub mod keyrange;
 pub mod local_writes;
@@ -22,6 +24,8 @@ pub mod validate;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rafter_proto::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
@@ -73,6 +77,13 @@ pub enum MvccError {
     /// A retry of a request the client had already acknowledged.
     #[error("rafter: request already acknowledged")]
     AlreadyAcknowledged,
+    /// The cluster's NOSPACE alarm is raised: writes that add data are
+    /// refused until it is disarmed.
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
+    /// The cluster's CORRUPT alarm is raised: no mutation is applied.
+    #[error("corrupt cluster")]
+    Corrupt,
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -80,7 +91,7 @@ pub enum MvccError {
 impl MvccError {
     /// Every variant but `Storage` (which is never an answer) in code
     /// order: a kept session answer stores the code, never the text.
-    const CODED: [MvccError; 15] = [
+    const CODED: [MvccError; 17] = [
         MvccError::Compacted,
         MvccError::FutureRevision,
         MvccError::EmptyKey,
@@ -96,6 +107,8 @@ impl MvccError {
         MvccError::SessionExists,
         MvccError::Cancelled,
         MvccError::AlreadyAcknowledged,
+        MvccError::NoSpace,
+        MvccError::Corrupt,
     ];
 
     /// The stable code of an answer-error (`None` for storage failures).
@@ -160,6 +173,8 @@ pub enum KvResponse {
     LocalWrites(Vec<local_writes::LocalWriteApplied>),
     /// A conflict policy was set.
     ConflictPolicySet,
+    /// The alarms an `AlarmRequest` activated or deactivated.
+    Alarm(Vec<rafter_proto::etcdserverpb::AlarmMember>),
 }
 
 impl KvResponse {
@@ -179,7 +194,7 @@ impl KvResponse {
             | KvResponse::SessionClosed
             | KvResponse::Outcome(_)
             | KvResponse::ClockAdvanced => {}
-            KvResponse::LocalWrites(_) | KvResponse::ConflictPolicySet => {}
+            KvResponse::LocalWrites(_) | KvResponse::ConflictPolicySet | KvResponse::Alarm(_) => {}
         }
         self
     }
@@ -222,8 +237,24 @@ pub struct ApplyOutcome {
 
 /// The MVCC store. Reads run concurrently with the single writer.
 pub struct MvccStore {
-    db: Database,
+    /// The database. Replaced whole when a defragmentation finishes;
+    /// readers take a reference and keep the file they began on.
+    db: RwLock<Arc<Database>>,
     path: PathBuf,
+    /// Held by every write transaction, so a defragmentation's final
+    /// catch-up and swap see no apply in between.
+    writer: Mutex<()>,
+    /// While a defragmentation copies the store: the entries applied since
+    /// its copy was taken (see `defrag.rs`).
+    journal: Mutex<Option<defrag::Journal>>,
+    /// One defragmentation at a time.
+    defragmenting: Mutex<()>,
+    /// The database file's size as of the last write (what the space
+    /// quota is checked against on every write request).
+    size_bytes: AtomicU64,
+    /// The bytes the store's data occupies (etcd's `dbSizeInUse`), as of
+    /// the last time it was measured, and when (ms since the store opened).
+    in_use: Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 impl MvccStore {
@@ -240,8 +271,17 @@ impl MvccStore {
     }
 
     fn init(db: Database, path: PathBuf) -> Result<Self, MvccError> {
-        let store = MvccStore { db, path };
-        let txn = store.db.begin_write()?;
+        defrag::remove_leftover(&path)?;
+        let store = MvccStore {
+            db: RwLock::new(Arc::new(db)),
+            path,
+            writer: Mutex::new(()),
+            journal: Mutex::new(None),
+            defragmenting: Mutex::new(()),
+            size_bytes: AtomicU64::new(0),
+            in_use: Mutex::new(None),
+        };
+        let txn = store.db().begin_write()?;
         {
             txn.open_table(KV_REVS)?;
             txn.open_table(KV_LATEST)?;
@@ -256,12 +296,29 @@ impl MvccStore {
             txn.open_table(CONFLICT_STATE)?;
         }
         txn.commit()?;
+        store.refresh_size();
         Ok(store)
+    }
+
+    /// The database as of now (a defragmentation may replace it later; the
+    /// reference keeps this one open).
+    fn db(&self) -> Arc<Database> {
+        self.db.read().expect("store lock poisoned").clone()
+    }
+
+    /// Takes the writer's turn (see `MvccStore::writer`).
+    fn write_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().expect("store writer lock poisoned")
+    }
+
+    fn refresh_size(&self) {
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        self.size_bytes.store(size, Ordering::Relaxed);
     }
 
     /// Applied index and revisions as of the last committed apply.
     pub fn state(&self) -> Result<AppliedState, MvccError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(AppliedState {
             applied_index: meta_get(&meta, META_APPLIED_INDEX, 0)?,
@@ -272,7 +329,7 @@ impl MvccStore {
 
     /// Serves a Range from a read snapshot (never blocks the writer).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        read::ReadView::open(&self.db)?.range(req)
+        read::ReadView::open(&self.db())?.range(req)
     }
 
     /// Serves a read-only Txn (see [`read_only::is_read_only`]; nested txns
@@ -284,7 +341,7 @@ impl MvccStore {
         if !read_only::is_read_only(req) {
             return Err(MvccError::NotReadOnly);
         }
-        let mut view = read::ReadView::open(&self.db)?;
+        let mut view = read::ReadView::open(&self.db())?;
         let mut resp = txn::run(&mut view, req)?;
         resp.header = Some(txn::rev_header(view.bounds.current));
         Ok(resp)
@@ -312,7 +369,278 @@ impl MvccStore {
         entries: &[ApplyEntry<'_>],
         durable: bool,
     ) -> Result<ApplyOutcome, MvccError> {
-        let mut txn = self.db.begin_write()?;
+        let _turn = self.write_turn();
+        let outcome = apply_to(&self.db(), entries, durable)?;
+        self.journal_applied(entries);
+        self.refresh_size();
+        Ok(outcome)
+    }
+
+    /// The conflict policies in force, in prefix order.
+    pub fn conflict_policies(
+        &self,
+    ) -> Result<Vec<rafter_proto::rafterpb::ConflictPolicySet>, MvccError> {
+        let txn = self.db().begin_read()?;
+        conflicts::policies(&txn.open_table(CONFLICT_STATE)?)
+    }
+
+    /// The conflict log (oldest first, on keys starting with `prefix`, at
+    /// most `limit` records, 0: all), with the state it was read at.
+    pub fn conflicts(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<rafter_proto::rafterpb::ConflictRecord>, AppliedState), MvccError> {
+        let txn = self.db().begin_read()?;
+        let meta = txn.open_table(META)?;
+        let state = AppliedState {
+            applied_index: meta_get(&meta, META_APPLIED_INDEX, 0)?,
+            current_revision: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
+            compact_revision: compact_revision(&meta)?,
+        };
+        let records = conflicts::records(&txn.open_table(CONFLICT_STATE)?, prefix, limit)?;
+        Ok((records, state))
+    }
+
+    /// How many records the conflict log holds.
+    pub fn conflict_count(&self) -> Result<u64, MvccError> {
+        let txn = self.db().begin_read()?;
+        conflicts::record_count(&txn.open_table(CONFLICT_STATE)?)
+    }
+
+    /// The stamp of `key`'s last change, kept for last-writer-wins keys.
+    pub fn key_stamp(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<rafter_proto::rafterpb::HlcStamp>, MvccError> {
+        let txn = self.db().begin_read()?;
+        conflicts::stamp_get(&txn.open_table(CONFLICT_STATE)?, key)
+    }
+
+    /// The last of `member_id`'s local writes the store applied (0: none).
+    pub fn local_applied_seq(&self, member_id: u64) -> Result<u64, MvccError> {
+        let txn = self.db().begin_read()?;
+        Ok(txn
+            .open_table(LOCAL_DOTS)?
+            .get(member_id)?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// How many session answers (and cancel marks) the store keeps.
+    pub fn kept_answers(&self) -> Result<u64, MvccError> {
+        let txn = self.db().begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(
+            &txn.open_table(SESSION_RESULTS)?,
+        )?)
+    }
+
+    /// How many client sessions are open (what the leader's cluster clock
+    /// waits for: with none open, cluster time need not advance).
+    pub fn sessions_open(&self) -> Result<u64, MvccError> {
+        let txn = self.db().begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(
+            &txn.open_table(SESSIONS)?,
+        )?)
+    }
+
+    /// Every lease: (id, granted TTL, checkpointed remaining TTL or 0), in
+    /// id order (what a lessor starts from).
+    pub fn leases(&self) -> Result<Vec<(i64, i64, i64)>, MvccError> {
+        let txn = self.db().begin_read()?;
+        let mut out = Vec::new();
+        for item in txn.open_table(LEASES)?.iter()? {
+            let (k, v) = item?;
+            let (ttl, remaining) = v.value();
+            out.push((k.value(), ttl, remaining));
+        }
+        Ok(out)
+    }
+
+    /// One lease's granted TTL, and its attached keys when `with_keys`.
+    #[allow(clippy::type_complexity)]
+    pub fn lease(
+        &self,
+        id: i64,
+        with_keys: bool,
+    ) -> Result<Option<(i64, Vec<Vec<u8>>)>, MvccError> {
+        let txn = self.db().begin_read()?;
+        let Some(ttl) = txn.open_table(LEASES)?.get(id)?.map(|v| v.value().0) else {
+            return Ok(None);
+        };
+        let mut keys = Vec::new();
+        if with_keys {
+            let table = txn.open_table(LEASE_KEYS)?;
+            for item in table.range((id, &[][..])..)? {
+                let (k, _) = item?;
+                let (lease, key) = k.value();
+                if lease != id {
+                    break;
+                }
+                keys.push(key.to_vec());
+            }
+        }
+        Ok(Some((ttl, keys)))
+    }
+
+    /// Forces everything applied so far to disk.
+    pub fn sync(&self) -> Result<(), MvccError> {
+        let _turn = self.write_turn();
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        self.refresh_size();
+        Ok(())
+    }
+
+    /// Attributes members published through the log, by member id.
+    pub fn member_attributes(
+        &self,
+    ) -> Result<Vec<rafter_proto::rafterpb::MemberAttributes>, MvccError> {
+        let txn = self.db().begin_read()?;
+        let mut out = Vec::new();
+        for item in txn.open_table(MEMBERS)?.iter()? {
+            let (_, v) = item?;
+            let attrs = prost::Message::decode(v.value())
+                .map_err(|e| MvccError::Storage(format!("corrupt member record: {e}")))?;
+            out.push(attrs);
+        }
+        Ok(out)
+    }
+
+    /// The whole state as one checksummed blob (a Raft snapshot's data).
+    pub fn snapshot_data(&self) -> Result<(Vec<u8>, u64), MvccError> {
+        snapshot::dump(&self.db())
+    }
+
+    /// Replaces the state with a snapshot blob, durably and atomically.
+    /// A defragmentation under way gives up (its copy predates the
+    /// snapshot).
+    pub fn restore(&self, data: &[u8]) -> Result<AppliedState, MvccError> {
+        let _turn = self.write_turn();
+        self.abandon_defrag();
+        snapshot::restore(&self.db(), data)?;
+        self.refresh_size();
+        self.state()
+    }
+
+    /// Replaces the state with a snapshot taken from another cluster, for a
+    /// member of a new one (`rafter snapshot restore`, etcdutl's
+    /// semantics): keys, revisions, leases and sessions are kept; the
+    /// applied index starts over at 0 (the new cluster's log starts empty)
+    /// and the old cluster's member attributes are dropped.
+    pub fn restore_for_new_cluster(&self, data: &[u8]) -> Result<AppliedState, MvccError> {
+        let _turn = self.write_turn();
+        let db = self.db();
+        snapshot::restore(&db, data)?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_APPLIED_INDEX, 0)?;
+            alarms::clear(&mut meta)?;
+            txn.delete_table(MEMBERS)?;
+            txn.open_table(MEMBERS)?;
+        }
+        txn.commit()?;
+        self.refresh_size();
+        self.state()
+    }
+
+    /// Live keys at the current revision.
+    pub fn key_count(&self) -> Result<u64, MvccError> {
+        let txn = self.db().begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(
+            &txn.open_table(KV_LATEST)?,
+        )?)
+    }
+
+    /// etcd's HashKV: a hash of all retained revisions up to `revision`
+    /// (0 = current). Returns (hash, revision hashed, compaction revision).
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), MvccError> {
+        let state = self.state()?;
+        let rev = RevisionBounds {
+            current: state.current_revision,
+            compacted: state.compact_revision,
+        }
+        .resolve(revision)?;
+        Ok((
+            snapshot::hash_kv(&self.db(), rev as u64)?,
+            rev,
+            state.compact_revision,
+        ))
+    }
+
+    /// Size of the database file in bytes (etcd's `dbSize`), as of the
+    /// last write.
+    pub fn db_size_bytes(&self) -> u64 {
+        self.size_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The bytes the store's pages hold (etcd's `dbSizeInUse`): the file
+    /// less its free and fragmented space. Measuring walks every table in
+    /// a write transaction (applies wait meanwhile), so a measurement is
+    /// reused for `IN_USE_MAX_AGE`.
+    pub fn db_size_in_use_bytes(&self) -> Result<u64, MvccError> {
+        let mut cached = self.in_use.lock().expect("in-use lock poisoned");
+        if let Some((bytes, at)) = *cached {
+            if at.elapsed() < IN_USE_MAX_AGE {
+                return Ok(bytes);
+            }
+        }
+        let stats = {
+            let _turn = self.write_turn();
+            let txn = self.db().begin_write()?;
+            let stats = txn.stats()?;
+            txn.abort()?;
+            stats
+        };
+        let allocated = stats.allocated_pages() * stats.page_size() as u64;
+        let bytes = allocated
+            .saturating_sub(stats.fragmented_bytes())
+            .min(self.db_size_bytes().max(allocated));
+        *cached = Some((bytes, std::time::Instant::now()));
+        Ok(bytes)
+    }
+
+    /// Test-only: replaces `key`'s current value in place, keeping its
+    /// revisions, as silent disk corruption would (what the corruption
+    /// check must find). Compiled only with the test-only bugs.
+    #[cfg(feature = "faults")]
+    pub fn corrupt_value_for_tests(&self, key: &[u8], value: &[u8]) -> Result<(), MvccError> {
+        let _turn = self.write_turn();
+        let txn = self.db().begin_write()?;
+        {
+            let mut latest = txn.open_table(KV_LATEST)?;
+            let mut rec = latest_get(&latest, key)?
+                .ok_or_else(|| MvccError::Storage("no such key to corrupt".into()))?;
+            rec.value = value.to_vec();
+            latest.insert(key, rec.encode().as_slice())?;
+            txn.open_table(KV_REVS)?
+                .insert((key, rec.mod_revision as u64), rec.encode().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The alarms raised, in (member, alarm) order.
+    pub fn alarms(&self) -> Result<Vec<rafter_proto::etcdserverpb::AlarmMember>, MvccError> {
+        let txn = self.db().begin_read()?;
+        alarms::list(&txn.open_table(META)?)
+    }
+}
+
+/// How long a measurement of the bytes in use is reused.
+const IN_USE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Applies a batch to `db` in one write transaction (the body of
+/// [`MvccStore::apply_with_events`], also run by a defragmentation to
+/// bring its copy up to date: the same entries on the same state give the
+/// same state).
+pub(crate) fn apply_to(
+    db: &Database,
+    entries: &[ApplyEntry<'_>],
+    durable: bool,
+) -> Result<ApplyOutcome, MvccError> {
+    let mut txn = db.begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
@@ -344,6 +672,7 @@ impl MvccStore {
                 compact_revision(&meta)?,
                 meta_get(&meta, META_CLUSTER_TIME, 0)?,
             )?;
+            w.alarms = alarms::load(&meta)?;
             for e in entries {
                 if e.index <= applied {
                     // Already reflected in the state (replay after restart).
@@ -362,6 +691,9 @@ impl MvccStore {
                     },
                 };
                 results.push(result);
+            }
+            if w.alarms_changed {
+                alarms::store(&mut meta, &w.alarms)?;
             }
             meta.insert(META_APPLIED_INDEX, applied)?;
             meta.insert(META_CURRENT_REV, w.current_rev as u64)?;
@@ -393,193 +725,6 @@ impl MvccStore {
             local_dots,
         })
     }
-
-    /// The conflict policies in force, in prefix order.
-    pub fn conflict_policies(
-        &self,
-    ) -> Result<Vec<rafter_proto::rafterpb::ConflictPolicySet>, MvccError> {
-        let txn = self.db.begin_read()?;
-        conflicts::policies(&txn.open_table(CONFLICT_STATE)?)
-    }
-
-    /// The conflict log (oldest first, on keys starting with `prefix`, at
-    /// most `limit` records, 0: all), with the state it was read at.
-    pub fn conflicts(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<(Vec<rafter_proto::rafterpb::ConflictRecord>, AppliedState), MvccError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let state = AppliedState {
-            applied_index: meta_get(&meta, META_APPLIED_INDEX, 0)?,
-            current_revision: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
-            compact_revision: compact_revision(&meta)?,
-        };
-        let records = conflicts::records(&txn.open_table(CONFLICT_STATE)?, prefix, limit)?;
-        Ok((records, state))
-    }
-
-    /// How many records the conflict log holds.
-    pub fn conflict_count(&self) -> Result<u64, MvccError> {
-        let txn = self.db.begin_read()?;
-        conflicts::record_count(&txn.open_table(CONFLICT_STATE)?)
-    }
-
-    /// The stamp of `key`'s last change, kept for last-writer-wins keys.
-    pub fn key_stamp(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<rafter_proto::rafterpb::HlcStamp>, MvccError> {
-        let txn = self.db.begin_read()?;
-        conflicts::stamp_get(&txn.open_table(CONFLICT_STATE)?, key)
-    }
-
-    /// The last of `member_id`'s local writes the store applied (0: none).
-    pub fn local_applied_seq(&self, member_id: u64) -> Result<u64, MvccError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn
-            .open_table(LOCAL_DOTS)?
-            .get(member_id)?
-            .map_or(0, |v| v.value()))
-    }
-
-    /// How many session answers (and cancel marks) the store keeps.
-    pub fn kept_answers(&self) -> Result<u64, MvccError> {
-        let txn = self.db.begin_read()?;
-        Ok(redb::ReadableTableMetadata::len(
-            &txn.open_table(SESSION_RESULTS)?,
-        )?)
-    }
-
-    /// How many client sessions are open (what the leader's cluster clock
-    /// waits for: with none open, cluster time need not advance).
-    pub fn sessions_open(&self) -> Result<u64, MvccError> {
-        let txn = self.db.begin_read()?;
-        Ok(redb::ReadableTableMetadata::len(
-            &txn.open_table(SESSIONS)?,
-        )?)
-    }
-
-    /// Every lease: (id, granted TTL, checkpointed remaining TTL or 0), in
-    /// id order (what a lessor starts from).
-    pub fn leases(&self) -> Result<Vec<(i64, i64, i64)>, MvccError> {
-        let txn = self.db.begin_read()?;
-        let mut out = Vec::new();
-        for item in txn.open_table(LEASES)?.iter()? {
-            let (k, v) = item?;
-            let (ttl, remaining) = v.value();
-            out.push((k.value(), ttl, remaining));
-        }
-        Ok(out)
-    }
-
-    /// One lease's granted TTL, and its attached keys when `with_keys`.
-    #[allow(clippy::type_complexity)]
-    pub fn lease(
-        &self,
-        id: i64,
-        with_keys: bool,
-    ) -> Result<Option<(i64, Vec<Vec<u8>>)>, MvccError> {
-        let txn = self.db.begin_read()?;
-        let Some(ttl) = txn.open_table(LEASES)?.get(id)?.map(|v| v.value().0) else {
-            return Ok(None);
-        };
-        let mut keys = Vec::new();
-        if with_keys {
-            let table = txn.open_table(LEASE_KEYS)?;
-            for item in table.range((id, &[][..])..)? {
-                let (k, _) = item?;
-                let (lease, key) = k.value();
-                if lease != id {
-                    break;
-                }
-                keys.push(key.to_vec());
-            }
-        }
-        Ok(Some((ttl, keys)))
-    }
-
-    /// Forces everything applied so far to disk.
-    pub fn sync(&self) -> Result<(), MvccError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Attributes members published through the log, by member id.
-    pub fn member_attributes(
-        &self,
-    ) -> Result<Vec<rafter_proto::rafterpb::MemberAttributes>, MvccError> {
-        let txn = self.db.begin_read()?;
-        let mut out = Vec::new();
-        for item in txn.open_table(MEMBERS)?.iter()? {
-            let (_, v) = item?;
-            let attrs = prost::Message::decode(v.value())
-                .map_err(|e| MvccError::Storage(format!("corrupt member record: {e}")))?;
-            out.push(attrs);
-        }
-        Ok(out)
-    }
-
-    /// The whole state as one checksummed blob (a Raft snapshot's data).
-    pub fn snapshot_data(&self) -> Result<(Vec<u8>, u64), MvccError> {
-        snapshot::dump(&self.db)
-    }
-
-    /// Replaces the state with a snapshot blob, durably and atomically.
-    pub fn restore(&self, data: &[u8]) -> Result<AppliedState, MvccError> {
-        snapshot::restore(&self.db, data)?;
-        self.state()
-    }
-
-    /// Replaces the state with a snapshot taken from another cluster, for a
-    /// member of a new one (`rafter snapshot restore`, etcdutl's
-    /// semantics): keys, revisions, leases and sessions are kept; the
-    /// applied index starts over at 0 (the new cluster's log starts empty)
-    /// and the old cluster's member attributes are dropped.
-    pub fn restore_for_new_cluster(&self, data: &[u8]) -> Result<AppliedState, MvccError> {
-        snapshot::restore(&self.db, data)?;
-        let txn = self.db.begin_write()?;
-        {
-            txn.open_table(META)?.insert(META_APPLIED_INDEX, 0)?;
-            txn.delete_table(MEMBERS)?;
-            txn.open_table(MEMBERS)?;
-        }
-        txn.commit()?;
-        self.state()
-    }
-
-    /// Live keys at the current revision.
-    pub fn key_count(&self) -> Result<u64, MvccError> {
-        let txn = self.db.begin_read()?;
-        Ok(redb::ReadableTableMetadata::len(
-            &txn.open_table(KV_LATEST)?,
-        )?)
-    }
-
-    /// etcd's HashKV: a hash of all retained revisions up to `revision`
-    /// (0 = current). Returns (hash, revision hashed, compaction revision).
-    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), MvccError> {
-        let state = self.state()?;
-        let rev = RevisionBounds {
-            current: state.current_revision,
-            compacted: state.compact_revision,
-        }
-        .resolve(revision)?;
-        Ok((
-            snapshot::hash_kv(&self.db, rev as u64)?,
-            rev,
-            state.compact_revision,
-        ))
-    }
-
-    /// Size of the database file in bytes (etcd's `dbSize`).
-    pub fn db_size_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
-    }
-}
 
 impl std::fmt::Debug for MvccStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

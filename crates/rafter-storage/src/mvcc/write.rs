@@ -71,6 +71,10 @@ pub struct Writer<'t> {
     pub events: Vec<Event>,
     /// Leases granted, revoked or checkpointed so far, for the lessor.
     pub lease_changes: Vec<LeaseChange>,
+    /// The alarms raised (see `alarms.rs`), and whether this batch changed
+    /// them.
+    pub alarms: super::alarms::Alarms,
+    pub alarms_changed: bool,
 }
 
 impl<'t> Writer<'t> {
@@ -103,6 +107,8 @@ impl<'t> Writer<'t> {
             changes: 0,
             events: Vec::new(),
             lease_changes: Vec::new(),
+            alarms: Default::default(),
+            alarms_changed: false,
         })
     }
 
@@ -138,6 +144,9 @@ impl<'t> Writer<'t> {
 
     fn apply_request(&mut self, req: &KvRequest) -> Result<KvResponse, MvccError> {
         self.changes = 0;
+        if let Some(refused) = super::alarms::refusal(&self.alarms, req) {
+            return Err(refused);
+        }
         let resp = match req {
             KvRequest::Put(p) => {
                 txn::check_put(&self.latest, &|id| self.lease_exists(id), p)?;
@@ -165,6 +174,11 @@ impl<'t> Writer<'t> {
                 self.policies = super::conflicts::policies(&self.conflict_state)?;
                 self.any_lww = has_lww(&self.policies);
                 KvResponse::ConflictPolicySet
+            }
+            KvRequest::Alarm(a) => {
+                let (answer, changed) = super::alarms::apply(&mut self.alarms, a);
+                self.alarms_changed |= changed;
+                KvResponse::Alarm(answer)
             }
             KvRequest::MemberAttributes(a) => {
                 let encoded = prost::Message::encode_to_vec(a);
