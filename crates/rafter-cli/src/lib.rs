@@ -19,8 +19,8 @@ pub use error::CliError;
 use commands::{
     alarm::AlarmCommand,
     compact::CompactCommand,
-    defrag::DefragCommand,
     conflicts::{ConflictPolicyCommand, ConflictsCommand},
+    defrag::DefragCommand,
     del::DelCommand,
     dial::DialCommand,
     elect::ElectCommand,

@@ -94,7 +94,9 @@ impl NodeHandle {
                     alarm: AlarmType::Nospace as i32,
                 });
                 if let Err(e) = node.propose(raise).await {
-                    tracing::warn!("raising the NOSPACE alarm failed (retried on the next write): {e}");
+                    tracing::warn!(
+                        "raising the NOSPACE alarm failed (retried on the next write): {e}"
+                    );
                 }
             });
         }

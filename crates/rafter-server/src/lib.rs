@@ -3,8 +3,8 @@
 //! (and the metrics/health HTTP endpoint) until stopped.
 
 mod applier;
-pub mod corrupt_check;
 pub mod config;
+pub mod corrupt_check;
 mod error;
 mod gateway;
 mod grpc_limits;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use rafter_proto::etcdserverpb::alarm_request::AlarmAction;
 use rafter_proto::etcdserverpb::{
-    AlarmRequest, AlarmType, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest,
-    PutRequest, RangeRequest,
+    AlarmRequest, AlarmType, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, PutRequest,
+    RangeRequest,
 };
 use rafter_storage::mvcc::{ApplyEntry, KvResponse, MvccError};
 use rafter_storage::{KvRequest, MvccStore};
@@ -27,11 +27,7 @@ fn put(key: String, value_bytes: usize) -> KvRequest {
 }
 
 /// Applies `request` as entry `index`; returns its result.
-fn apply_at(
-    store: &MvccStore,
-    index: u64,
-    request: &KvRequest,
-) -> Result<KvResponse, MvccError> {
+fn apply_at(store: &MvccStore, index: u64, request: &KvRequest) -> Result<KvResponse, MvccError> {
     let entry = ApplyEntry {
         index,
         request: Some(request),
@@ -173,7 +169,12 @@ fn alarms_refuse_writes_through_the_log_and_persist() {
     let path = dir.path().join("kv.redb");
     let store = MvccStore::open(&path).expect("open");
     apply_at(&store, 1, &put("a".into(), 10)).unwrap();
-    let raised = apply_at(&store, 2, &alarm(AlarmAction::Activate, 7, AlarmType::Nospace)).unwrap();
+    let raised = apply_at(
+        &store,
+        2,
+        &alarm(AlarmAction::Activate, 7, AlarmType::Nospace),
+    )
+    .unwrap();
     assert!(matches!(&raised, KvResponse::Alarm(a) if a.len() == 1));
     assert_eq!(
         apply_at(&store, 3, &put("b".into(), 10)),
@@ -216,10 +217,20 @@ fn alarms_refuse_writes_through_the_log_and_persist() {
     other.restore(&store.snapshot_data().unwrap().0).unwrap();
     assert_eq!(other.alarms().unwrap(), store.alarms().unwrap());
 
-    apply_at(&store, 7, &alarm(AlarmAction::Deactivate, 7, AlarmType::Nospace)).unwrap();
+    apply_at(
+        &store,
+        7,
+        &alarm(AlarmAction::Deactivate, 7, AlarmType::Nospace),
+    )
+    .unwrap();
     apply_at(&store, 8, &put("b".into(), 10)).expect("writes again once disarmed");
 
-    apply_at(&store, 9, &alarm(AlarmAction::Activate, 2, AlarmType::Corrupt)).unwrap();
+    apply_at(
+        &store,
+        9,
+        &alarm(AlarmAction::Activate, 2, AlarmType::Corrupt),
+    )
+    .unwrap();
     assert_eq!(
         apply_at(
             &store,
@@ -239,4 +250,18 @@ fn alarms_refuse_writes_through_the_log_and_persist() {
         })
         .unwrap();
     assert_eq!(got.kvs.len(), 1);
+}
+
+#[test]
+fn the_bytes_in_use_are_measured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MvccStore::open(&dir.path().join("kv.redb")).expect("open");
+    for i in 1..=200 {
+        apply_at(&store, i, &put(format!("k{i}"), 10_000)).unwrap();
+    }
+    store.sync().unwrap();
+    let in_use = store.db_size_in_use_bytes().unwrap();
+    println!("file {} in use {in_use}", store.db_size_bytes());
+    assert!(in_use >= 200 * 10_000, "{in_use}");
+    assert!(in_use <= store.db_size_bytes());
 }

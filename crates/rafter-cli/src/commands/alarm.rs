@@ -2,7 +2,9 @@
 //! clear every one of them (each through the log) and print what was
 //! cleared.
 
-use rafter_proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType};
+use rafter_proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType,
+};
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;

@@ -45,10 +45,7 @@ impl DefragCommand {
                 })
                 .await;
             match result {
-                Ok(_) => writeln!(
-                    ctx.out,
-                    "Finished defragmenting etcd member[{endpoint}]"
-                )?,
+                Ok(_) => writeln!(ctx.out, "Finished defragmenting etcd member[{endpoint}]")?,
                 Err(e) => {
                     failed = true;
                     writeln!(

@@ -189,6 +189,23 @@ pub fn endpoint_health(list: &[EndpointHealth]) -> String {
     array(&items)
 }
 
+/// An alarm response (`alarm list`, `alarm disarm`).
+pub fn alarm(r: &rafter_proto::etcdserverpb::AlarmResponse) -> String {
+    let mut o = Obj::new();
+    header(&mut o, r.header);
+    let alarms: Vec<String> = r
+        .alarms
+        .iter()
+        .map(|a| {
+            let mut ao = Obj::new();
+            ao.num_nz("memberID", a.member_id).num_nz("alarm", a.alarm);
+            ao.finish()
+        })
+        .collect();
+    o.array_nz("alarms", &alarms);
+    o.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,21 +302,4 @@ mod tests {
             r#""responses":[{"Response":{"ResponsePut":{"header":{"revision":24}}}}]}"#
         ));
     }
-}
-
-/// An alarm response (`alarm list`, `alarm disarm`).
-pub fn alarm(r: &rafter_proto::etcdserverpb::AlarmResponse) -> String {
-    let mut o = Obj::new();
-    header(&mut o, r.header);
-    let alarms: Vec<String> = r
-        .alarms
-        .iter()
-        .map(|a| {
-            let mut ao = Obj::new();
-            ao.num_nz("memberID", a.member_id).num_nz("alarm", a.alarm);
-            ao.finish()
-        })
-        .collect();
-    o.array_nz("alarms", &alarms);
-    o.finish()
 }

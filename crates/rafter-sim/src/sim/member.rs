@@ -190,6 +190,9 @@ pub struct SimMember {
     hlc: rafter_core::hlc::Hlc,
     /// Simulated time as last told (ms).
     wall_ms: u64,
+    /// An online defragmentation between taking its copy and swapping it
+    /// in (gone with a crash, as the server's copy file is).
+    defrag: Option<rafter_storage::mvcc::defrag::DefragCopy>,
 }
 
 /// Tiny limits, so watch outboxes fill, watches fall behind and catch up
@@ -237,6 +240,7 @@ impl SimMember {
             next_local_seq: 1,
             hlc: rafter_core::hlc::Hlc::default(),
             wall_ms: 0,
+            defrag: None,
         };
         m.start();
         m
@@ -252,6 +256,33 @@ impl SimMember {
 
     pub fn term(&self) -> u64 {
         self.node.as_ref().map_or(0, |n| n.term())
+    }
+
+    /// Starts an online defragmentation of the store (the server's steps,
+    /// with applies free to happen before [`SimMember::defrag_finish`]).
+    /// Returns what to trace.
+    pub fn defrag_begin(&mut self) -> Option<String> {
+        if !self.is_up() || self.defrag.is_some() {
+            return None;
+        }
+        let copy = self.store.defrag_begin().expect("defragmentation copy");
+        self.defrag = Some(copy);
+        Some(format!("defrag: copy taken at applied {}", self.applied()))
+    }
+
+    /// Catches the copy up and swaps it in. A snapshot installed meanwhile
+    /// makes it give up, as on the server.
+    pub fn defrag_finish(&mut self) -> Option<String> {
+        let mut copy = self.defrag.take()?;
+        let caught_up = self.store.defrag_catch_up(&mut copy);
+        match caught_up.and_then(|_| self.store.defrag_finish(copy)) {
+            Ok(r) => Some(format!(
+                "defrag: swapped in the copy from applied {} with {} entries replayed",
+                r.copied_at_index, r.entries_replayed
+            )),
+            Err(e) if e.to_string().contains("abandoned") => Some(format!("defrag: {e}")),
+            Err(e) => panic!("defragmentation failed: {e}"),
+        }
     }
 
     pub fn applied(&self) -> u64 {
@@ -364,6 +395,7 @@ impl SimMember {
     /// Returns the ops that were waiting here (now indeterminate).
     pub fn crash(&mut self, torn_keep: usize) -> Vec<usize> {
         self.node = None;
+        self.defrag = None;
         self.incarnation += 1;
         // A torn write keeps a prefix of the records written since the
         // last fsync; where they overwrite a conflicting suffix, the old

@@ -211,6 +211,10 @@ enum Event {
     WatchPoll(usize),
     /// A local writer writes through a random member.
     LocalWrite(usize),
+    /// A member starts an online defragmentation (takes its copy).
+    DefragBegin(usize),
+    /// It catches up and swaps the copy in.
+    DefragFinish(usize),
     /// Propose the run's conflict policies (again, until applied).
     SetPolicies,
     /// A lessee's turn: grant, attach or keep alive.
@@ -356,6 +360,7 @@ impl Sim {
         }
         if self.cfg.faults {
             self.schedule_faults();
+            self.schedule_defrags();
         }
         let end_ms = self.cfg.run_ms + self.cfg.settle_ms;
         let mut healed = false;
@@ -373,6 +378,20 @@ impl Sim {
             self.invariants.check_leaders(self.now_ms, &self.members);
         }
         self.finish();
+    }
+
+    /// Online defragmentations at random times: each takes its copy, lets
+    /// the member go on applying for a while, then catches up and swaps.
+    fn schedule_defrags(&mut self) {
+        let n = self.members.len() as u64;
+        let mut t = 100;
+        while t < self.cfg.run_ms {
+            t += self.rng.between(300, 1200);
+            let m = self.rng.below(n) as usize;
+            self.schedule(t, Event::DefragBegin(m));
+            let finish = t + self.rng.between(5, 300);
+            self.schedule(finish, Event::DefragFinish(m));
+        }
     }
 
     /// Crashes, restarts and link cuts at random times during the run.
@@ -581,6 +600,16 @@ impl Sim {
                             self.lose(op);
                         }
                     }
+                }
+            }
+            Event::DefragBegin(m) => {
+                if let Some(what) = self.members[m].defrag_begin() {
+                    let _ = writeln!(self.trace, "{} m{} {what}", self.now_ms, m + 1);
+                }
+            }
+            Event::DefragFinish(m) => {
+                if let Some(what) = self.members[m].defrag_finish() {
+                    let _ = writeln!(self.trace, "{} m{} {what}", self.now_ms, m + 1);
                 }
             }
             Event::Restart(m) => {

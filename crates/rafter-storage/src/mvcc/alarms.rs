@@ -160,23 +160,44 @@ mod tests {
     #[test]
     fn activate_deactivate_and_get_follow_etcd() {
         let mut alarms = Alarms::new();
-        let (got, changed) = apply(&mut alarms, &req(AlarmAction::Activate, 7, AlarmType::Nospace));
+        let (got, changed) = apply(
+            &mut alarms,
+            &req(AlarmAction::Activate, 7, AlarmType::Nospace),
+        );
         assert!(changed);
         assert_eq!(got.len(), 1);
         // Raising it again answers nothing.
-        let (got, changed) = apply(&mut alarms, &req(AlarmAction::Activate, 7, AlarmType::Nospace));
+        let (got, changed) = apply(
+            &mut alarms,
+            &req(AlarmAction::Activate, 7, AlarmType::Nospace),
+        );
         assert!(!changed && got.is_empty());
-        apply(&mut alarms, &req(AlarmAction::Activate, 9, AlarmType::Corrupt));
+        apply(
+            &mut alarms,
+            &req(AlarmAction::Activate, 9, AlarmType::Corrupt),
+        );
         let (all, _) = apply(&mut alarms, &req(AlarmAction::Get, 0, AlarmType::None));
         assert_eq!(all.len(), 2);
         let (corrupt, _) = apply(&mut alarms, &req(AlarmAction::Get, 0, AlarmType::Corrupt));
-        assert_eq!(corrupt, vec![AlarmMember { member_id: 9, alarm: AlarmType::Corrupt as i32 }]);
+        assert_eq!(
+            corrupt,
+            vec![AlarmMember {
+                member_id: 9,
+                alarm: AlarmType::Corrupt as i32
+            }]
+        );
         // Activating NONE is not an alarm.
         let (got, changed) = apply(&mut alarms, &req(AlarmAction::Activate, 1, AlarmType::None));
         assert!(!changed && got.is_empty());
-        let (got, changed) = apply(&mut alarms, &req(AlarmAction::Deactivate, 7, AlarmType::Nospace));
+        let (got, changed) = apply(
+            &mut alarms,
+            &req(AlarmAction::Deactivate, 7, AlarmType::Nospace),
+        );
         assert!(changed && got.len() == 1);
-        let (got, changed) = apply(&mut alarms, &req(AlarmAction::Deactivate, 7, AlarmType::Nospace));
+        let (got, changed) = apply(
+            &mut alarms,
+            &req(AlarmAction::Deactivate, 7, AlarmType::Nospace),
+        );
         assert!(!changed && got.is_empty());
     }
 

@@ -9,8 +9,9 @@
 //!    transaction, which fixes the state at one applied index, and start a
 //!    journal of every entry applied from then on.
 //! 2. Without any lock: copy every table from that read transaction into a
-//!    new database (`<store>.defrag`), in bounded transactions. Reads and
-//!    applies go on against the old file.
+//!    new database (`<store>.defrag`), in bounded transactions, and pack it
+//!    with redb's compaction (which needs the database to itself: it has
+//!    the copy to itself). Reads and applies go on against the old file.
 //! 3. Replay the journal into the copy with the apply code itself
 //!    (`apply_to`: the same entries on the same state give the same state,
 //!    the premise of replication), until little is left.
@@ -32,8 +33,10 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use super::tables::*;
 use super::{apply_to, ApplyEntry, KvRequest, MvccError, MvccStore};
 
-/// Rows copied per write transaction of the copy (bounds its memory).
-const ROWS_PER_TXN: u64 = 50_000;
+/// Bytes copied per write transaction of the copy. Each is made durable
+/// on its own, so the disk takes the copy in small flushes and the
+/// member's own fsyncs never queue behind one large one.
+const BYTES_PER_TXN: usize = 4 << 20;
 /// The journal is replayed outside the writer's turn until fewer entries
 /// than this are left, so the pause at the swap stays short.
 const SMALL_JOURNAL_ENTRIES: usize = 256;
@@ -155,7 +158,16 @@ impl MvccStore {
             remove_leftover(&self.path)?;
             (Database::create(&file)?, Some(file))
         };
-        let copied = copy_tables(&read, &db);
+        let mut db = db;
+        let copied = copy_tables(&read, &db).and_then(|rows| {
+            // The copy is private: redb's own compaction (which needs the
+            // database to itself) packs its pages and trims the file.
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            txn.commit()?;
+            while db.compact()? {}
+            Ok(rows)
+        });
         let rows_copied = match copied {
             Ok(rows) => rows,
             Err(e) => {
@@ -211,11 +223,17 @@ impl MvccStore {
             })?;
             sync_dir(&self.path)?;
         }
-        *self.db.write().expect("store lock poisoned") = std::sync::Arc::new(copy.db);
+        let old = std::mem::replace(
+            &mut *self.db.write().expect("store lock poisoned"),
+            std::sync::Arc::new(copy.db),
+        );
         self.refresh_size();
         *self.in_use.lock().expect("in-use lock poisoned") = None;
         let pause_us = paused.elapsed().as_micros() as u64;
         drop(turn);
+        // Closing the old database flushes it (to its now unlinked file):
+        // done after applies resume.
+        drop(old);
         Ok(DefragReport {
             size_before_bytes: copy.size_before_bytes,
             size_after_bytes: self.db_size_bytes(),
@@ -232,14 +250,12 @@ impl MvccStore {
     pub(super) fn journal_applied(&self, entries: &[ApplyEntry<'_>]) {
         let mut journal = self.journal.lock().expect("journal lock poisoned");
         if let Some(journal) = journal.as_mut() {
-            journal
-                .entries
-                .extend(entries.iter().map(|e| OwnedEntry {
-                    index: e.index,
-                    request: e.request.cloned(),
-                    client: e.client.cloned(),
-                    stamp: e.stamp.cloned(),
-                }));
+            journal.entries.extend(entries.iter().map(|e| OwnedEntry {
+                index: e.index,
+                request: e.request.cloned(),
+                client: e.client.cloned(),
+                stamp: e.stamp.cloned(),
+            }));
         }
     }
 
@@ -298,21 +314,22 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     let mut copied = 0;
     loop {
         let mut txn = dst.begin_write()?;
-        txn.set_durability(Durability::None)?;
+        txn.set_durability(Durability::Immediate)?;
         let mut more = false;
         {
             let mut out = txn.open_table(def)?;
-            let mut in_txn = 0;
+            let mut bytes = 0;
             for item in rows.by_ref() {
                 let (k, v) = item?;
+                bytes +=
+                    K::as_bytes(&k.value()).as_ref().len() + V::as_bytes(&v.value()).as_ref().len();
                 out.insert(k.value(), v.value())?;
-                in_txn += 1;
-                if in_txn == ROWS_PER_TXN {
+                copied += 1;
+                if bytes >= BYTES_PER_TXN {
                     more = true;
                     break;
                 }
             }
-            copied += in_txn;
         }
         txn.commit()?;
         if !more {

@@ -141,6 +141,7 @@ storage_error_from!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
+    redb::CompactionError,
     redb::SetDurabilityError
 );
 
@@ -593,10 +594,14 @@ impl MvccStore {
             txn.abort()?;
             stats
         };
-        let allocated = stats.allocated_pages() * stats.page_size() as u64;
-        let bytes = allocated
+        // The file less its free and fragmented space, but never less than
+        // the bytes the tables store.
+        let file = self.db_size_bytes();
+        let stored = stats.stored_bytes() + stats.metadata_bytes();
+        let bytes = file
             .saturating_sub(stats.fragmented_bytes())
-            .min(self.db_size_bytes().max(allocated));
+            .max(stored)
+            .min(file);
         *cached = Some((bytes, std::time::Instant::now()));
         Ok(bytes)
     }
@@ -641,90 +646,90 @@ pub(crate) fn apply_to(
     durable: bool,
 ) -> Result<ApplyOutcome, MvccError> {
     let mut txn = db.begin_write()?;
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })?;
-        let mut results = Vec::with_capacity(entries.len());
-        let state;
-        let events;
-        let lease_changes;
-        let sessions_open;
-        let local_dots;
-        {
-            let mut meta = txn.open_table(META)?;
-            let mut applied = meta_get(&meta, META_APPLIED_INDEX, 0)?;
-            let mut w = write::Writer::new(
-                write::WriteTables {
-                    latest: txn.open_table(KV_LATEST)?,
-                    revs: txn.open_table(KV_REVS)?,
-                    rev_index: txn.open_table(REV_INDEX)?,
-                    members: txn.open_table(MEMBERS)?,
-                    leases: txn.open_table(LEASES)?,
-                    lease_keys: txn.open_table(LEASE_KEYS)?,
-                    sessions: txn.open_table(SESSIONS)?,
-                    session_results: txn.open_table(SESSION_RESULTS)?,
-                    local_dots: txn.open_table(LOCAL_DOTS)?,
-                    conflict_state: txn.open_table(CONFLICT_STATE)?,
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
+    let mut results = Vec::with_capacity(entries.len());
+    let state;
+    let events;
+    let lease_changes;
+    let sessions_open;
+    let local_dots;
+    {
+        let mut meta = txn.open_table(META)?;
+        let mut applied = meta_get(&meta, META_APPLIED_INDEX, 0)?;
+        let mut w = write::Writer::new(
+            write::WriteTables {
+                latest: txn.open_table(KV_LATEST)?,
+                revs: txn.open_table(KV_REVS)?,
+                rev_index: txn.open_table(REV_INDEX)?,
+                members: txn.open_table(MEMBERS)?,
+                leases: txn.open_table(LEASES)?,
+                lease_keys: txn.open_table(LEASE_KEYS)?,
+                sessions: txn.open_table(SESSIONS)?,
+                session_results: txn.open_table(SESSION_RESULTS)?,
+                local_dots: txn.open_table(LOCAL_DOTS)?,
+                conflict_state: txn.open_table(CONFLICT_STATE)?,
+            },
+            meta_get(&meta, META_CURRENT_REV, 1)? as i64,
+            compact_revision(&meta)?,
+            meta_get(&meta, META_CLUSTER_TIME, 0)?,
+        )?;
+        w.alarms = alarms::load(&meta)?;
+        for e in entries {
+            if e.index <= applied {
+                // Already reflected in the state (replay after restart).
+                results.push(None);
+                continue;
+            }
+            assert_eq!(e.index, applied + 1, "entries must be applied in log order");
+            applied = e.index;
+            w.stamp = e.stamp.cloned();
+            let result = match e.request {
+                None => None,
+                Some(r) => match w.apply(r, e.client) {
+                    // A failing disk stops the batch: nothing of it commits.
+                    Err(MvccError::Storage(s)) => return Err(MvccError::Storage(s)),
+                    other => Some(other),
                 },
-                meta_get(&meta, META_CURRENT_REV, 1)? as i64,
-                compact_revision(&meta)?,
-                meta_get(&meta, META_CLUSTER_TIME, 0)?,
-            )?;
-            w.alarms = alarms::load(&meta)?;
-            for e in entries {
-                if e.index <= applied {
-                    // Already reflected in the state (replay after restart).
-                    results.push(None);
-                    continue;
-                }
-                assert_eq!(e.index, applied + 1, "entries must be applied in log order");
-                applied = e.index;
-                w.stamp = e.stamp.cloned();
-                let result = match e.request {
-                    None => None,
-                    Some(r) => match w.apply(r, e.client) {
-                        // A failing disk stops the batch: nothing of it commits.
-                        Err(MvccError::Storage(s)) => return Err(MvccError::Storage(s)),
-                        other => Some(other),
-                    },
-                };
-                results.push(result);
-            }
-            if w.alarms_changed {
-                alarms::store(&mut meta, &w.alarms)?;
-            }
-            meta.insert(META_APPLIED_INDEX, applied)?;
-            meta.insert(META_CURRENT_REV, w.current_rev as u64)?;
-            if w.compact_rev >= 0 {
-                meta.insert(META_COMPACT_REV, w.compact_rev as u64)?;
-            }
-            state = AppliedState {
-                applied_index: applied,
-                current_revision: w.current_rev,
-                compact_revision: w.compact_rev,
             };
-            meta.insert(META_CLUSTER_TIME, w.cluster_time_ms)?;
-            sessions_open = if w.sessions_touched {
-                Some(redb::ReadableTableMetadata::len(&w.sessions)?)
-            } else {
-                None
-            };
-            events = std::mem::take(&mut w.events);
-            lease_changes = std::mem::take(&mut w.lease_changes);
-            local_dots = std::mem::take(&mut w.local_dots_changed);
+            results.push(result);
         }
-        txn.commit()?;
-        Ok(ApplyOutcome {
-            state,
-            results,
-            events,
-            lease_changes,
-            sessions_open,
-            local_dots,
-        })
+        if w.alarms_changed {
+            alarms::store(&mut meta, &w.alarms)?;
+        }
+        meta.insert(META_APPLIED_INDEX, applied)?;
+        meta.insert(META_CURRENT_REV, w.current_rev as u64)?;
+        if w.compact_rev >= 0 {
+            meta.insert(META_COMPACT_REV, w.compact_rev as u64)?;
+        }
+        state = AppliedState {
+            applied_index: applied,
+            current_revision: w.current_rev,
+            compact_revision: w.compact_rev,
+        };
+        meta.insert(META_CLUSTER_TIME, w.cluster_time_ms)?;
+        sessions_open = if w.sessions_touched {
+            Some(redb::ReadableTableMetadata::len(&w.sessions)?)
+        } else {
+            None
+        };
+        events = std::mem::take(&mut w.events);
+        lease_changes = std::mem::take(&mut w.lease_changes);
+        local_dots = std::mem::take(&mut w.local_dots_changed);
     }
+    txn.commit()?;
+    Ok(ApplyOutcome {
+        state,
+        results,
+        events,
+        lease_changes,
+        sessions_open,
+        local_dots,
+    })
+}
 
 impl std::fmt::Debug for MvccStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -431,6 +431,16 @@ impl Cluster {
         self.member_dir(index).join("data")
     }
 
+    /// A Rafter member's MVCC store file.
+    pub fn store_file(&self, index: usize) -> PathBuf {
+        assert_eq!(
+            self.target,
+            Target::Rafter,
+            "an etcd member has no Rafter store"
+        );
+        self.data_dir(index).join("member").join("kv.redb")
+    }
+
     fn log_path(&self, index: usize) -> PathBuf {
         self.member_dir(index)
             .join(format!("member-{}.log", self.members[index].starts))
