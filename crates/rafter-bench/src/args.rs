@@ -138,6 +138,10 @@ pub enum BenchWorkload {
     /// its leader with SIGKILL over and over, and measure the time until a
     /// new leader and until the first acknowledged write; CSV and PNG CDFs.
     Election(ElectionArgs),
+    /// Defragmentation under load: fill a member, delete half, compact,
+    /// then defragment while writers and linearizable readers run; reports
+    /// the file sizes and the requests' latency and longest stall during it.
+    Defrag(crate::defrag::DefragArgs),
 }
 
 /// The election benchmark's settings.

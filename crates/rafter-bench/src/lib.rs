@@ -4,7 +4,7 @@
 //! stepped offered load (seed 004), watch delivery to many watchers
 //! (`watch`), keeping many leases alive (`lease`), consistent reads through
 //! the client cache against direct gets (`cache`) and leader failover
-//! (`election`).
+//! (`election`) and defragmentation under load (`defrag`).
 //! Reports a table for people and one JSON line for scripts with
 //! throughput, HDR latency percentiles and errors.
 
@@ -12,6 +12,7 @@ mod args;
 mod cache;
 mod cdf;
 mod conn;
+mod defrag;
 pub mod demo;
 mod dial;
 mod duration;
@@ -115,6 +116,7 @@ async fn execute(command: BenchCommand) -> Result<(), String> {
         } => dial::run(&cluster, &data, &dial).await,
         BenchWorkload::Lease { cluster, lease } => lease::run(&cluster, &lease).await,
         BenchWorkload::Election(args) => election::run(&args).await,
+        BenchWorkload::Defrag(args) => defrag::run(args).await,
     }
 }
 

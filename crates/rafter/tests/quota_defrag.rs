@@ -6,7 +6,8 @@
 //!   "database space exceeded" and the NOSPACE alarm is raised; deletes
 //!   and reads still work; compaction + `etcdctl defrag` + `etcdctl alarm
 //!   disarm` restore writes, and nothing else is lost. `etcdctl alarm
-//!   list` and `endpoint status` report the alarm and both db sizes.
+//!   list` and `endpoint status` report the alarm and both db sizes;
+//!   `rafter alarm list` and `rafter defrag` print what etcdctl prints.
 //! - `Maintenance.Alarm` ACTIVATE / DEACTIVATE / GET per member, and
 //!   CORRUPT refusing every mutation ("corrupt cluster").
 //! - Defragmentation keeps serving: puts and linearizable gets run
@@ -56,6 +57,20 @@ fn etcdctl_ok(address: &str, args: &[&str]) -> String {
         out.status.success(),
         "etcdctl {args:?} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+fn rafter(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rafter"))
+        .args(args)
+        .output()
+        .expect("run rafter");
+    assert!(
+        out.status.success(),
+        "rafter {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -132,6 +147,11 @@ async fn quota_scenario(target: Target) -> String {
 
     let address = server.address();
     let listed = etcdctl_ok(&address, &["alarm", "list"]);
+    assert_eq!(
+        rafter(&["alarm", "list", "--endpoints", &address]),
+        listed,
+        "rafter alarm list prints what etcdctl prints"
+    );
     let status = status_json(&address);
     assert!(status["dbSize"].as_i64().unwrap() > 0);
     assert!(status["dbSizeInUse"].as_i64().unwrap() > 0);
@@ -161,6 +181,11 @@ async fn quota_scenario(target: Target) -> String {
         format!("Finished defragmenting etcd member[{address}]")
     );
     let size_after = status_json(&address)["dbSize"].as_i64().unwrap();
+    assert_eq!(
+        rafter(&["defrag", "--endpoints", &address]),
+        out,
+        "rafter defrag reports as etcdctl does"
+    );
     assert!(
         size_after < size_before,
         "{target:?}: defrag must shrink the file: {size_before} -> {size_after}"
