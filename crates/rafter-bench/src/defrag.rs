@@ -179,7 +179,7 @@ async fn fill(channel: &Channel, args: &DefragArgs) -> Result<(), String> {
                 })
                 .await
                 .map_err(|e| format!("fill put {i}: {e}"))?;
-                if i > 0 && i % (keys / 20).max(1) == 0 {
+                if i > 0 && i.is_multiple_of((keys / 20).max(1)) {
                     eprintln!(
                         "{label}: filled {}% ({i} of {keys} keys) in {:?}",
                         i * 100 / keys,
