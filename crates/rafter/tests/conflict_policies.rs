@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::cluster::{exclusive, Cluster, POLL_INTERVAL};
 use common::dial::{get, set_local, wait_consistent, wait_leaderless, SETTLE};
+use common::rafter_ok;
 use rafter_proto::rafterpb::conflicts_client::ConflictsClient;
 use rafter_proto::rafterpb::{
     ConflictDecision, ConflictListRequest, ConflictPolicy, ConflictRecord, ListPoliciesRequest,
@@ -145,20 +145,6 @@ async fn clock_past(ms: u64) {
     }
 }
 
-fn rafter(args: &[&str]) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rafter"));
-    command.args(args).stdin(Stdio::null());
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_order_applies_the_local_write_where_it_commits() {
     let _serial = exclusive().await;
@@ -236,22 +222,22 @@ async fn reject_if_changed_keeps_the_majority_value_and_logs_the_rejection() {
 
     // The CLI shows the same log and the policy.
     let endpoint = format!("--endpoints={}", p.cluster.address(p.cut));
-    let simple = rafter(&["conflicts", "--prefix", "/rj/", &endpoint]);
+    let simple = rafter_ok(&["conflicts", "--prefix", "/rj/", &endpoint]);
     let line = simple.trim();
     assert!(
         line.contains("/rj/k") && line.contains(" rejected local=local committed=majority"),
         "{simple:?}"
     );
     let json: serde_json::Value =
-        serde_json::from_str(&rafter(&["conflicts", "-w", "json", &endpoint]))
+        serde_json::from_str(&rafter_ok(&["conflicts", "-w", "json", &endpoint]))
             .expect("json output");
     assert_eq!(json["conflicts"][0]["decision"], "rejected", "{json}");
     assert_eq!(json["conflicts"][0]["policy"], "reject-if-changed");
-    let policies = rafter(&["conflict-policy", "list", &endpoint]);
+    let policies = rafter_ok(&["conflict-policy", "list", &endpoint]);
     assert_eq!(policies, "/rj/ reject-if-changed\n");
     assert_eq!(
-        rafter(&["conflict-policy", "set", "/rj/", "commit-order", &endpoint]),
+        rafter_ok(&["conflict-policy", "set", "/rj/", "commit-order", &endpoint]),
         "OK\n"
     );
-    assert_eq!(rafter(&["conflict-policy", "list", &endpoint]), "");
+    assert_eq!(rafter_ok(&["conflict-policy", "list", &endpoint]), "");
 }

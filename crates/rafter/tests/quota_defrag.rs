@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{exclusive, Cluster};
-use common::{expect_grpc_error, find_on_path, Server, Target};
+use common::{expect_grpc_error, find_on_path, rafter_ok, Server, Target};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, GetOptions};
 
 /// Bytes per value of the filling writes.
@@ -57,20 +57,6 @@ fn etcdctl_ok(address: &str, args: &[&str]) -> String {
         out.status.success(),
         "etcdctl {args:?} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[track_caller]
-fn rafter(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rafter"))
-        .args(args)
-        .output()
-        .expect("run rafter");
-    assert!(
-        out.status.success(),
-        "rafter {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -148,7 +134,7 @@ async fn quota_scenario(target: Target) -> String {
     let address = server.address();
     let listed = etcdctl_ok(&address, &["alarm", "list"]);
     assert_eq!(
-        rafter(&["alarm", "list", "--endpoints", &address]),
+        rafter_ok(&["alarm", "list", "--endpoints", &address]),
         listed,
         "rafter alarm list prints what etcdctl prints"
     );
@@ -182,7 +168,7 @@ async fn quota_scenario(target: Target) -> String {
     );
     let size_after = status_json(&address)["dbSize"].as_i64().unwrap();
     assert_eq!(
-        rafter(&["defrag", "--endpoints", &address]),
+        rafter_ok(&["defrag", "--endpoints", &address]),
         out,
         "rafter defrag reports as etcdctl does"
     );

@@ -11,19 +11,7 @@ mod common;
 use std::process::Command;
 
 use common::cluster::{exclusive, Cluster};
-
-fn rafter(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rafter"))
-        .args(args)
-        .output()
-        .expect("run rafter");
-    assert!(
-        out.status.success(),
-        "rafter {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::rafter_ok;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_restores_into_a_new_cluster_with_every_key_and_revision() {
@@ -59,7 +47,7 @@ async fn a_snapshot_restores_into_a_new_cluster_with_every_key_and_revision() {
     let file = dir.path().join("snap.db");
     let file_text = file.to_str().unwrap().to_string();
     let endpoint = format!("--endpoints={}", source.address(leader));
-    let saved = rafter(&["snapshot", "save", &file_text, &endpoint]);
+    let saved = rafter_ok(&["snapshot", "save", &file_text, &endpoint]);
     assert!(saved.starts_with("Snapshot saved at"), "{saved}");
     // etcdctl's save writes the same stream.
     let etcdctl_file = dir.path().join("etcdctl.db");
@@ -81,9 +69,10 @@ async fn a_snapshot_restores_into_a_new_cluster_with_every_key_and_revision() {
         "etcdctl saved a different stream"
     );
 
-    let status: serde_json::Value =
-        serde_json::from_str(&rafter(&["snapshot", "status", &file_text, "-w", "json"]))
-            .expect("json");
+    let status: serde_json::Value = serde_json::from_str(&rafter_ok(&[
+        "snapshot", "status", &file_text, "-w", "json",
+    ]))
+    .expect("json");
     assert_eq!(status["revision"], revision, "{status}");
     assert_eq!(status["totalKey"], 120, "{status}");
     drop(source);

@@ -381,6 +381,23 @@ fn tail(text: &str, lines: usize) -> &str {
     }
 }
 
+/// Runs this crate's `rafter` binary (a client command), expects success
+/// and returns its standard output.
+#[track_caller]
+pub fn rafter_ok(args: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rafter"));
+    command.args(args).stdin(Stdio::null());
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Asserts that `result` is a gRPC error with exactly this code and message.
 #[track_caller]
 pub fn expect_grpc_error<T: std::fmt::Debug>(
