@@ -384,9 +384,11 @@ impl Sim {
     /// the member go on applying for a while, then catches up and swaps.
     fn schedule_defrags(&mut self) {
         let n = self.members.len() as u64;
+        // A defragmentation costs the simulator a new in-memory database
+        // and a copy: one or two per run keep the campaign's time.
         let mut t = 100;
         while t < self.cfg.run_ms {
-            t += self.rng.between(300, 1200);
+            t += self.rng.between(1500, 3500);
             let m = self.rng.below(n) as usize;
             self.schedule(t, Event::DefragBegin(m));
             let finish = t + self.rng.between(5, 300);

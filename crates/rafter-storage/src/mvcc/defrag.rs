@@ -159,13 +159,17 @@ impl MvccStore {
             (Database::create(&file)?, Some(file))
         };
         let mut db = db;
+        let in_file = file.is_some();
         let copied = copy_tables(&read, &db).and_then(|rows| {
             // The copy is private: redb's own compaction (which needs the
-            // database to itself) packs its pages and trims the file.
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            txn.commit()?;
-            while db.compact()? {}
+            // database to itself) packs its pages and trims the file. An
+            // in-memory store has no file to trim.
+            if in_file {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                txn.commit()?;
+                while db.compact()? {}
+            }
             Ok(rows)
         });
         let rows_copied = match copied {
