@@ -12,13 +12,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{client_request_timeout, exclusive, Cluster, POLL_INTERVAL};
-use common::{find_on_path, revision};
+use common::revision;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 
 /// Members of every test cluster.
@@ -812,15 +812,8 @@ fn role(member: usize, leader: usize) -> &'static str {
 /// Runs the real etcdctl (API v3) against `endpoints`, expects success and
 /// returns its standard output.
 fn etcdctl(endpoints: &[String], args: &[&str]) -> String {
-    let mut command = Command::new(find_on_path("etcdctl"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ETCDCTL_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = common::etcdctl_command(&endpoints.join(","));
     command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", endpoints.join(",")))
         .arg("--command-timeout=15s")
         .args(args)
         .stdin(Stdio::null());

@@ -21,15 +21,8 @@ use serde_json::Value;
 
 /// Runs etcdctl with `args` against `server`, feeding it `stdin`.
 fn run_etcdctl(server: &Server, args: &[&str], stdin: &str) -> Output {
-    let mut command = Command::new(find_on_path("etcdctl"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ETCDCTL_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = common::etcdctl_command(&server.address());
     command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", server.address()))
         .arg("--command-timeout=15s")
         .args(args)
         .stdin(Stdio::piped())

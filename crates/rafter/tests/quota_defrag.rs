@@ -19,13 +19,13 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{exclusive, Cluster};
-use common::{expect_grpc_error, find_on_path, rafter_ok, Server, Target};
+use common::{expect_grpc_error, rafter_ok, Server, Target};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, GetOptions};
 
 /// Bytes per value of the filling writes.
@@ -34,15 +34,8 @@ const FILL_VALUE_BYTES: usize = 100_000;
 const QUOTA_BYTES: &str = "3000000";
 
 fn etcdctl(address: &str, args: &[&str]) -> Output {
-    let mut command = Command::new(find_on_path("etcdctl"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ETCDCTL_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = common::etcdctl_command(address);
     command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={address}"))
         .arg("--command-timeout=30s")
         .args(args)
         .stdin(Stdio::null())

@@ -381,6 +381,22 @@ fn tail(text: &str, lines: usize) -> &str {
     }
 }
 
+/// The real etcdctl (API v3) aimed at `endpoints` (comma separated), with
+/// any `ETCDCTL_*` settings of the environment removed so only the test's
+/// flags count.
+pub fn etcdctl_command(endpoints: &str) -> Command {
+    let mut command = Command::new(find_on_path("etcdctl"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCDCTL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"));
+    command
+}
+
 /// Runs this crate's `rafter` binary (a client command), expects success
 /// and returns its standard output.
 #[track_caller]
