@@ -13,6 +13,7 @@ pub mod lease;
 pub mod local_writes;
 pub mod logger;
 pub mod member;
+pub mod membership;
 pub mod node;
 pub mod proposals;
 pub mod raft_storage;
@@ -26,6 +27,6 @@ pub use member::{Cycle, Member, MemberConfig, Persisted, ProposeError};
 pub use node::{Action, Granted, LogWrite, Node, NodeConfig, RequestError, Wait};
 pub use raft_storage::RaftStorage;
 pub use state_machine::{
-    apply_batch, Applied, ApplyBatch, ApplyError, Command, RequestId, SmApplied, StateMachine,
-    WatchFeed,
+    apply_batch, Applied, ApplyBatch, ApplyError, Command, RequestId, SmApplied, SmSnapshot,
+    StateMachine, WatchFeed,
 };

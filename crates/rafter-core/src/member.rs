@@ -172,6 +172,51 @@ impl<S: Storage> Member<S> {
         r.map_err(|_| ProposeError::Dropped)
     }
 
+    /// Proposes a membership change; the command rides in the entry's
+    /// context (forwarded to the leader when a follower).
+    pub fn propose_conf_change(
+        &mut self,
+        context: Vec<u8>,
+        cc: raft::eraftpb::ConfChange,
+    ) -> Result<(), ProposeError> {
+        if self.leader_id().is_none() {
+            return Err(ProposeError::NoLeader);
+        }
+        let r = self.node.propose_conf_change(context, cc);
+        self.after_input();
+        r.map_err(|_| ProposeError::Dropped)
+    }
+
+    /// Applies a committed membership change to raft-rs's configuration.
+    pub fn apply_conf_change(
+        &mut self,
+        cc: &raft::eraftpb::ConfChange,
+    ) -> raft::Result<raft::eraftpb::ConfState> {
+        let r = self.node.apply_conf_change(cc);
+        self.after_input();
+        r
+    }
+
+    /// raft-rs's current configuration.
+    pub fn conf_state(&self) -> raft::eraftpb::ConfState {
+        self.node.raft.prs().conf().to_conf_state()
+    }
+
+    /// True while a membership change is proposed and not yet applied.
+    pub fn has_pending_conf(&self) -> bool {
+        self.node.raft.has_pending_conf()
+    }
+
+    /// On the leader: the share of its log that `peer` has (1.0 when it is
+    /// the leader itself; 0 when unknown).
+    pub fn match_share(&self, peer: u64) -> f64 {
+        let last = self.last_index().max(1) as f64;
+        match self.node.raft.prs().get(peer) {
+            Some(pr) => pr.matched as f64 / last,
+            None => 0.0,
+        }
+    }
+
     /// Starts handing leadership to `target` (leader only).
     pub fn transfer_leader(&mut self, target: u64) {
         self.node.transfer_leader(target);

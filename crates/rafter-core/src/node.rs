@@ -65,6 +65,9 @@ pub struct NodeConfig {
     /// This member's local writes that are durable in its queue and not
     /// applied yet, oldest first.
     pub local_writes: Vec<LocalWrite>,
+    /// The membership the state machine holds at start (removed members
+    /// included).
+    pub members: Vec<rafter_proto::rafterpb::MemberAttributes>,
 }
 
 /// How long a proposal may wait for its outcome.
@@ -106,6 +109,9 @@ pub enum RequestError {
     /// its fate could not be ordered in time: its outcome is not known yet.
     #[error("request outcome pending")]
     Pending,
+    /// A membership change broke one of etcd's rules.
+    #[error("membership: {0}")]
+    Membership(#[from] crate::membership::MembershipError),
 }
 
 /// A log write: a snapshot's truncation point (if any), entries and hard
@@ -148,6 +154,11 @@ pub enum Action {
     CompactLog {
         compact_to: u64,
     },
+    /// The membership changed (a change was committed, or a snapshot
+    /// replaced it): every record, removed members included. The shell
+    /// connects to new members, forgets removed ones, and stops if this
+    /// member was removed.
+    MembershipChanged(Vec<rafter_proto::rafterpb::MemberAttributes>),
 }
 
 /// Where the current Ready cycle stands.
@@ -177,6 +188,7 @@ enum Deferred {
     Propose(RequestId, Box<KvRequest>, Option<ClientTag>, Wait),
     Read(RequestId),
     Transfer(RequestId, u64),
+    ChangeMembership(RequestId, Box<rafter_proto::rafterpb::MembershipChange>),
     Unreachable(u64),
     SnapshotStatus(u64, bool),
     /// A proposal the core makes itself (a lease checkpoint).
@@ -243,6 +255,8 @@ pub struct Node<S: Storage> {
     hlc: crate::hlc::Hlc,
     /// The member's wall clock as the shell last told it (ms).
     wall_ms: u64,
+    /// The membership as of the entries handed to the state machine.
+    membership: crate::membership::Membership,
 }
 
 impl<S: Storage> Node<S> {
@@ -289,6 +303,7 @@ impl<S: Storage> Node<S> {
             },
             hlc: crate::hlc::Hlc::default(),
             wall_ms: 0,
+            membership: crate::membership::Membership::new(cfg.members.iter().cloned()),
         })
     }
 
@@ -744,6 +759,120 @@ impl<S: Storage> Node<S> {
         });
     }
 
+    /// A membership change (etcd's MemberAdd, MemberRemove, MemberUpdate,
+    /// MemberPromote), answered once its entry is applied. The leader
+    /// refuses at once what would be refused at commit, a second change
+    /// while one is in flight (raft-rs would drop it) and the promotion of
+    /// a learner that is behind (etcd's leader-side checks); every member
+    /// checks etcd's rules again when the entry commits.
+    pub fn change_membership(
+        &mut self,
+        req: RequestId,
+        change: rafter_proto::rafterpb::MembershipChange,
+    ) {
+        use crate::membership::{MembershipError, LEARNER_READY_SHARE};
+        use rafter_proto::rafterpb::membership_change::Kind;
+        if self.busy() {
+            self.deferred
+                .push(Deferred::ChangeMembership(req, Box::new(change)));
+            return;
+        }
+        if self.member.leader_id().is_none() {
+            self.respond(req, Err(RequestError::NoLeader));
+            return;
+        }
+        if self.member.is_leader() {
+            let refused = if self.member.has_pending_conf() {
+                Err(MembershipError::InProgress)
+            } else {
+                self.membership.validate(&change)
+            };
+            let refused = refused.and_then(|()| {
+                let promoted = change.members.first().map_or(0, |m| m.member_id);
+                if change.kind == Kind::Promote as i32
+                    && self.member.match_share(promoted) < LEARNER_READY_SHARE
+                {
+                    Err(MembershipError::LearnerNotReady)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = refused {
+                self.respond(req, Err(e.into()));
+                return;
+            }
+        }
+        let id = self.take_command_id();
+        let cmd = RaftCommand {
+            id,
+            request: Some(KvRequest::Membership(change.clone())),
+            client: None,
+            stamp: None,
+        };
+        let cc = crate::membership::proposed_conf_change(&change);
+        if self
+            .member
+            .propose_conf_change(encode_command(&cmd), cc)
+            .is_err()
+        {
+            self.respond(req, Err(RequestError::NoLeader));
+            return;
+        }
+        let appended_at = self.member.is_leader().then(|| self.member.last_index());
+        let deadline = self.deadline();
+        self.proposals
+            .insert(id, req, deadline, AtDeadline::TimeOut, appended_at);
+    }
+
+    /// The membership as of the entries handed to the state machine.
+    pub fn membership(&self) -> &crate::membership::Membership {
+        &self.membership
+    }
+
+    /// The state machine was replaced (snapshot): its membership.
+    pub fn reset_membership(&mut self, records: Vec<rafter_proto::rafterpb::MemberAttributes>) {
+        self.membership = crate::membership::Membership::new(records);
+        self.actions
+            .push(Action::MembershipChanged(self.membership.records()));
+    }
+
+    /// A committed membership change entry: checked with etcd's rules and,
+    /// if valid, applied to raft-rs's configuration and the core's
+    /// membership; the entry becomes the command the state machine records
+    /// (an empty entry if refused, whose proposer gets the error). Returns
+    /// whether the membership changed.
+    fn commit_conf_change(&mut self, entry: &mut Entry) -> bool {
+        use raft::eraftpb::EntryType;
+        debug_assert_eq!(entry.get_entry_type(), EntryType::EntryConfChange);
+        let context = std::mem::take(&mut entry.context).to_vec();
+        entry.set_entry_type(EntryType::EntryNormal);
+        entry.data = Default::default();
+        let cmd = match crate::command::decode_command(entry.index, &context) {
+            Ok(Some(cmd)) => cmd,
+            // Not a change this code proposed: nothing to apply.
+            _ => return false,
+        };
+        let Some(KvRequest::Membership(change)) = &cmd.request else {
+            return false;
+        };
+        if let Err(e) = self.membership.validate(change) {
+            if let Some(req) = self.proposals.take_answered(entry.index, Some(cmd.id)) {
+                self.respond(req, Err(e.into()));
+            }
+            return false;
+        }
+        if let Some(cc) = self.membership.apply(change) {
+            if let Err(e) = self.member.apply_conf_change(&cc) {
+                panic!(
+                    "raft-rs refused a validated membership change at {}: {e}",
+                    entry.index
+                );
+            }
+        }
+        entry.data = context.into();
+        true
+    }
+
     /// A message from a peer (errors are raft-rs's verdict on it; the
     /// member goes on).
     pub fn step(&mut self, mut msg: Message) -> raft::Result<()> {
@@ -796,6 +925,7 @@ impl<S: Storage> Node<S> {
                 }
                 Deferred::Read(req) => self.read(req),
                 Deferred::Transfer(req, target) => self.transfer_leader(req, target),
+                Deferred::ChangeMembership(req, change) => self.change_membership(req, *change),
                 Deferred::Unreachable(peer) => self.report_unreachable(peer),
                 Deferred::SnapshotStatus(peer, delivered) => self.report_snapshot(peer, delivered),
             }
@@ -1061,10 +1191,16 @@ impl<S: Storage> Node<S> {
     /// Hands committed entries to the state machine, each tagged with the
     /// proposal its result answers.
     fn hand_to_apply(&mut self, entries: Vec<Entry>) {
-        let entries: Vec<Entry> = entries
+        let mut entries: Vec<Entry> = entries
             .into_iter()
             .filter(|e| e.index > self.handed_index)
             .collect();
+        let mut changed = false;
+        for e in &mut entries {
+            if e.get_entry_type() == raft::eraftpb::EntryType::EntryConfChange {
+                changed |= self.commit_conf_change(e);
+            }
+        }
         let Some(first) = entries.first() else {
             return;
         };
@@ -1083,6 +1219,12 @@ impl<S: Storage> Node<S> {
         self.handed_index = entries.last().map_or(self.handed_index, |e| e.index);
         self.actions
             .push(Action::Apply(ApplyBatch { entries, reply_to }));
+        // After the batch that records it: a member that applies its own
+        // removal stops once the removal is in its state machine.
+        if changed {
+            self.actions
+                .push(Action::MembershipChanged(self.membership.records()));
+        }
         if let Some(snapshot) = self.late_snapshot.take() {
             self.actions.push(Action::InstallSnapshot(snapshot));
         }
@@ -1128,6 +1270,8 @@ mod tests {
         responses: Vec<(RequestId, Result<Granted, RequestError>)>,
         /// Every entry written to the log.
         persisted: Vec<Entry>,
+        /// Every membership the core reported.
+        membership: Vec<Vec<rafter_proto::rafterpb::MemberAttributes>>,
     }
 
     impl Harness {
@@ -1161,6 +1305,7 @@ mod tests {
                 cluster_clock_ms: 1000,
                 sessions_open: 0,
                 local_writes: vec![],
+                members: vec![],
             };
             let logger = slog::Logger::root(slog::Discard, slog::o!());
             let mut node = Node::new(&cfg, storage.clone(), &logger).expect("node");
@@ -1171,6 +1316,7 @@ mod tests {
                 handed: vec![],
                 responses: vec![],
                 persisted: vec![],
+                membership: vec![],
             };
             h.run();
             if voters.len() > 1 {
@@ -1228,12 +1374,21 @@ mod tests {
                         }
                         Action::Apply(batch) => self.handed.push(batch),
                         Action::Respond(req, r) => self.responses.push((req, r)),
+                        Action::MembershipChanged(records) => self.membership.push(records),
                         Action::Send(_)
                         | Action::InstallSnapshot(_)
                         | Action::CompactLog { .. } => {}
                     }
                 }
             }
+        }
+
+        /// [`Harness::run`], then reports everything handed as applied.
+        fn run_and_apply(&mut self) {
+            self.run();
+            let handed = self.last_handed();
+            self.node.on_applied(handed, handed);
+            self.run();
         }
 
         fn last_handed(&self) -> u64 {
@@ -1243,6 +1398,102 @@ mod tests {
                 .max()
                 .unwrap_or(0)
         }
+    }
+
+    fn membership_change(
+        kind: rafter_proto::rafterpb::membership_change::Kind,
+        id: u64,
+        url: &str,
+        learner: bool,
+    ) -> rafter_proto::rafterpb::MembershipChange {
+        rafter_proto::rafterpb::MembershipChange {
+            kind: kind as i32,
+            members: vec![rafter_proto::rafterpb::MemberAttributes {
+                member_id: id,
+                peer_urls: if url.is_empty() {
+                    vec![]
+                } else {
+                    vec![url.to_string()]
+                },
+                is_learner: learner,
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn membership_changes_follow_etcd_rules_one_at_a_time() {
+        use rafter_proto::rafterpb::membership_change::Kind;
+        let mut h = Harness::new();
+        h.node
+            .reset_membership(vec![rafter_proto::rafterpb::MemberAttributes {
+                member_id: 1,
+                peer_urls: vec!["http://a:1".into()],
+                ..Default::default()
+            }]);
+        h.run_and_apply();
+        h.node
+            .change_membership(10, membership_change(Kind::Add, 2, "http://b:1", true));
+        h.run_and_apply();
+        // Committed at once (one voter): raft-rs and the core both know
+        // the learner, and the proposer is answered by the entry.
+        let last = h.membership.last().expect("reported");
+        assert!(last.iter().any(|r| r.member_id == 2 && r.is_learner));
+        assert_eq!(h.node.member.conf_state().learners.len(), 1);
+        let batch = h.handed.last().expect("handed");
+        assert_eq!(batch.reply_to.last(), Some(&Some(10)));
+        // A second learner, a promotion of a learner that has none of the
+        // log, a duplicate URL: refused at once with etcd's errors.
+        h.node
+            .change_membership(11, membership_change(Kind::Add, 3, "http://c:1", true));
+        h.node
+            .change_membership(12, membership_change(Kind::Promote, 2, "", false));
+        h.node
+            .change_membership(13, membership_change(Kind::Add, 4, "http://b:1", false));
+        h.node
+            .change_membership(14, membership_change(Kind::Remove, 1, "", false));
+        h.run_and_apply();
+        use crate::membership::MembershipError as E;
+        let errors: Vec<_> = h.responses.iter().map(|(r, e)| (*r, *e)).collect();
+        assert!(errors.contains(&(11, Err(E::TooManyLearners.into()))));
+        assert!(errors.contains(&(12, Err(E::LearnerNotReady.into()))));
+        assert!(errors.contains(&(13, Err(E::PeerUrlExists.into()))));
+        assert!(errors.contains(&(14, Err(E::NotEnoughStarted.into()))));
+        // Removing the learner; its id never comes back.
+        h.node
+            .change_membership(15, membership_change(Kind::Remove, 2, "", false));
+        h.run_and_apply();
+        assert!(h.node.member.conf_state().learners.is_empty());
+        h.node
+            .change_membership(16, membership_change(Kind::Add, 2, "http://b:1", false));
+        h.run_and_apply();
+        assert!(h.responses.contains(&(16, Err(E::IdRemoved.into()))));
+    }
+
+    #[test]
+    fn a_second_membership_change_waits_for_the_first() {
+        use rafter_proto::rafterpb::membership_change::Kind;
+        let mut h = Harness::with_voters(vec![1, 2]);
+        h.node.reset_membership(
+            [(1, "http://a:1"), (2, "http://b:1")]
+                .map(|(id, url)| rafter_proto::rafterpb::MemberAttributes {
+                    member_id: id,
+                    peer_urls: vec![url.into()],
+                    ..Default::default()
+                })
+                .to_vec(),
+        );
+        h.run();
+        h.node
+            .change_membership(10, membership_change(Kind::Add, 3, "http://c:1", true));
+        h.run();
+        h.node
+            .change_membership(11, membership_change(Kind::Add, 4, "http://d:1", true));
+        h.run();
+        assert!(h.responses.contains(&(
+            11,
+            Err(crate::membership::MembershipError::InProgress.into())
+        )));
     }
 
     fn put() -> KvRequest {

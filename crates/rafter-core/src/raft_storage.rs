@@ -59,19 +59,28 @@ impl<L: Storage, SM: StateMachine> Storage for RaftStorage<L, SM> {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let (data, applied) = self.sm.snapshot().map_err(|e| {
+        let image = self.sm.snapshot().map_err(|e| {
             raft::Error::Store(StorageError::Other(Box::new(SnapshotError(e.to_string()))))
         })?;
+        let applied = image.applied_index;
         if applied < request_index {
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
         let mut snap = Snapshot {
-            data: data.into(),
+            data: image.data.into(),
             ..Default::default()
         };
-        let conf_state = self.log.initial_state()?.conf_state;
+        // The configuration as of the image's index: from the membership
+        // it holds (the log's may be newer), or the log's for a state
+        // machine that records none.
+        let membership = crate::membership::Membership::new(image.members);
+        let conf_state = if membership.is_empty() {
+            self.log.initial_state()?.conf_state
+        } else {
+            membership.conf_state()
+        };
         let meta = snap.mut_metadata();
         meta.index = applied;
         meta.term = self.log.term(applied)?;

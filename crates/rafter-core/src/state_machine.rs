@@ -47,11 +47,20 @@ pub trait StateMachine {
     /// changes made, for watches.
     fn apply(&self, commands: &[Command<'_>]) -> Result<SmApplied<Self::Response>, Self::Error>;
 
-    /// The whole state as one blob, and the index it reflects.
-    fn snapshot(&self) -> Result<(Vec<u8>, u64), Self::Error>;
+    /// The whole state as one blob, the index it reflects and the
+    /// membership it holds (read together).
+    fn snapshot(&self) -> Result<SmSnapshot, Self::Error>;
 
     /// Replaces the whole state with a snapshot blob; returns its index.
     fn restore(&self, data: &[u8]) -> Result<u64, Self::Error>;
+}
+
+/// A point-in-time image of the state machine.
+pub struct SmSnapshot {
+    pub data: Vec<u8>,
+    pub applied_index: u64,
+    /// Every membership record in the image (removed members included).
+    pub members: Vec<rafter_proto::rafterpb::MemberAttributes>,
 }
 
 /// What the state machine reports for one applied batch.

@@ -234,6 +234,11 @@ impl Applier {
             .leases()
             .map_err(|e| format!("reading the restored leases failed: {e}"))?;
         let _ = self.raft_tx.send(NodeRequest::LeasesReset(leases));
+        let members = self
+            .store
+            .member_attributes()
+            .map_err(|e| format!("reading the restored membership failed: {e}"))?;
+        let _ = self.raft_tx.send(NodeRequest::MembershipReset(members));
         let sessions = self
             .store
             .sessions_open()

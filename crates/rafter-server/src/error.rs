@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The local write queue cannot take writes (its file failed).
     #[error("local write queue failed: {0}")]
     LocalQueue(String),
+    /// A membership change broke one of etcd's rules.
+    #[error("{0}")]
+    Membership(#[from] rafter_core::membership::MembershipError),
 }
 
 impl From<ApiError> for Status {
@@ -72,6 +75,23 @@ impl From<ApiError> for Status {
             ApiError::OutcomePending => (Code::Unavailable, Some(format!("rafter: {e}"))),
             ApiError::BadSessionTag(_) => (Code::InvalidArgument, Some(format!("rafter: {e}"))),
             ApiError::LocalQueue(_) => (Code::Unavailable, Some(format!("rafter: {e}"))),
+            ApiError::Membership(m) => {
+                use rafter_core::membership::MembershipError as M;
+                match m {
+                    // etcd answers both as "member not found".
+                    M::NotFound | M::IdRemoved => {
+                        (Code::NotFound, Some("etcdserver: member not found".into()))
+                    }
+                    M::BadUrls => (Code::InvalidArgument, None),
+                    M::InProgress => (Code::FailedPrecondition, Some(format!("rafter: {e}"))),
+                    M::IdExists
+                    | M::PeerUrlExists
+                    | M::NotLearner
+                    | M::LearnerNotReady
+                    | M::TooManyLearners
+                    | M::NotEnoughStarted => (Code::FailedPrecondition, None),
+                }
+            }
         };
         let msg: String = msg.unwrap_or_else(|| format!("etcdserver: {e}"));
         Status::new(code, msg)

@@ -212,6 +212,18 @@ impl NodeHandle {
         }
     }
 
+    /// Proposes a membership change; answers once it is applied here.
+    pub async fn change_membership(
+        &self,
+        change: rafter_proto::rafterpb::MembershipChange,
+    ) -> Result<KvResponse, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NodeRequest::ChangeMembership { change, reply })
+            .map_err(|_| ApiError::Stopped)?;
+        self.await_reply(rx).await
+    }
+
     /// Asks the leader to hand leadership to `target`, and waits until it has.
     pub async fn transfer_leader(&self, target: u64) -> Result<(), ApiError> {
         let (reply, rx) = oneshot::channel();

@@ -12,6 +12,19 @@ pub fn member_id(peer_urls: &[String], cluster_token: &str) -> u64 {
     first_u64(&h.digest().bytes())
 }
 
+/// The id of a member a `MemberAdd` adds: as etcd, SHA-1 over its sorted
+/// peer URLs, the cluster and the time, so re-adding the same URLs after a
+/// removal gives a new id (a removed id never comes back).
+pub fn added_member_id(peer_urls: &[String], cluster_id: u64, unix_nanos: u128) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut h = sha1_smol::Sha1::new();
+    h.update(urls.concat().as_bytes());
+    h.update(&cluster_id.to_be_bytes());
+    h.update(&unix_nanos.to_be_bytes());
+    first_u64(&h.digest().bytes())
+}
+
 /// The cluster's id: SHA-1 over the sorted member ids (8 bytes big-endian
 /// each), first 8 bytes.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {

@@ -11,6 +11,7 @@ mod grpc_limits;
 mod grpc_metrics;
 mod handle;
 mod http;
+pub mod identity;
 pub mod ids;
 mod lease_forward;
 mod local_writes;
@@ -35,6 +36,7 @@ use rafter_proto::etcdserverpb::{
     Member as PbMember,
 };
 use rafter_proto::rafterpb::raft_peer_server::RaftPeerServer;
+use rafter_proto::rafterpb::MemberAttributes as PbMemberAttributes;
 use rafter_proto::v3electionpb::election_server::ElectionServer;
 use rafter_proto::v3lockpb::lock_server::LockServer;
 use rafter_storage::{MvccStore, RaftLog};
@@ -92,27 +94,83 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     )
     .map_err(ServerError::Config)?;
     let me = cluster.me();
-    let member_ids: Vec<u64> = cluster
-        .members
-        .iter()
-        .map(|m| ids::member_id(&m.peer_urls, &args.initial_cluster_token))
-        .collect();
-    let member_id = ids::member_id(&me.peer_urls, &args.initial_cluster_token);
-    let cluster_id = ids::cluster_id(&member_ids);
-
     let data_dir = args.data_dir();
     let member_dir = data_dir.join("member");
     std::fs::create_dir_all(&member_dir)?;
     let log = RaftLog::open(&member_dir.join("raft"))?;
     let store = Arc::new(MvccStore::open(&member_dir.join("kv.redb"))?);
-    if log.is_empty()? {
-        let conf_state = ConfState {
-            voters: member_ids.clone(),
+    let founders: Vec<PbMemberAttributes> = cluster
+        .members
+        .iter()
+        .map(|m| PbMemberAttributes {
+            member_id: ids::member_id(&m.peer_urls, &args.initial_cluster_token),
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
             ..Default::default()
-        };
-        log.bootstrap(&conf_state)?;
-        tracing::info!(member_id = %format!("{member_id:x}"), "bootstrapped a new cluster");
+        })
+        .collect();
+    let derived = identity::Identity {
+        member_id: ids::member_id(&me.peer_urls, &args.initial_cluster_token),
+        cluster_id: ids::cluster_id(&founders.iter().map(|m| m.member_id).collect::<Vec<_>>()),
+    };
+    // Who this member is, and whom to talk to before the store records a
+    // membership (a new member, or one that has not caught up yet).
+    let (identity, bootstrap_members) = match identity::Identity::load(&member_dir)
+        .map_err(ServerError::Config)?
+    {
+        Some(known) => (known, founders.clone()),
+        // A data directory from before identities were recorded.
+        None if !log.is_empty()? => (derived, founders.clone()),
+        None => match args.initial_cluster_state.as_str() {
+            "new" => {
+                store.bootstrap_members(&founders)?;
+                log.bootstrap_cluster(
+                    &rafter_core::membership::Membership::new(founders.clone()).conf_state(),
+                )?;
+                derived.save(&member_dir)?;
+                tracing::info!(member_id = %format!("{:x}", derived.member_id), "bootstrapped a new cluster");
+                (derived, founders.clone())
+            }
+            "existing" => {
+                let others: Vec<String> = cluster
+                    .members
+                    .iter()
+                    .filter(|m| m.name != me.name)
+                    .flat_map(|m| m.peer_urls.clone())
+                    .collect();
+                let (joined, members) = identity::join(&others, &me.peer_urls)
+                    .await
+                    .map_err(ServerError::Config)?;
+                log.bootstrap(&ConfState::default())?;
+                joined.save(&member_dir)?;
+                tracing::info!(member_id = %format!("{:x}", joined.member_id), cluster_id = %format!("{:x}", joined.cluster_id), "joining an existing cluster");
+                (joined, members)
+            }
+            other => {
+                return Err(ServerError::Config(format!(
+                    "--initial-cluster-state must be new or existing, not {other:?}"
+                )))
+            }
+        },
+    };
+    let member_id = identity.member_id;
+    let cluster_id = identity.cluster_id;
+    let member_ids: Vec<u64> = founders.iter().map(|m| m.member_id).collect();
+    let recorded = store.member_attributes()?;
+    let membership = rafter_core::membership::Membership::new(recorded.clone());
+    if !membership.is_empty() {
+        // raft-rs starts from the configuration as of the applied index;
+        // committed changes after it are applied again on replay.
+        let conf_state = membership.conf_state();
+        if log.conf_state()? != conf_state {
+            log.set_conf_state(&conf_state)?;
+        }
     }
+    let initial_peers: Vec<PbMemberAttributes> = if membership.is_empty() {
+        bootstrap_members
+    } else {
+        membership.members().cloned().collect()
+    };
     let applied = store.state()?.applied_index;
     let (local_writes, queued_local_writes) = local_writes::LocalWrites::open(
         &member_dir,
@@ -171,6 +229,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             cluster_clock_ms: CLUSTER_CLOCK_MS,
             sessions_open: store.sessions_open()?,
             local_writes: queued_local_writes,
+            members: recorded,
         },
         rafter_storage::MemberStorage {
             log: log.clone(),
@@ -184,12 +243,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         .applied_index
         .store(applied, std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = std::sync::mpsc::channel();
-    let peers: Vec<(u64, String)> = cluster
-        .members
+    let peers: Vec<(u64, String)> = initial_peers
         .iter()
-        .zip(&member_ids)
-        .filter(|(_, id)| **id != member_id)
-        .map(|(m, id)| (*id, m.peer_urls[0].clone()))
+        .filter(|m| m.member_id != member_id && !m.peer_urls.is_empty())
+        .map(|m| (m.member_id, m.peer_urls[0].clone()))
         .collect();
     let transport = transport::Transport::start(
         &tokio::runtime::Handle::current(),
@@ -217,6 +274,14 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         local_writes: local_writes.clone(),
     }
     .spawn()?;
+    let removed_members: services::peer::RemovedMembers = Arc::new(std::sync::RwLock::new(
+        membership
+            .records()
+            .iter()
+            .filter(|r| r.removed)
+            .map(|r| r.member_id)
+            .collect(),
+    ));
     let raft_loop = RaftLoop {
         transport: Some(transport),
         node,
@@ -225,20 +290,33 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         tick_interval: Duration::from_micros(timing.tick_us),
         apply_tx,
         apply_thread,
+        removed_members: removed_members.clone(),
+        removed: false,
     };
-    let peer_service = services::peer::PeerService::new(cluster_id, tx.clone());
+    let peer_service =
+        services::peer::PeerService::new(cluster_id, tx.clone(), removed_members, store.clone());
     let shutdown_tx = tx.clone();
     let raft_thread = std::thread::Builder::new()
         .name("rafter-raft".into())
         .spawn(move || {
             let result = raft_loop.run(rx);
-            if let Err(e) = &result {
+            match &result {
                 // A member that cannot persist or apply must not go on
                 // answering clients (as etcd, which exits on such errors).
-                tracing::error!("raft loop stopped: {e}");
-                std::process::exit(1);
+                Err(e) => {
+                    tracing::error!("raft loop stopped: {e}");
+                    std::process::exit(1);
+                }
+                // A removed member stops serving (etcd exits too).
+                Ok(true) => {
+                    tracing::warn!(
+                        "the member has been permanently removed from the cluster; exiting"
+                    );
+                    std::process::exit(0);
+                }
+                Ok(false) => {}
             }
-            result
+            result.map(|_| ())
         })?;
 
     // etcd's default request timeout: 5 s plus two election timeouts.
@@ -262,6 +340,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         member_id,
         name: args.name.clone(),
         client_urls: urls::split(&args.advertise_client_urls),
+        ..Default::default()
     };
     let members: Vec<PbMember> = cluster
         .members

@@ -91,6 +91,15 @@ pub enum NodeRequest {
     },
     /// Every lease id this member knows.
     LeaseIds { reply: oneshot::Sender<Vec<i64>> },
+    /// A membership change (answered once applied).
+    ChangeMembership {
+        change: rafter_proto::rafterpb::MembershipChange,
+        reply: ProposalReply,
+    },
+    /// A snapshot replaced the state machine: its membership records.
+    MembershipReset(Vec<rafter_proto::rafterpb::MemberAttributes>),
+    /// A peer told this member it was removed from the cluster.
+    Removed,
     /// The apply thread stopped on a store failure: the member must stop.
     ApplyFailed(String),
     /// Stop after making applied state durable.
@@ -149,6 +158,7 @@ impl From<RequestError> for ApiError {
             RequestError::NotLeader => ApiError::NotLeader,
             RequestError::Timeout => ApiError::Timeout,
             RequestError::Pending => ApiError::OutcomePending,
+            RequestError::Membership(m) => ApiError::Membership(m),
         }
     }
 }
@@ -164,13 +174,21 @@ pub struct RaftLoop {
     /// The apply thread's queue and handle.
     pub apply_tx: Sender<ApplyTask>,
     pub apply_thread: ApplyThread,
+    /// Members removed from the cluster, whose peer messages are refused
+    /// (shared with the peer service).
+    pub removed_members: Arc<std::sync::RwLock<std::collections::HashSet<u64>>>,
+    /// Set when this member learned it was removed: the loop stops and the
+    /// process exits.
+    pub removed: bool,
 }
 
 impl RaftLoop {
     /// Runs until asked to shut down (or every sender is gone). Returns an
     /// error when the disk fails: the member must stop rather than
     /// acknowledge anything it may not have persisted.
-    pub fn run(mut self, rx: Receiver<NodeRequest>) -> Result<(), String> {
+    /// Returns `Ok(true)` when it stopped because this member was removed
+    /// from the cluster.
+    pub fn run(mut self, rx: Receiver<NodeRequest>) -> Result<bool, String> {
         /// Clears `running` however the loop ends.
         struct Running<'a>(&'a std::sync::atomic::AtomicBool);
         impl Drop for Running<'_> {
@@ -283,9 +301,24 @@ impl RaftLoop {
                     NodeRequest::LeaseIds { reply } => {
                         let _ = reply.send(self.node.lease_ids());
                     }
+                    NodeRequest::ChangeMembership { change, reply } => {
+                        replies.insert(id, Reply::Proposal(reply));
+                        self.node.change_membership(id, change);
+                    }
+                    NodeRequest::MembershipReset(records) => self.node.reset_membership(records),
+                    NodeRequest::Removed => {
+                        tracing::error!(
+                            "the member has been permanently removed from the cluster; stopping"
+                        );
+                        self.removed = true;
+                        break 'turns;
+                    }
                 }
             }
             self.carry_out(&mut replies)?;
+            if self.removed {
+                break;
+            }
         }
         for id in self.node.abandon_all() {
             if let Some(reply) = replies.remove(&id) {
@@ -297,12 +330,14 @@ impl RaftLoop {
         let RaftLoop {
             apply_tx,
             apply_thread,
+            removed,
             ..
         } = self;
         drop(apply_tx);
         apply_thread
             .join()
-            .map_err(|_| "the apply thread panicked".to_string())?
+            .map_err(|_| "the apply thread panicked".to_string())??;
+        Ok(removed)
     }
 
     /// Carries out the core's actions until it has none left.
@@ -362,6 +397,7 @@ impl RaftLoop {
                         }
                     }
                     Action::CompactLog { compact_to } => self.compact_log(compact_to)?,
+                    Action::MembershipChanged(records) => self.membership_changed(&records),
                 }
             }
         }
@@ -424,6 +460,28 @@ impl RaftLoop {
                 count = messages.len(),
                 "raft messages dropped: no peer transport"
             ),
+        }
+    }
+
+    /// Connects to new members, drops removed ones, and stops when this
+    /// member itself was removed (etcd's removed member exits).
+    fn membership_changed(&mut self, records: &[rafter_proto::rafterpb::MemberAttributes]) {
+        let me = self.node.id();
+        {
+            let mut removed = self.removed_members.write().expect("removed lock");
+            removed.extend(records.iter().filter(|r| r.removed).map(|r| r.member_id));
+        }
+        let peers: Vec<(u64, String)> = records
+            .iter()
+            .filter(|r| rafter_core::membership::is_member(r) && r.member_id != me)
+            .map(|r| (r.member_id, r.peer_urls[0].clone()))
+            .collect();
+        if let Some(t) = &mut self.transport {
+            t.set_peers(&peers);
+        }
+        if records.iter().any(|r| r.member_id == me && r.removed) {
+            tracing::warn!("this member was removed from the cluster; it stops serving");
+            self.removed = true;
         }
     }
 

@@ -25,7 +25,12 @@ const BACKOFF_MAX: Duration = Duration::from_millis(200);
 
 /// Sends Raft messages to peers. `send` never blocks the Raft loop.
 pub struct Transport {
-    queues: HashMap<u64, mpsc::UnboundedSender<Message>>,
+    /// Each peer's queue and the URL its link sends to.
+    queues: HashMap<u64, (mpsc::UnboundedSender<Message>, String)>,
+    rt: tokio::runtime::Handle,
+    self_id: u64,
+    cluster_id: u64,
+    raft_tx: StdSender<NodeRequest>,
 }
 
 impl Transport {
@@ -37,26 +42,43 @@ impl Transport {
         peers: &[(u64, String)],
         raft_tx: StdSender<NodeRequest>,
     ) -> Transport {
-        let mut queues = HashMap::new();
+        let mut transport = Transport {
+            queues: HashMap::new(),
+            rt: rt.clone(),
+            self_id,
+            cluster_id,
+            raft_tx,
+        };
+        transport.set_peers(peers);
+        transport
+    }
+
+    /// Makes `peers` the members messages go to: links to new peers (or
+    /// peers whose URL changed) start, links to others end.
+    pub fn set_peers(&mut self, peers: &[(u64, String)]) {
+        self.queues
+            .retain(|id, (_, url)| peers.iter().any(|(p, u)| p == id && u == url));
         for (id, url) in peers {
+            if self.queues.contains_key(id) {
+                continue;
+            }
             let (tx, rx) = mpsc::unbounded_channel();
-            queues.insert(*id, tx);
+            self.queues.insert(*id, (tx, url.clone()));
             let link = PeerLink {
-                self_id,
-                cluster_id,
+                self_id: self.self_id,
+                cluster_id: self.cluster_id,
                 peer_id: *id,
                 url: url.clone(),
-                raft_tx: raft_tx.clone(),
+                raft_tx: self.raft_tx.clone(),
             };
-            rt.spawn(link.run(rx));
+            self.rt.spawn(link.run(rx));
         }
-        Transport { queues }
     }
 
     pub fn send(&self, messages: Vec<Message>) {
         for m in messages {
             match self.queues.get(&m.to) {
-                Some(q) => {
+                Some((q, _)) => {
                     let _ = q.send(m);
                 }
                 None => {
@@ -84,6 +106,10 @@ impl PeerLink {
                     backoff = BACKOFF_MIN;
                     match self.stream(client, &mut queue).await {
                         LinkEnd::QueueClosed => return,
+                        LinkEnd::Removed => {
+                            let _ = self.raft_tx.send(NodeRequest::Removed);
+                            return;
+                        }
                         LinkEnd::Broken(why) => {
                             tracing::debug!(peer = %format!("{:x}", self.peer_id), "peer stream broke: {why}");
                         }
@@ -130,6 +156,11 @@ impl PeerLink {
         loop {
             tokio::select! {
                 result = &mut call => {
+                    if let Err(status) = &result {
+                        if status.message() == REMOVED_MESSAGE {
+                            return LinkEnd::Removed;
+                        }
+                    }
                     return LinkEnd::Broken(match result {
                         Ok(_) => "peer closed the stream".to_string(),
                         Err(status) => status.to_string(),
@@ -210,4 +241,10 @@ impl PeerLink {
 enum LinkEnd {
     QueueClosed,
     Broken(String),
+    /// The peer refused this member: it was removed from the cluster.
+    Removed,
 }
+
+/// What a member answers the peer messages of a removed member (etcd's
+/// "the member has been permanently removed from the cluster").
+pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";

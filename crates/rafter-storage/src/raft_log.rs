@@ -79,6 +79,29 @@ impl RaftLog {
         self.write(&mut batch, true)
     }
 
+    /// Starts the log of a founding member of a new cluster: it begins
+    /// after index 1 (term 1), which stands for the founding membership the
+    /// state machine records at index 1. A member that joins later has no
+    /// entry 1 to replay, so the leader sends it a snapshot, which carries
+    /// the membership.
+    pub fn bootstrap_cluster(&self, conf_state: &ConfState) -> Result<(), RaftLogError> {
+        let mut batch = LogBatch::default();
+        let truncated = SnapshotMetadata {
+            index: 1,
+            term: 1,
+            ..Default::default()
+        };
+        let hard_state = HardState {
+            term: 1,
+            commit: 1,
+            ..Default::default()
+        };
+        batch.put_message(GROUP_ID, KEY_TRUNCATED.to_vec(), &truncated)?;
+        batch.put_message(GROUP_ID, KEY_HARD_STATE.to_vec(), &hard_state)?;
+        batch.put_message(GROUP_ID, KEY_CONF_STATE.to_vec(), conf_state)?;
+        self.write(&mut batch, true)
+    }
+
     /// Appends `entries` (replacing any conflicting suffix) and stores the
     /// hard state, in one batch; with `sync` one fsync covers all of it.
     pub fn persist(

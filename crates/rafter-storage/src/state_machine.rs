@@ -36,8 +36,13 @@ impl StateMachine for MvccStore {
         })
     }
 
-    fn snapshot(&self) -> Result<(Vec<u8>, u64), MvccError> {
-        self.snapshot_data()
+    fn snapshot(&self) -> Result<rafter_core::SmSnapshot, MvccError> {
+        let (data, applied_index, members) = self.snapshot_with_members()?;
+        Ok(rafter_core::SmSnapshot {
+            data,
+            applied_index,
+            members,
+        })
     }
 
     fn restore(&self, data: &[u8]) -> Result<u64, MvccError> {

@@ -266,6 +266,7 @@ fn validate(req: &KvRequest) -> Result<(), MvccError> {
         KvRequest::Txn(t) => validate::check_txn(t, MAX_TXN_OPS),
         KvRequest::Compaction(_)
         | KvRequest::MemberAttributes(_)
+        | KvRequest::Membership(_)
         | KvRequest::LeaseGrant(_)
         | KvRequest::LeaseRevoke(_)
         | KvRequest::LeaseCheckpoint(_)
@@ -401,6 +402,7 @@ impl Model {
             }
             KvRequest::Compaction(_)
             | KvRequest::MemberAttributes(_)
+            | KvRequest::Membership(_)
             | KvRequest::LeaseGrant(_)
             | KvRequest::LeaseRevoke(_)
             | KvRequest::LeaseCheckpoint(_)
@@ -1196,6 +1198,7 @@ fn describe(req: &KvRequest) -> String {
         KvRequest::Txn(t) => describe_txn(t),
         KvRequest::Compaction(c) => format!("compact {}", c.revision),
         KvRequest::MemberAttributes(a) => format!("member {:x} attributes", a.member_id),
+        KvRequest::Membership(c) => format!("membership change {:?}", c.kind),
         KvRequest::LeaseGrant(g) => format!("grant lease {} ttl {}", g.id, g.ttl),
         KvRequest::LeaseRevoke(r) => format!("revoke lease {}", r.id),
         KvRequest::LeaseCheckpoint(c) => format!("checkpoint {} leases", c.checkpoints.len()),

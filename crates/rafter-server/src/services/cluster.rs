@@ -1,16 +1,31 @@
-//! `etcdserverpb.Cluster`: MemberList from the bootstrap configuration and
-//! the client URLs each member published through the log;
-//! membership changes arrive with the cluster work.
+//! `etcdserverpb.Cluster`: the membership the store records (founding
+//! members, then every applied change) with the names and client URLs
+//! members published, and etcd's four membership changes. A change is
+//! decided by the leader (it alone knows whether a learner has caught up
+//! and whether another change is in flight), so a follower forwards the
+//! RPC to the leader's client URL, as etcd forwards promotions; removing
+//! the leader first hands leadership to another voter.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rafter_core::membership::{is_member, Membership, MembershipError};
+use rafter_proto::etcdserverpb::cluster_client::ClusterClient;
 use rafter_proto::etcdserverpb::cluster_server::Cluster;
 use rafter_proto::etcdserverpb::*;
+use rafter_proto::rafterpb::membership_change::Kind;
+use rafter_proto::rafterpb::{MemberAttributes, MembershipChange};
 use tonic::{Request, Response, Status};
 
-use super::unimplemented_rpcs;
+use crate::error::ApiError;
 use crate::handle::NodeHandle;
+
+/// Metadata on an RPC a follower forwarded (never forwarded again).
+const FORWARDED: &str = "rafter-forwarded";
 
 pub struct ClusterService {
     node: NodeHandle,
+    /// The founding members from the flags: listed when the store records
+    /// no membership (a data directory from before membership changes).
     members: Vec<Member>,
 }
 
@@ -20,40 +35,173 @@ impl ClusterService {
     }
 }
 
+fn to_member(r: &MemberAttributes) -> Member {
+    Member {
+        id: r.member_id,
+        name: r.name.clone(),
+        peer_ur_ls: r.peer_urls.clone(),
+        client_ur_ls: r.client_urls.clone(),
+        is_learner: r.is_learner,
+    }
+}
+
 impl ClusterService {
-    /// The attributes members published. Members publish right after a
-    /// leader appears; while a leader is known, wait briefly (bounded by
-    /// ATTRIBUTES_WAIT) for every member's, so a new cluster lists them all.
-    async fn published_attributes(
-        &self,
-    ) -> Result<Vec<rafter_proto::rafterpb::MemberAttributes>, Status> {
+    fn records(&self) -> Result<Vec<MemberAttributes>, Status> {
+        Ok(self
+            .node
+            .store
+            .member_attributes()
+            .map_err(ApiError::from)?)
+    }
+
+    /// The members as etcd lists them. Members publish their attributes
+    /// right after a leader appears; while a leader is known, wait briefly
+    /// (bounded by ATTRIBUTES_WAIT) for the founding members', so a new
+    /// cluster lists them all.
+    async fn current_members(&self) -> Result<Vec<Member>, Status> {
         let deadline = tokio::time::Instant::now() + ATTRIBUTES_WAIT;
         loop {
-            let published = self
-                .node
-                .store
-                .member_attributes()
-                .map_err(crate::error::ApiError::from)?;
-            let complete = self
-                .members
-                .iter()
-                .all(|m| published.iter().any(|a| a.member_id == m.id));
+            let records = self.records()?;
             let has_leader = self
                 .node
                 .status
                 .leader_id
                 .load(std::sync::atomic::Ordering::Relaxed)
                 != 0;
+            let published = |id: u64| {
+                records
+                    .iter()
+                    .any(|r| r.member_id == id && !r.client_urls.is_empty())
+            };
+            let complete = self.members.iter().all(|m| published(m.id));
             if complete || !has_leader || tokio::time::Instant::now() >= deadline {
-                return Ok(published);
+                let membership = Membership::new(records.clone());
+                if membership.is_empty() {
+                    let mut members = self.members.clone();
+                    for m in &mut members {
+                        if let Some(r) = records.iter().find(|r| r.member_id == m.id) {
+                            m.client_ur_ls = r.client_urls.clone();
+                        }
+                    }
+                    return Ok(members);
+                }
+                return Ok(membership.members().map(to_member).collect());
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+    }
+
+    fn header(&self) -> ResponseHeader {
+        let revision = self.node.store.state().map_or(0, |s| s.current_revision);
+        self.node.header(revision)
+    }
+
+    fn leader_id(&self) -> u64 {
+        self.node
+            .status
+            .leader_id
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A client to the leader, when this member is not the leader and the
+    /// request was not forwarded already.
+    async fn leader_client<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
+        self.leader_client_after(request.metadata().contains_key(FORWARDED))
+            .await
+    }
+
+    /// [`ClusterService::leader_client`]; `forwarded`: the request came
+    /// from another member already.
+    async fn leader_client_after(
+        &self,
+        forwarded: bool,
+    ) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
+        let leader = self.leader_id();
+        if leader == self.node.member_id {
+            return Ok(None);
+        }
+        if leader == 0 {
+            return Err(ApiError::NoLeader.into());
+        }
+        if forwarded {
+            return Err(ApiError::NotLeader.into());
+        }
+        let url = self
+            .records()?
+            .into_iter()
+            .find(|r| r.member_id == leader)
+            .and_then(|r| r.client_urls.first().cloned())
+            .ok_or_else(|| Status::from(ApiError::NoLeader))?;
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .timeout(self.node.request_timeout)
+            .connect()
+            .await
+            .map_err(|_| Status::from(ApiError::NoLeader))?;
+        Ok(Some(ClusterClient::new(channel)))
+    }
+
+    /// Proposes `change` and answers with the members once it is applied.
+    async fn change(&self, change: MembershipChange) -> Result<Vec<Member>, Status> {
+        self.node.change_membership(change).await?;
+        Ok(Membership::new(self.records()?)
+            .members()
+            .map(to_member)
+            .collect())
+    }
+
+    /// etcd's strict reconfiguration check for adding or promoting a voter:
+    /// the started voters must stay a quorum of the larger cluster.
+    fn check_started_quorum(&self, joining: Option<u64>) -> Result<(), Status> {
+        let records = self.records()?;
+        let membership = Membership::new(records);
+        let voters: Vec<&MemberAttributes> = membership
+            .members()
+            .filter(|m| !m.is_learner || Some(m.member_id) == joining)
+            .collect();
+        let total = voters.len() + usize::from(joining.is_none());
+        let started = voters
+            .iter()
+            .filter(|m| !m.client_urls.is_empty() && Some(m.member_id) != joining)
+            .count();
+        if started < total / 2 + 1 {
+            return Err(ApiError::Membership(MembershipError::NotEnoughStarted).into());
+        }
+        Ok(())
     }
 }
 
 /// Longest MemberList waits for members' attributes to be published.
 const ATTRIBUTES_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+fn forwarded<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}
+
+/// etcd's check of peer URLs: each an absolute http(s) URL with a host and
+/// port and no path.
+fn valid_peer_urls(urls: &[String]) -> bool {
+    !urls.is_empty()
+        && urls.iter().all(|u| {
+            let rest = u
+                .strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"));
+            rest.is_some_and(|hostport| {
+                !hostport.contains('/')
+                    && hostport
+                        .rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            })
+        })
+}
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
@@ -64,24 +212,151 @@ impl Cluster for ClusterService {
         if request.get_ref().linearizable {
             self.node.read_barrier().await?;
         }
-        let published = self.published_attributes().await?;
-        let revision = self.node.store.state().map_or(0, |s| s.current_revision);
-        let mut members = self.members.clone();
-        for m in &mut members {
-            if let Some(a) = published.iter().find(|a| a.member_id == m.id) {
-                m.client_ur_ls = a.client_urls.clone();
-            }
-        }
+        let members = self.current_members().await?;
         Ok(Response::new(MemberListResponse {
-            header: Some(self.node.header(revision)),
+            header: Some(self.header()),
             members,
         }))
     }
 
-    unimplemented_rpcs! { "Cluster";
-        member_add(MemberAddRequest) -> MemberAddResponse;
-        member_remove(MemberRemoveRequest) -> MemberRemoveResponse;
-        member_update(MemberUpdateRequest) -> MemberUpdateResponse;
-        member_promote(MemberPromoteRequest) -> MemberPromoteResponse;
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        if !valid_peer_urls(&request.get_ref().peer_ur_ls) {
+            return Err(ApiError::Membership(MembershipError::BadUrls).into());
+        }
+        if let Some(mut leader) = self.leader_client(&request).await? {
+            return leader.member_add(forwarded(request.into_inner())).await;
+        }
+        let r = request.into_inner();
+        if !r.is_learner {
+            self.check_started_quorum(None)?;
+        }
+        let unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let added = MemberAttributes {
+            member_id: crate::ids::added_member_id(&r.peer_ur_ls, self.node.cluster_id, unix_nanos),
+            peer_urls: r.peer_ur_ls.clone(),
+            is_learner: r.is_learner,
+            ..Default::default()
+        };
+        let members = self
+            .change(MembershipChange {
+                kind: Kind::Add as i32,
+                members: vec![added.clone()],
+            })
+            .await?;
+        Ok(Response::new(MemberAddResponse {
+            header: Some(self.header()),
+            member: Some(to_member(&added)),
+            members,
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let id = request.get_ref().id;
+        let mut already_forwarded = request.metadata().contains_key(FORWARDED);
+        if id == self.node.member_id && self.leader_id() == id {
+            // The leader is removed: hand leadership to the voter with the
+            // most of the log first, then let the new leader remove it.
+            let records = self.records()?;
+            let target = Membership::new(records)
+                .members()
+                .find(|m| !m.is_learner && m.member_id != id)
+                .map(|m| m.member_id);
+            if let Some(target) = target {
+                self.node.transfer_leader(target).await?;
+                // This member handed leadership on: one more hop is due.
+                already_forwarded = false;
+            }
+        }
+        if let Some(mut leader) = self.leader_client_after(already_forwarded).await? {
+            return leader.member_remove(forwarded(request.into_inner())).await;
+        }
+        let target = self
+            .records()?
+            .into_iter()
+            .find(|r| r.member_id == id && is_member(r));
+        let removed = MemberAttributes {
+            member_id: id,
+            ..Default::default()
+        };
+        if target.as_ref().is_some_and(|t| !t.is_learner) {
+            // etcd's strict check: the started voters left must be a quorum.
+            let membership = Membership::new(self.records()?);
+            let others: Vec<&MemberAttributes> = membership
+                .members()
+                .filter(|m| !m.is_learner && m.member_id != id)
+                .collect();
+            let started = others.iter().filter(|m| !m.client_urls.is_empty()).count();
+            if started < others.len() / 2 + 1 {
+                return Err(ApiError::Membership(MembershipError::NotEnoughStarted).into());
+            }
+        }
+        let members = self
+            .change(MembershipChange {
+                kind: Kind::Remove as i32,
+                members: vec![removed],
+            })
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.header()),
+            members,
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        if !valid_peer_urls(&request.get_ref().peer_ur_ls) {
+            return Err(ApiError::Membership(MembershipError::BadUrls).into());
+        }
+        if let Some(mut leader) = self.leader_client(&request).await? {
+            return leader.member_update(forwarded(request.into_inner())).await;
+        }
+        let r = request.into_inner();
+        let members = self
+            .change(MembershipChange {
+                kind: Kind::Update as i32,
+                members: vec![MemberAttributes {
+                    member_id: r.id,
+                    peer_urls: r.peer_ur_ls,
+                    ..Default::default()
+                }],
+            })
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.header()),
+            members,
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        if let Some(mut leader) = self.leader_client(&request).await? {
+            return leader.member_promote(forwarded(request.into_inner())).await;
+        }
+        let id = request.get_ref().id;
+        let members = self
+            .change(MembershipChange {
+                kind: Kind::Promote as i32,
+                members: vec![MemberAttributes {
+                    member_id: id,
+                    ..Default::default()
+                }],
+            })
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.header()),
+            members,
+        }))
     }
 }

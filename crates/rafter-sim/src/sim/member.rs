@@ -377,6 +377,7 @@ impl SimMember {
                     .cloned()
                     .collect()
             },
+            members: self.store.member_attributes().expect("store members"),
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let storage = RaftStorage {
@@ -872,8 +873,9 @@ impl SimMember {
         if self.blocked() || self.node.is_none() {
             return;
         }
-        let (blob, index) = self.store.snapshot().expect("store image");
-        self.durable_store = Some((blob, index));
+        let image = self.store.snapshot().expect("store image");
+        let index = image.applied_index;
+        self.durable_store = Some((image.data, index));
         let node = self.node.as_mut().expect("up");
         node.on_applied(index, index);
         self.drive(out);
@@ -931,6 +933,13 @@ impl SimMember {
                     node.on_persisted();
                 }
             }
+            Action::MembershipChanged(records) => out.push(Output::Note(format!(
+                "membership: {:?}",
+                records
+                    .iter()
+                    .map(|r| (r.member_id, r.is_learner, r.removed))
+                    .collect::<Vec<_>>()
+            ))),
             Action::Apply(batch) => {
                 self.apply_queue.push_back(ApplyWork::Batch(batch));
                 out.push(Output::ApplyLater(self.incarnation));

@@ -13,6 +13,7 @@ pub mod defrag;
 mod history;
 pub mod keyrange;
 pub mod local_writes;
+mod membership;
 mod read;
 pub mod read_only;
 pub mod record;
@@ -159,6 +160,8 @@ pub enum KvResponse {
     Compact(CompactionResponse),
     /// A member's attributes were recorded (no KV change).
     MemberAttributes,
+    /// A membership change was recorded (no KV change).
+    Membership,
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint,
@@ -189,6 +192,7 @@ impl KvResponse {
             KvResponse::LeaseGrant(r) => r.header = header,
             KvResponse::LeaseRevoke(r) => r.header = header,
             KvResponse::MemberAttributes
+            | KvResponse::Membership
             | KvResponse::LeaseCheckpoint
             | KvResponse::SessionOpened { .. }
             | KvResponse::SessionAlive
@@ -498,19 +502,52 @@ impl MvccStore {
         &self,
     ) -> Result<Vec<rafter_proto::rafterpb::MemberAttributes>, MvccError> {
         let txn = self.db().begin_read()?;
-        let mut out = Vec::new();
-        for item in txn.open_table(MEMBERS)?.iter()? {
-            let (_, v) = item?;
-            let attrs = prost::Message::decode(v.value())
-                .map_err(|e| MvccError::Storage(format!("corrupt member record: {e}")))?;
-            out.push(attrs);
+        membership::load(&txn.open_table(MEMBERS)?)
+    }
+
+    /// Records the founding members of a new cluster, as of index 1 (the
+    /// log of a new cluster starts after it): a store that applied nothing
+    /// yet (new, or restored from a snapshot) starts at index 1 with them.
+    pub fn bootstrap_members(
+        &self,
+        members: &[rafter_proto::rafterpb::MemberAttributes],
+    ) -> Result<(), MvccError> {
+        let _turn = self.write_turn();
+        let db = self.db();
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let applied = meta_get(&meta, META_APPLIED_INDEX, 0)?;
+            if applied > 1 {
+                return Err(MvccError::Storage(format!(
+                    "bootstrap of a store that applied up to {applied}"
+                )));
+            }
+            meta.insert(META_APPLIED_INDEX, 1)?;
+            let mut table = txn.open_table(MEMBERS)?;
+            membership::apply_change(
+                &mut table,
+                &rafter_proto::rafterpb::MembershipChange {
+                    kind: rafter_proto::rafterpb::membership_change::Kind::Bootstrap as i32,
+                    members: members.to_vec(),
+                },
+            )?;
         }
-        Ok(out)
+        txn.commit()?;
+        self.refresh_size();
+        Ok(())
     }
 
     /// The whole state as one checksummed blob (a Raft snapshot's data).
     pub fn snapshot_data(&self) -> Result<(Vec<u8>, u64), MvccError> {
         snapshot::dump(&self.db())
+    }
+
+    /// [`MvccStore::snapshot_data`] and the membership records it holds.
+    pub fn snapshot_with_members(
+        &self,
+    ) -> Result<(Vec<u8>, u64, Vec<rafter_proto::rafterpb::MemberAttributes>), MvccError> {
+        snapshot::dump_with_members(&self.db())
     }
 
     /// Replaces the state with a snapshot blob, durably and atomically.

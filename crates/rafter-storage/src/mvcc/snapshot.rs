@@ -39,6 +39,13 @@ fn rev_key(key: &[u8], rev: u64) -> Vec<u8> {
 /// the applied index of that same transaction (the snapshot's index, which
 /// a concurrent apply must not skew).
 pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
+    dump_with_members(db).map(|(data, applied, _)| (data, applied))
+}
+
+/// [`dump`], plus the membership records the image holds.
+pub fn dump_with_members(
+    db: &redb::Database,
+) -> Result<(Vec<u8>, u64, Vec<rafter_proto::rafterpb::MemberAttributes>), MvccError> {
     let txn = db.begin_read()?;
     let applied_index = meta_get(&txn.open_table(META)?, META_APPLIED_INDEX, 0)?;
     let mut out = Vec::new();
@@ -67,9 +74,11 @@ pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
             &v.value().to_le_bytes(),
         );
     }
+    let mut members = Vec::new();
     for item in txn.open_table(MEMBERS)?.iter()? {
         let (k, v) = item?;
         push_row(&mut out, TAG_MEMBERS, &k.value().to_be_bytes(), v.value());
+        members.push(super::membership::decode(v.value())?);
     }
     for item in txn.open_table(LEASES)?.iter()? {
         let (k, v) = item?;
@@ -116,7 +125,7 @@ pub fn dump(db: &redb::Database) -> Result<(Vec<u8>, u64), MvccError> {
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Ok((out, applied_index))
+    Ok((out, applied_index, members))
 }
 
 /// One decoded row.

@@ -181,9 +181,12 @@ impl<'t> Writer<'t> {
                 KvResponse::Alarm(answer)
             }
             KvRequest::MemberAttributes(a) => {
-                let encoded = prost::Message::encode_to_vec(a);
-                self.members.insert(a.member_id, encoded.as_slice())?;
+                super::membership::publish(&mut self.members, a)?;
                 KvResponse::MemberAttributes
+            }
+            KvRequest::Membership(change) => {
+                super::membership::apply_change(&mut self.members, change)?;
+                KvResponse::Membership
             }
         };
         if self.changes > 0 {
