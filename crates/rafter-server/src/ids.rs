@@ -13,15 +13,17 @@ pub fn member_id(peer_urls: &[String], cluster_token: &str) -> u64 {
 }
 
 /// The id of a member a `MemberAdd` adds: as etcd, SHA-1 over its sorted
-/// peer URLs, the cluster and the time, so re-adding the same URLs after a
-/// removal gives a new id (a removed id never comes back).
-pub fn added_member_id(peer_urls: &[String], cluster_id: u64, unix_nanos: u128) -> u64 {
+/// peer URLs, the cluster and the time in seconds, so the same URLs added
+/// twice within a second get the same id (etcd then answers "member ID
+/// already exist") and re-adding them later gives a new one (a removed id
+/// never comes back).
+pub fn added_member_id(peer_urls: &[String], cluster_id: u64, unix_s: u64) -> u64 {
     let mut urls = peer_urls.to_vec();
     urls.sort();
     let mut h = sha1_smol::Sha1::new();
     h.update(urls.concat().as_bytes());
     h.update(&cluster_id.to_be_bytes());
-    h.update(&unix_nanos.to_be_bytes());
+    h.update(unix_s.to_string().as_bytes());
     first_u64(&h.digest().bytes())
 }
 

@@ -154,21 +154,16 @@ impl ClusterService {
             .collect())
     }
 
-    /// etcd's strict reconfiguration check for adding or promoting a voter:
-    /// the started voters must stay a quorum of the larger cluster.
-    fn check_started_quorum(&self, joining: Option<u64>) -> Result<(), Status> {
-        let records = self.records()?;
-        let membership = Membership::new(records);
-        let voters: Vec<&MemberAttributes> = membership
-            .members()
-            .filter(|m| !m.is_learner || Some(m.member_id) == joining)
-            .collect();
-        let total = voters.len() + usize::from(joining.is_none());
-        let started = voters
-            .iter()
-            .filter(|m| !m.client_urls.is_empty() && Some(m.member_id) != joining)
-            .count();
-        if started < total / 2 + 1 {
+    /// etcd's strict reconfiguration check for adding a voter: the started
+    /// voters must stay a quorum of the larger cluster (a one-member
+    /// cluster may always grow, as etcd allows).
+    fn check_started_quorum(&self) -> Result<(), Status> {
+        let membership = Membership::new(self.records()?);
+        let voters: Vec<&MemberAttributes> =
+            membership.members().filter(|m| !m.is_learner).collect();
+        let total = voters.len() + 1;
+        let started = voters.iter().filter(|m| !m.client_urls.is_empty()).count();
+        if started < total / 2 + 1 && !(started == 1 && total == 2) {
             return Err(ApiError::Membership(MembershipError::NotEnoughStarted).into());
         }
         Ok(())
@@ -231,13 +226,13 @@ impl Cluster for ClusterService {
         }
         let r = request.into_inner();
         if !r.is_learner {
-            self.check_started_quorum(None)?;
+            self.check_started_quorum()?;
         }
-        let unix_nanos = SystemTime::now()
+        let unix_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+            .map_or(0, |d| d.as_secs());
         let added = MemberAttributes {
-            member_id: crate::ids::added_member_id(&r.peer_ur_ls, self.node.cluster_id, unix_nanos),
+            member_id: crate::ids::added_member_id(&r.peer_ur_ls, self.node.cluster_id, unix_s),
             peer_urls: r.peer_ur_ls.clone(),
             is_learner: r.is_learner,
             ..Default::default()
