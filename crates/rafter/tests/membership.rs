@@ -236,16 +236,53 @@ fn expect_status<T: std::fmt::Debug>(
     }
 }
 
+/// Runs `rafter <args> --endpoints=<endpoint>`; its output, or the error.
+fn rafter_cli(endpoint: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_rafter"))
+        .args(args)
+        .arg(format!("--endpoints={endpoint}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rafter");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
 /// Starts `name` as a learner of the cluster behind `c`, waits until it
 /// serves, then promotes it (retried while the leader says it is behind).
-async fn add_and_promote(members: &mut Members, c: &mut Client, name: &str) -> u64 {
+/// With `cli`, through `rafter member add|promote` instead of the client.
+async fn add_and_promote(members: &mut Members, c: &mut Client, name: &str, cli: bool) -> u64 {
     let i = members.reserve(name);
     let peer = members.procs[i].peer_url();
-    let added = c
-        .member_add([peer], Some(MemberAddOptions::new().with_is_learner()))
-        .await
-        .unwrap_or_else(|e| members.fail(&format!("member add {name}: {e}")));
-    let id = added.member().expect("the added member").id();
+    let leader_endpoint = members.procs[i - 1].address();
+    let id = if cli {
+        let out = rafter_cli(
+            &leader_endpoint,
+            &[
+                "member",
+                "add",
+                name,
+                &format!("--peer-urls={peer}"),
+                "--learner",
+            ],
+        )
+        .unwrap_or_else(|e| members.fail(&format!("rafter member add {name}: {e}")));
+        assert!(
+            out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{name}={peer}")), "{out}");
+        u64::from_str_radix(out.split_whitespace().nth(1).expect("id"), 16).expect("hex id")
+    } else {
+        let added = c
+            .member_add([peer], Some(MemberAddOptions::new().with_is_learner()))
+            .await
+            .unwrap_or_else(|e| members.fail(&format!("member add {name}: {e}")));
+        added.member().expect("the added member").id()
+    };
     let cluster: Vec<usize> = (0..members.procs.len())
         .filter(|&j| members.procs[j].child.is_some() || j == i)
         .collect();
@@ -254,11 +291,18 @@ async fn add_and_promote(members: &mut Members, c: &mut Client, name: &str) -> u
     wait_for(members, &format!("{name} to serve"), || serves(&endpoint)).await;
     let deadline = Instant::now() + WAIT;
     loop {
-        match c.member_promote(id).await {
-            Ok(_) => break,
-            Err(etcd_client::Error::GRpcStatus(s))
-                if s.message().contains("in sync with leader") && Instant::now() < deadline =>
-            {
+        let result = if cli {
+            rafter_cli(&leader_endpoint, &["member", "promote", &format!("{id:x}")])
+                .map(|out| assert!(out.contains("promoted"), "{out}"))
+        } else {
+            c.member_promote(id)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) if e.contains("in sync with leader") && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => members.fail(&format!("promote {name}: {e}")),
@@ -273,7 +317,7 @@ async fn membership_commands_and_errors(target: Target) {
     members.spawn(a, &[a], "new");
     let a_endpoint = members.procs[a].endpoint();
     wait_for(&members, "a to serve", || serves(&a_endpoint)).await;
-    let mut c = client(&[a_endpoint.clone()]).await;
+    let mut c = client(std::slice::from_ref(&a_endpoint)).await;
     c.put("before", "1", None).await.expect("put");
     let a_id = c.member_list().await.expect("list").members()[0].id();
 
@@ -366,7 +410,7 @@ async fn membership_commands_and_errors(target: Target) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut b_client = client(&[b_endpoint.clone()]).await;
+    let mut b_client = client(std::slice::from_ref(&b_endpoint)).await;
     let got = b_client.get("before", None).await.expect("get on b");
     assert_eq!(
         got.kvs()[0].value(),
@@ -478,11 +522,11 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
         })
     };
 
-    let mut c = client(&[a_endpoint.clone()]).await;
+    let mut c = client(std::slice::from_ref(&a_endpoint)).await;
     let a_id = c.member_list().await.expect("list").members()[0].id();
     let mut ids = vec![a_id];
-    for name in ["b", "c", "d", "e"] {
-        let id = add_and_promote(&mut members, &mut c, name).await;
+    for (name, cli) in [("b", false), ("c", true), ("d", false), ("e", true)] {
+        let id = add_and_promote(&mut members, &mut c, name, cli).await;
         ids.push(id);
         let i = members.procs.len() - 1;
         endpoints.lock().unwrap().push(members.procs[i].endpoint());
@@ -496,9 +540,15 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
     *endpoints.lock().unwrap() = survivors.clone();
     let mut c = client(&survivors).await;
     for (index, id) in [(0, ids[0]), (1, ids[1])] {
-        c.member_remove(id)
-            .await
-            .unwrap_or_else(|e| members.fail(&format!("remove {id:x}: {e}")));
+        if index == 0 {
+            c.member_remove(id)
+                .await
+                .unwrap_or_else(|e| members.fail(&format!("remove {id:x}: {e}")));
+        } else {
+            let out = rafter_cli(&survivors[0], &["member", "remove", &format!("{id:x}")])
+                .unwrap_or_else(|e| members.fail(&format!("rafter member remove: {e}")));
+            assert!(out.contains(&format!("Member {id:16x} removed")), "{out}");
+        }
         let deadline = Instant::now() + WAIT;
         while !members.procs[index].exited() {
             if Instant::now() >= deadline {
@@ -527,7 +577,7 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
         .revision();
     let mut hashes = Vec::new();
     for endpoint in &survivors {
-        let mut m = client(&[endpoint.clone()]).await;
+        let mut m = client(std::slice::from_ref(endpoint)).await;
         let wait_applied = || {
             let mut m = m.clone();
             async move {
