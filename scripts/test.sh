@@ -26,7 +26,7 @@ faults="fault-local-reads fault-ack-uncommitted fault-ack-before-fsync \
     fault-read-before-applied fault-snapshot-late fault-slot-by-index \
     fault-watch-skip-full fault-watch-dup fault-lease-renew-anywhere \
     fault-apply-after-cancel fault-forget-session-result fault-local-write-twice \
-    fault-conflict-ignored fault-defrag-drop-history"
+    fault-conflict-ignored fault-defrag-drop-history fault-promote-skips-raft"
 run_binary() {
     if cargo nextest --version >/dev/null 2>&1; then
         cargo nextest run --workspace --no-fail-fast -E "binary($1)"

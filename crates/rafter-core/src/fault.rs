@@ -47,10 +47,13 @@ pub enum Fault {
     CacheNoCatchUp,
     /// A defragmentation's copy leaves out the revision history table.
     DefragDropHistory,
+    /// A committed promotion updates the recorded membership but not
+    /// raft-rs's configuration (the learner never becomes a voter there).
+    PromoteSkipsRaft,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 15] = [
+    pub const ALL: [Fault; 16] = [
         Fault::LocalReads,
         Fault::AckUncommitted,
         Fault::ReadBeforeApplied,
@@ -66,6 +69,7 @@ impl Fault {
         Fault::AckBeforeFsync,
         Fault::CacheNoCatchUp,
         Fault::DefragDropHistory,
+        Fault::PromoteSkipsRaft,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +89,7 @@ impl Fault {
             Fault::AckBeforeFsync => "fault-ack-before-fsync",
             Fault::CacheNoCatchUp => "fault-cache-no-catch-up",
             Fault::DefragDropHistory => "fault-defrag-drop-history",
+            Fault::PromoteSkipsRaft => "fault-promote-skips-raft",
         }
     }
 

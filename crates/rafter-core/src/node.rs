@@ -824,6 +824,11 @@ impl<S: Storage> Node<S> {
             .insert(id, req, deadline, AtDeadline::TimeOut, appended_at);
     }
 
+    /// raft-rs's current configuration (it must equal the membership's).
+    pub fn conf_state(&self) -> raft::eraftpb::ConfState {
+        self.member.conf_state()
+    }
+
     /// The membership as of the entries handed to the state machine.
     pub fn membership(&self) -> &crate::membership::Membership {
         &self.membership
@@ -861,7 +866,9 @@ impl<S: Storage> Node<S> {
             }
             return false;
         }
-        if let Some(cc) = self.membership.apply(change) {
+        let skip_raft = crate::fault::active(crate::fault::Fault::PromoteSkipsRaft)
+            && change.kind == rafter_proto::rafterpb::membership_change::Kind::Promote as i32;
+        if let Some(cc) = self.membership.apply(change).filter(|_| !skip_raft) {
             if let Err(e) = self.member.apply_conf_change(&cc) {
                 panic!(
                     "raft-rs refused a validated membership change at {}: {e}",

@@ -5,7 +5,8 @@
 //! `--local-writes` runs local writers (`Set(consistent=false)` on random
 //! members), with no KV clients (`--local-writers N` of them); `--mixed`
 //! runs local writers beside consistent KV clients on keys under every
-//! conflict policy.
+//! conflict policy; `--membership` adds a member (learner, then promoted)
+//! and removes a founding member during the run.
 
 use rafter_sim::sim::{self, SimConfig};
 
@@ -26,6 +27,8 @@ fn config(args: &[String], seed: u64) -> SimConfig {
         SimConfig::local_writes_config(seed)
     } else if args.iter().any(|a| a == "--mixed") {
         SimConfig::mixed_config(seed)
+    } else if args.iter().any(|a| a == "--membership") {
+        SimConfig::membership_config(seed)
     } else {
         SimConfig::new(seed)
     };

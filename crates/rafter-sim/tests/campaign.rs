@@ -16,18 +16,28 @@ const LOCAL_WRITE_SEEDS: u64 = 60;
 /// policy (`SimConfig::mixed_config`).
 const MIXED_SEEDS: u64 = 60;
 
-/// Every run of the budget, the three kinds interleaved (five default
-/// seeds, then one of each other kind), so a bug that only one kind can
-/// catch is met early.
+/// Seeds that add a member (learner, then promoted) and remove a founding
+/// member under faults (`SimConfig::membership_config`).
+const MEMBERSHIP_SEEDS: u64 = 60;
+
+/// Every run of the budget, the kinds interleaved (five default seeds,
+/// then one of each other kind), so a bug that only one kind can catch is
+/// met early.
 fn campaign_configs() -> impl Iterator<Item = SimConfig> {
     let per_round = CI_SEEDS / LOCAL_WRITE_SEEDS;
-    assert_eq!(LOCAL_WRITE_SEEDS, MIXED_SEEDS, "rounds pair them");
+    const {
+        assert!(
+            LOCAL_WRITE_SEEDS == MIXED_SEEDS && MIXED_SEEDS == MEMBERSHIP_SEEDS,
+            "rounds group them"
+        )
+    };
     (0..LOCAL_WRITE_SEEDS).flat_map(move |round| {
         (round * per_round..(round + 1) * per_round)
             .map(SimConfig::new)
             .chain([
                 SimConfig::local_writes_config(round),
                 SimConfig::mixed_config(round),
+                SimConfig::membership_config(round),
             ])
     })
 }

@@ -26,6 +26,20 @@ impl LogState {
         }
     }
 
+    /// A founding member's log: it starts after index 1, which stands for
+    /// the founding membership its store records (as the server's).
+    pub fn founding(voters: &[u64]) -> Self {
+        LogState {
+            truncated: (1, 1),
+            hard_state: HardState {
+                term: 1,
+                commit: 1,
+                ..Default::default()
+            },
+            ..LogState::new(voters)
+        }
+    }
+
     pub fn first_index(&self) -> u64 {
         self.truncated.0 + 1
     }
@@ -66,6 +80,12 @@ impl LogState {
         let keep = (first.index - self.first_index()) as usize;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);
+    }
+
+    /// Sets the configuration raft-rs starts from (the server does this at
+    /// start from the store's membership).
+    pub fn set_conf_state(&mut self, conf_state: ConfState) {
+        self.conf_state = conf_state;
     }
 
     /// Replaces the log by a snapshot's truncation point and membership.

@@ -17,7 +17,9 @@ use rafter_core::{
     apply_batch, Action, ApplyBatch, Granted, Node, NodeConfig, RaftStorage, RequestError,
     RequestId, StateMachine, Wait,
 };
-use rafter_proto::rafterpb::{ClientTag, LocalWrite, SessionOpen};
+use rafter_proto::rafterpb::{
+    ClientTag, LocalWrite, MemberAttributes, MembershipChange, SessionOpen,
+};
 use rafter_storage::mvcc::sessions::RequestOutcome;
 use rafter_storage::mvcc::{KvResponse, MvccError};
 use rafter_storage::MvccStore;
@@ -123,6 +125,7 @@ enum Input {
     Step(Box<Message>),
     Submit(usize, OpKind),
     Transfer(u64),
+    ChangeMembership(Box<MembershipChange>),
     SnapshotStatus(u64, bool),
     Propose(Box<rafter_storage::KvRequest>),
     QueueLocal(Box<LocalWrite>),
@@ -193,6 +196,15 @@ pub struct SimMember {
     /// An online defragmentation between taking its copy and swapping it
     /// in (gone with a crash, as the server's copy file is).
     defrag: Option<rafter_storage::mvcc::defrag::DefragCopy>,
+    /// Started once (founders at once, a joining member once added).
+    started: bool,
+    /// Removed from the cluster: never runs again.
+    removed: bool,
+}
+
+/// The peer URL a simulated member is known by.
+pub fn sim_peer_url(id: u64) -> String {
+    format!("sim://m{id}")
 }
 
 /// Tiny limits, so watch outboxes fill, watches fall behind and catch up
@@ -217,12 +229,40 @@ fn fresh_store() -> Arc<MvccStore> {
 }
 
 impl SimMember {
-    pub fn new(id: u64, voters: &[u64], settings: MemberSettings, rng_seed: u64) -> Self {
-        let mut m = SimMember {
+    /// A founding member of the cluster `founders` (ids), started.
+    pub fn new(id: u64, founders: &[u64], settings: MemberSettings, rng_seed: u64) -> Self {
+        let records: Vec<MemberAttributes> = founders
+            .iter()
+            .map(|&f| MemberAttributes {
+                member_id: f,
+                name: format!("m{f}"),
+                peer_urls: vec![sim_peer_url(f)],
+                ..Default::default()
+            })
+            .collect();
+        let mut m = Self::unstarted(id, LogState::founding(founders), settings, rng_seed);
+        m.store
+            .bootstrap_members(&records)
+            .expect("bootstrap the founding membership");
+        let image = m.store.snapshot().expect("store image");
+        m.durable_store = Some((image.data, image.applied_index));
+        m.started = true;
+        m.start();
+        m
+    }
+
+    /// A member that will join the cluster once added (not started: empty
+    /// log, empty store, no configuration).
+    pub fn spare(id: u64, settings: MemberSettings, rng_seed: u64) -> Self {
+        Self::unstarted(id, LogState::default(), settings, rng_seed)
+    }
+
+    fn unstarted(id: u64, log: LogState, settings: MemberSettings, rng_seed: u64) -> Self {
+        SimMember {
             id,
             settings,
-            log: SimLog::new(LogState::new(voters)),
-            durable_log: LogState::new(voters),
+            log: SimLog::new(log.clone()),
+            durable_log: log,
             fsync: None,
             unsynced_entries: Vec::new(),
             fsync_epoch: 0,
@@ -241,9 +281,65 @@ impl SimMember {
             hlc: rafter_core::hlc::Hlc::default(),
             wall_ms: 0,
             defrag: None,
+            started: false,
+            removed: false,
+        }
+    }
+
+    /// Starts a member that joins (it was added).
+    pub fn start_joining(&mut self) {
+        assert!(!self.started, "a member joins once");
+        self.started = true;
+        self.start();
+    }
+
+    /// Whether a crashed member may come back (it started and was not
+    /// removed).
+    pub fn may_restart(&self) -> bool {
+        self.started && !self.removed && !self.is_up()
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    pub fn was_started(&self) -> bool {
+        self.started
+    }
+
+    /// The member was removed: it stops for good (the server's peers refuse
+    /// a removed member, which then exits).
+    pub fn stop_removed(&mut self) {
+        self.removed = true;
+        self.node = None;
+        self.incarnation += 1;
+    }
+
+    /// The membership this member's core holds (`None` when down).
+    pub fn membership(&self) -> Option<rafter_core::membership::Membership> {
+        self.node.as_ref().map(|n| n.membership().clone())
+    }
+
+    /// raft-rs's configuration (`None` when down).
+    pub fn conf_state(&self) -> Option<raft::eraftpb::ConfState> {
+        self.node.as_ref().map(|n| n.conf_state())
+    }
+
+    /// Proposes a membership change here (the shell forwards to the
+    /// leader, so the simulation sends it there).
+    pub fn change_membership(&mut self, change: MembershipChange, out: &mut Vec<Output>) {
+        if self.blocked() {
+            self.inbox.push(Input::ChangeMembership(Box::new(change)));
+            return;
+        }
+        let req = self.next_request;
+        let Some(node) = self.node.as_mut() else {
+            return;
         };
-        m.start();
-        m
+        self.next_request += 1;
+        self.waiters.insert(req, Waiter::Untracked);
+        node.change_membership(req, change);
+        self.drive(out);
     }
 
     pub fn is_up(&self) -> bool {
@@ -334,6 +430,14 @@ impl SimMember {
             let mut w = self.log.write();
             if let Some(hs) = rafter_core::node::restart_hard_state(&w.hard_state, applied) {
                 w.hard_state = hs;
+            }
+            // raft-rs starts from the configuration as of the applied
+            // index, as on the server.
+            let membership = rafter_core::membership::Membership::new(
+                self.store.member_attributes().expect("store members"),
+            );
+            if !membership.is_empty() {
+                w.set_conf_state(membership.conf_state());
             }
         }
         let cfg = NodeConfig {
@@ -745,6 +849,7 @@ impl SimMember {
                 Input::Step(m) => self.step(*m, out),
                 Input::Submit(op, kind) => self.submit(op, &kind, out),
                 Input::Transfer(target) => self.transfer_leader(target, out),
+                Input::ChangeMembership(change) => self.change_membership(*change, out),
                 Input::SnapshotStatus(peer, delivered) => {
                     self.report_snapshot(peer, delivered, out)
                 }
@@ -783,9 +888,11 @@ impl SimMember {
                         .on_store_replaced(state.current_revision, state.compact_revision);
                     let leases = self.store.leases().expect("store leases");
                     let sessions = self.store.sessions_open().expect("store sessions");
+                    let members = self.store.member_attributes().expect("store members");
                     let node = self.node.as_mut().expect("up");
                     node.reset_leases(&leases);
                     node.on_sessions_open(sessions);
+                    node.reset_membership(members);
                     let local_seq = self
                         .store
                         .local_applied_seq(self.id)
@@ -897,6 +1004,11 @@ impl SimMember {
             for action in actions {
                 self.carry_out(action, out);
             }
+            if self.removed {
+                out.push(Output::Note("removed from the cluster: stops".into()));
+                self.stop_removed();
+                return;
+            }
         }
     }
 
@@ -933,13 +1045,25 @@ impl SimMember {
                     node.on_persisted();
                 }
             }
-            Action::MembershipChanged(records) => out.push(Output::Note(format!(
-                "membership: {:?}",
-                records
+            Action::MembershipChanged(records) => {
+                let members: Vec<String> = records
                     .iter()
-                    .map(|r| (r.member_id, r.is_learner, r.removed))
-                    .collect::<Vec<_>>()
-            ))),
+                    .map(|r| {
+                        let kind = match (r.removed, r.is_learner) {
+                            (true, _) => "removed",
+                            (false, true) => "learner",
+                            (false, false) => "voter",
+                        };
+                        format!("m{} {kind}", r.member_id)
+                    })
+                    .collect();
+                out.push(Output::Note(format!("membership: {}", members.join(", "))));
+                if records.iter().any(|r| r.member_id == self.id && r.removed) {
+                    // It applied its own removal: it stops once this turn
+                    // is carried out, as the server's Raft loop does.
+                    self.removed = true;
+                }
+            }
             Action::Apply(batch) => {
                 self.apply_queue.push_back(ApplyWork::Batch(batch));
                 out.push(Output::ApplyLater(self.incarnation));

@@ -84,6 +84,10 @@ pub struct SimConfig {
     pub snapshot_count: u64,
     /// Test-only shell bug (`fault-ack-before-fsync`).
     pub ack_before_fsync: bool,
+    /// Members that join during the run: each is added as a learner,
+    /// started, promoted, and then a founding member (at random, perhaps
+    /// the leader) is removed, under the same faults.
+    pub spare_members: usize,
 }
 
 impl SimConfig {
@@ -129,6 +133,16 @@ impl SimConfig {
         }
     }
 
+    /// Membership changes under faults: a member is added as a learner,
+    /// joins by snapshot, is promoted, and a founding member is removed,
+    /// while clients, watchers and lessees run.
+    pub fn membership_config(seed: u64) -> Self {
+        SimConfig {
+            spare_members: 1,
+            ..SimConfig::new(seed)
+        }
+    }
+
     /// Consistent clients and local writers share the keys.
     pub fn is_mixed(&self) -> bool {
         self.clients > 0 && self.local_writers > 0
@@ -165,6 +179,7 @@ impl SimConfig {
             store_sync_ms: 50,
             snapshot_count: 16,
             ack_before_fsync: rafter_core::fault::active(rafter_core::fault::Fault::AckBeforeFsync),
+            spare_members: 0,
         }
     }
 }
@@ -224,6 +239,9 @@ enum Event {
     /// A copy of a session op sent again with its tag (a retry racing the
     /// question about its outcome).
     Resend(usize, OpKind, rafter_proto::rafterpb::ClientTag),
+    /// The next step of the run's membership changes (add, start,
+    /// promote, remove), retried until each is applied.
+    MembershipStep,
 }
 
 struct Sim {
@@ -251,6 +269,8 @@ struct Sim {
     /// Session ops in flight, by op.
     session_ops: BTreeMap<usize, SessionOp>,
     local_acks: local_writers::LocalAcks,
+    /// The founding member the run removes once its new member is a voter.
+    removal_victim: usize,
 }
 
 /// Runs one simulation.
@@ -263,17 +283,22 @@ pub fn run(cfg: SimConfig) -> Outcome {
         request_timeout_ticks: 2 * cfg.client_timeout_ms / cfg.tick_ms,
         ack_before_fsync: cfg.ack_before_fsync,
     };
-    let members = ids
+    let mut members: Vec<SimMember> = ids
         .iter()
         .map(|id| SimMember::new(*id, &ids, settings.clone(), rng.next_u64()))
         .collect();
+    for spare in 0..cfg.spare_members as u64 {
+        let id = cfg.members as u64 + 1 + spare;
+        members.push(SimMember::spare(id, settings.clone(), rng.next_u64()));
+    }
+    let removal_victim = rng.below(cfg.members as u64) as usize;
     let watchers = (0..cfg.watchers)
         .map(|w| SimWatcher::random(w, &mut rng, cfg.keys))
         .collect();
     let lessees = (0..cfg.lessees)
         .map(|l| Lessee::random(l, &mut rng, cfg.run_ms, cfg.lease_keys))
         .collect();
-    let tick_period_ms = (0..cfg.members)
+    let tick_period_ms = (0..cfg.members + cfg.spare_members)
         .map(|_| rng.between(cfg.tick_ms * 9 / 10, cfg.tick_ms * 11 / 10))
         .collect();
     let cfg_session_clients = cfg.session_clients.min(cfg.clients);
@@ -300,6 +325,7 @@ pub fn run(cfg: SimConfig) -> Outcome {
             .collect(),
         session_ops: BTreeMap::new(),
         local_acks: local_writers::LocalAcks::default(),
+        removal_victim,
     };
     // raft-rs asserts its own invariants (e.g. a commit index beyond the
     // log): such a panic inside a member is a found bug, not a crash of the
@@ -361,6 +387,10 @@ impl Sim {
         if self.cfg.faults {
             self.schedule_faults();
             self.schedule_defrags();
+        }
+        if self.cfg.spare_members > 0 {
+            let at = self.rng.between(300, 1200);
+            self.schedule(at, Event::MembershipStep);
         }
         let end_ms = self.cfg.run_ms + self.cfg.settle_ms;
         let mut healed = false;
@@ -453,7 +483,7 @@ impl Sim {
             self.net.heal(a, b);
         }
         for m in 0..self.members.len() {
-            if !self.members[m].is_up() {
+            if self.members[m].may_restart() {
                 self.members[m].restart();
                 let _ = writeln!(self.trace, "{} restart m{} (settle)", self.now_ms, m + 1);
             }
@@ -505,6 +535,26 @@ impl Sim {
                 let to = (msg.to - 1) as usize;
                 let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
                 if self.net.is_cut(msg.from, msg.to) {
+                    if is_snapshot {
+                        self.snapshot_status(msg.from, msg.to, false);
+                    }
+                    return;
+                }
+                let from = (msg.from - 1) as usize;
+                if self.members[to]
+                    .membership()
+                    .is_some_and(|ms| ms.is_removed(msg.from))
+                {
+                    // The server's peers refuse a removed member's
+                    // messages, and it stops when told.
+                    if !self.members[from].is_removed() {
+                        let _ = writeln!(
+                            self.trace,
+                            "{} m{} refused by m{} as removed: stops",
+                            self.now_ms, msg.from, msg.to
+                        );
+                        self.members[from].stop_removed();
+                    }
                     if is_snapshot {
                         self.snapshot_status(msg.from, msg.to, false);
                     }
@@ -614,8 +664,9 @@ impl Sim {
                     let _ = writeln!(self.trace, "{} m{} {what}", self.now_ms, m + 1);
                 }
             }
+            Event::MembershipStep => self.membership_step(),
             Event::Restart(m) => {
-                if !self.members[m].is_up() {
+                if self.members[m].may_restart() {
                     let _ = writeln!(self.trace, "{} restart m{}", self.now_ms, m + 1);
                     self.members[m].restart();
                 }
@@ -747,6 +798,114 @@ impl Sim {
                 } => {
                     self.invariants.applied(m, index, term, data_crc, revision);
                 }
+            }
+        }
+    }
+
+    /// The run's membership changes, one at a time through the leader:
+    /// add the spare as a learner, start it once added, promote it once it
+    /// is a learner (the leader refuses while it is behind), then remove
+    /// the chosen founding member. Each is proposed again until the
+    /// leader's membership shows it (a proposal may be lost to a fault).
+    /// The removed member stops when it applies its removal or when a peer
+    /// refuses its messages.
+    fn membership_step(&mut self) {
+        use rafter_proto::rafterpb::membership_change::Kind;
+        use rafter_proto::rafterpb::{MemberAttributes, MembershipChange};
+        if !self.load_on {
+            return;
+        }
+        let again = self.now_ms + self.rng.between(100, 400);
+        let Some(leader) = self.members.iter().position(|m| m.is_leader()) else {
+            self.schedule(again, Event::MembershipStep);
+            return;
+        };
+        let membership = self.members[leader].membership().expect("the leader is up");
+        let spare = self.cfg.members;
+        let spare_id = spare as u64 + 1;
+        let victim_id = self.removal_victim as u64 + 1;
+        let change = |kind: Kind, id: u64, learner: bool| MembershipChange {
+            kind: kind as i32,
+            members: vec![MemberAttributes {
+                member_id: id,
+                peer_urls: if kind == Kind::Add {
+                    vec![member::sim_peer_url(id)]
+                } else {
+                    vec![]
+                },
+                is_learner: learner,
+                ..Default::default()
+            }],
+        };
+        let step = match membership.get(spare_id) {
+            None => Some(change(Kind::Add, spare_id, true)),
+            Some(m) if m.is_learner => {
+                if !self.members[spare].was_started() {
+                    let _ = writeln!(self.trace, "{} start m{spare_id} (joins)", self.now_ms);
+                    self.members[spare].start_joining();
+                }
+                Some(change(Kind::Promote, spare_id, false))
+            }
+            Some(_) if !membership.is_removed(victim_id) => {
+                Some(change(Kind::Remove, victim_id, false))
+            }
+            Some(_) => None,
+        };
+        if let Some(change) = step {
+            let _ = writeln!(
+                self.trace,
+                "{} membership change at m{}: {:?} m{}",
+                self.now_ms,
+                leader + 1,
+                Kind::try_from(change.kind).unwrap_or(Kind::Bootstrap),
+                change.members[0].member_id
+            );
+            let mut out = Vec::new();
+            self.members[leader].change_membership(change, &mut out);
+            self.process(leader, out);
+            self.schedule(again, Event::MembershipStep);
+        }
+    }
+
+    /// Every running member's raft-rs configuration is the one its
+    /// recorded membership implies, and all members agree on it.
+    fn check_membership(&mut self) {
+        let mut seen = None;
+        for (i, m) in self.members.iter().enumerate() {
+            let (Some(membership), Some(raft)) = (m.membership(), m.conf_state()) else {
+                continue;
+            };
+            if membership.is_empty() {
+                continue;
+            }
+            let mut recorded = membership.conf_state();
+            let mut actual = raft;
+            for cs in [&mut recorded, &mut actual] {
+                cs.voters.sort_unstable();
+                cs.learners.sort_unstable();
+            }
+            if recorded.voters != actual.voters || recorded.learners != actual.learners {
+                self.invariants.violate(format!(
+                    "safety: m{}'s raft configuration (voters {:?}, learners {:?}) is not its recorded membership (voters {:?}, learners {:?})",
+                    i + 1,
+                    actual.voters,
+                    actual.learners,
+                    recorded.voters,
+                    recorded.learners
+                ));
+            }
+            match &seen {
+                None => seen = Some((i, recorded)),
+                Some((j, other)) if *other != recorded => {
+                    self.invariants.violate(format!(
+                        "safety: m{} and m{} settled on different memberships: {:?} and {:?}",
+                        j + 1,
+                        i + 1,
+                        other,
+                        recorded
+                    ));
+                }
+                Some(_) => {}
             }
         }
     }
@@ -1323,6 +1482,7 @@ impl Sim {
     }
 
     fn finish(&mut self) {
+        self.check_membership();
         self.check_watchers();
         self.check_lessees();
         self.check_local_writes();
