@@ -202,6 +202,23 @@ impl<S: Storage> Member<S> {
         self.node.raft.prs().conf().to_conf_state()
     }
 
+    /// On the leader: the other voter whose log matches the most of its
+    /// own and that was heard from recently (the best leadership
+    /// transferee), if any.
+    pub fn best_transferee(&self) -> Option<u64> {
+        let me = self.id();
+        let voters: Vec<u64> = self.node.raft.prs().conf().voters().ids().iter().collect();
+        voters
+            .into_iter()
+            .filter(|&id| id != me)
+            .filter_map(|id| {
+                let pr = self.node.raft.prs().get(id)?;
+                pr.recent_active.then_some((pr.matched, id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
     /// True while a membership change is proposed and not yet applied.
     pub fn has_pending_conf(&self) -> bool {
         self.node.raft.has_pending_conf()

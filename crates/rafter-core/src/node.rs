@@ -746,6 +746,17 @@ impl<S: Storage> Node<S> {
             self.respond(req, Err(RequestError::NotLeader));
             return;
         }
+        // Target 0: the voter best placed to take over.
+        let target = match target {
+            0 => match self.member.best_transferee() {
+                Some(t) => t,
+                None => {
+                    self.respond(req, Err(RequestError::NoLeader));
+                    return;
+                }
+            },
+            t => t,
+        };
         if target == self.member.id() {
             self.respond(req, Ok(Granted::LeaderTransferred));
             return;

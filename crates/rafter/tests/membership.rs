@@ -47,6 +47,13 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the process with SIGKILL and reaps it.
+    fn kill9(&mut self) {
+        let mut child = self.child.take().expect("kill9: not running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
     /// Whether the process has exited (reaped if so).
     fn exited(&mut self) -> bool {
         match self.child.as_mut().map(|c| c.try_wait()) {
@@ -498,9 +505,11 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
     // The writer follows the membership: it is told every endpoint.
     let endpoints = Arc::new(std::sync::Mutex::new(vec![a_endpoint.clone()]));
     let stop = Arc::new(AtomicBool::new(false));
+    let acked_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
         let endpoints = endpoints.clone();
         let stop = stop.clone();
+        let acked_count = acked_count.clone();
         tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut n = 0u64;
@@ -509,7 +518,10 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
             while !stop.load(Ordering::Relaxed) {
                 let key = format!("w{n:06}");
                 match c.put(key.as_str(), n.to_string(), None).await {
-                    Ok(_) => acked.push(key),
+                    Ok(_) => {
+                        acked.push(key);
+                        acked_count.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(_) => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         let now = current();
@@ -535,10 +547,24 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
     assert_eq!(list.members().len(), 5);
     assert!(list.members().iter().all(|m| !m.is_learner()));
 
-    // Shrink to 3: the first member (leader so far) and b.
+    // A member that joined survives kill -9: it restarts from its data
+    // directory (its identity kept there) and serves again.
+    let joined = 2;
+    members.procs[joined].kill9();
+    members.spawn(joined, &[0, 1, 2], "existing");
+    let endpoint = members.procs[joined].endpoint();
+    wait_for(&members, "the joined member to serve again", || {
+        serves(&endpoint)
+    })
+    .await;
+
+    // Shrink to 3: the first member (leader so far) and b; b is down when
+    // it is removed, and stops as soon as it comes back (its peers refuse
+    // it).
     let survivors: Vec<String> = members.procs[2..].iter().map(Proc::endpoint).collect();
     *endpoints.lock().unwrap() = survivors.clone();
     let mut c = client(&survivors).await;
+    members.procs[1].kill9();
     for (index, id) in [(0, ids[0]), (1, ids[1])] {
         if index == 0 {
             c.member_remove(id)
@@ -548,6 +574,7 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
             let out = rafter_cli(&survivors[0], &["member", "remove", &format!("{id:x}")])
                 .unwrap_or_else(|e| members.fail(&format!("rafter member remove: {e}")));
             assert!(out.contains(&format!("Member {id:16x} removed")), "{out}");
+            members.spawn(index, &[0, 1], "existing");
         }
         let deadline = Instant::now() + WAIT;
         while !members.procs[index].exited() {
@@ -557,7 +584,12 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = acked_count.load(Ordering::Relaxed);
+    wait_for(&members, "writes to go on after the shrink", || {
+        let acked_count = acked_count.clone();
+        async move { acked_count.load(Ordering::Relaxed) >= before + 20 }
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let acked = writer.await.expect("writer");
     assert!(

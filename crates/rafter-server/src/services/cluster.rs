@@ -119,7 +119,14 @@ impl ClusterService {
         &self,
         forwarded: bool,
     ) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
-        let leader = self.leader_id();
+        // A member that just started may not know the leader yet: wait
+        // for one (bounded by the request timeout).
+        let deadline = tokio::time::Instant::now() + self.node.request_timeout;
+        let mut leader = self.leader_id();
+        while leader == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            leader = self.leader_id();
+        }
         if leader == self.node.member_id {
             return Ok(None);
         }
@@ -146,8 +153,24 @@ impl ClusterService {
     }
 
     /// Proposes `change` and answers with the members once it is applied.
+    /// While another change is in flight (or a new leader has not applied
+    /// its log yet, which raft-rs counts as one), it waits for it, up to
+    /// the request timeout.
     async fn change(&self, change: MembershipChange) -> Result<Vec<Member>, Status> {
-        self.node.change_membership(change).await?;
+        let deadline = tokio::time::Instant::now() + self.node.request_timeout;
+        loop {
+            match self.node.change_membership(change.clone()).await {
+                Err(ApiError::Membership(MembershipError::InProgress))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         Ok(Membership::new(self.records()?)
             .members()
             .map(to_member)
@@ -257,15 +280,14 @@ impl Cluster for ClusterService {
         let id = request.get_ref().id;
         let mut already_forwarded = request.metadata().contains_key(FORWARDED);
         if id == self.node.member_id && self.leader_id() == id {
-            // The leader is removed: hand leadership to the voter with the
-            // most of the log first, then let the new leader remove it.
-            let records = self.records()?;
-            let target = Membership::new(records)
+            // The leader is removed: hand leadership to the active voter
+            // with the most of the log first (target 0: the core picks),
+            // then let the new leader remove it.
+            let others = Membership::new(self.records()?)
                 .members()
-                .find(|m| !m.is_learner && m.member_id != id)
-                .map(|m| m.member_id);
-            if let Some(target) = target {
-                self.node.transfer_leader(target).await?;
+                .any(|m| !m.is_learner && m.member_id != id);
+            if others {
+                self.node.transfer_leader(0).await?;
                 // This member handed leadership on: one more hop is due.
                 already_forwarded = false;
             }
