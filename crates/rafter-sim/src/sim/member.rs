@@ -332,13 +332,19 @@ impl SimMember {
             self.inbox.push(Input::ChangeMembership(Box::new(change)));
             return;
         }
+        self.untracked(out, |node, req| node.change_membership(req, change));
+    }
+
+    /// Hands the core a request nobody waits for (its effect is observed
+    /// through what members apply).
+    fn untracked(&mut self, out: &mut Vec<Output>, submit: impl FnOnce(&mut Core, RequestId)) {
         let req = self.next_request;
         let Some(node) = self.node.as_mut() else {
             return;
         };
         self.next_request += 1;
         self.waiters.insert(req, Waiter::Untracked);
-        node.change_membership(req, change);
+        submit(node, req);
         self.drive(out);
     }
 
@@ -696,14 +702,7 @@ impl SimMember {
             self.inbox.push(Input::Propose(Box::new(request)));
             return;
         }
-        let req = self.next_request;
-        let Some(node) = self.node.as_mut() else {
-            return;
-        };
-        self.next_request += 1;
-        self.waiters.insert(req, Waiter::Untracked);
-        node.propose(req, request);
-        self.drive(out);
+        self.untracked(out, |node, req| node.propose(req, request));
     }
 
     /// A keep-alive from lessee `lessee` arrives at this member.
