@@ -49,6 +49,9 @@ use node::{NodeStatus, RaftLoop};
 /// cluster should list every member's URLs as soon as it has a leader).
 const PUBLISH_RETRY: Duration = Duration::from_millis(10);
 
+/// How long a removed member lets answers in flight go out before it exits.
+const REMOVED_EXIT_GRACE: Duration = Duration::from_millis(500);
+
 /// etcd's allowance for gRPC framing on top of `--max-request-bytes`.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// How often a leader records its elapsed time in the log while client
@@ -74,6 +77,9 @@ pub enum ServerError {
     RaftLoop(String),
     #[error("{0}")]
     LocalQueue(#[from] rafter_storage::local_queue::LocalQueueError),
+    /// The log and the store contradict each other.
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 /// Runs a member until SIGINT/SIGTERM.
@@ -97,8 +103,14 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let data_dir = args.data_dir();
     let member_dir = data_dir.join("member");
     std::fs::create_dir_all(&member_dir)?;
-    let log = RaftLog::open(&member_dir.join("raft"))?;
     let store = Arc::new(MvccStore::open(&member_dir.join("kv.redb"))?);
+    let (log, recovery) =
+        RaftLog::open_checked(&member_dir.join("raft"), store.state()?.applied_index)?;
+    if let rafter_storage::LogRecovery::TornTailTruncated { file, offset } = &recovery {
+        tracing::warn!(
+            "the Raft log ended in a torn write (never acknowledged): {file} was cut at byte {offset}"
+        );
+    }
     let founders: Vec<PbMemberAttributes> = cluster
         .members
         .iter()
@@ -172,6 +184,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         membership.members().cloned().collect()
     };
     let applied = store.state()?.applied_index;
+    check_log_against_store(&log, applied, &member_dir)?;
     let (local_writes, queued_local_writes) = local_writes::LocalWrites::open(
         &member_dir,
         member_id,
@@ -307,11 +320,14 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                     tracing::error!("raft loop stopped: {e}");
                     std::process::exit(1);
                 }
-                // A removed member stops serving (etcd exits too).
+                // A removed member stops serving (etcd exits too), after a
+                // moment for answers in flight (its own removal's among
+                // them) to go out; nothing can be proposed meanwhile.
                 Ok(true) => {
                     tracing::warn!(
                         "the member has been permanently removed from the cluster; exiting"
                     );
+                    std::thread::sleep(REMOVED_EXIT_GRACE);
                     std::process::exit(0);
                 }
                 Ok(false) => {}
@@ -508,6 +524,49 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     // before exit (else the next start does it).
     let _ = local_writes.flush();
     stopped
+}
+
+/// Refuses to start when the log and the store contradict each other
+/// (raft-rs would otherwise stop the process with an assertion): the log
+/// must hold every entry from just after the store's applied index (or the
+/// store must have a snapshot past the log's start), and the recorded
+/// commit index must be inside the log.
+fn check_log_against_store(
+    log: &RaftLog,
+    applied_index: u64,
+    member_dir: &std::path::Path,
+) -> Result<(), ServerError> {
+    let first_index = raft::Storage::first_index(log)?;
+    let last_index = raft::Storage::last_index(log)?;
+    let commit = log.initial_state()?.hard_state.commit;
+    let problem = if applied_index + 1 < first_index {
+        Some(format!(
+            "the store applied up to index {applied_index} but the Raft log starts at {first_index}: \
+             entries {}..{first_index} are in neither (a missing snapshot)",
+            applied_index + 1
+        ))
+    } else if applied_index > last_index {
+        Some(format!(
+            "the store applied up to index {applied_index} but the Raft log ends at {last_index}: \
+             the log lost entries it had made durable"
+        ))
+    } else if commit > last_index {
+        Some(format!(
+            "the Raft log records commit index {commit} but ends at {last_index}: \
+             it lost entries it had made durable"
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(ServerError::Inconsistent(format!(
+            "{p} (data in {}). No file was changed. To recover, remove this member \
+             (rafter member remove), delete its data directory and add it again, or restore \
+             the cluster from a snapshot (rafter snapshot restore)",
+            member_dir.display()
+        ))),
+    }
 }
 
 /// Publishes this member's name and client URLs through the log (retrying

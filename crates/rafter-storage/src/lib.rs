@@ -10,7 +10,7 @@ pub mod snapshot_file;
 pub mod state_machine;
 
 pub use mvcc::{ApplyOutcome, KvRequest, MvccError, MvccStore};
-pub use raft_log::{RaftLog, RaftLogError};
+pub use raft_log::{LogRecovery, RaftLog, RaftLogError};
 
 /// What raft-rs reads in the server: the raft-engine log, with snapshots
 /// made from the MVCC store.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
-use raft_engine::{Config, Engine, LogBatch, MessageExt, ReadableSize};
+use raft_engine::{Config, Engine, LogBatch, MessageExt, ReadableSize, RecoveryMode};
 
 /// The single Raft group id inside raft-engine (Rafter runs one group).
 const GROUP_ID: u64 = 1;
@@ -37,6 +37,66 @@ pub enum RaftLogError {
     Engine(#[from] raft_engine::Error),
     #[error("raft log record decode: {0}")]
     Decode(#[from] protobuf::ProtobufError),
+    /// Damage in the log that is not a torn final write: records after it
+    /// hold entries this member acknowledged. Nothing was modified.
+    #[error(
+        "the Raft log is corrupt: {file} is damaged at byte {offset} ({detail}); \
+         it and the records after it hold entries {first_lost}..={last_needed}, which this \
+         member had made durable. No file was changed. To recover, remove this member \
+         (rafter member remove / etcdctl member remove), delete its data directory and add \
+         it again, or restore the cluster from a snapshot (rafter snapshot restore)"
+    )]
+    Corrupt {
+        file: String,
+        offset: u64,
+        detail: String,
+        first_lost: u64,
+        last_needed: u64,
+    },
+}
+
+/// What opening the log had to repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRecovery {
+    /// Every record was intact.
+    Intact,
+    /// A torn final write (never acknowledged) was cut off, as etcd's WAL
+    /// does: `file` now ends at `offset`.
+    TornTailTruncated { file: String, offset: u64 },
+}
+
+fn box_error(msg: String) -> Box<dyn std::error::Error + Send + Sync> {
+    msg.into()
+}
+
+/// Copies every file of `from` into a new directory `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The first file (by name) that is shorter in `repaired` than in
+/// `original`, and its length there: where the damage starts.
+fn first_shrunk_file(
+    original: &std::path::Path,
+    repaired: &std::path::Path,
+) -> Option<(String, u64)> {
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(original)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        let before = std::fs::metadata(original.join(&name)).ok()?.len();
+        let after = std::fs::metadata(repaired.join(&name)).map_or(0, |m| m.len());
+        (after < before).then(|| (original.join(&name).display().to_string(), after))
+    })
 }
 
 /// Durable Raft log plus hard state and membership, shared between the Raft
@@ -48,19 +108,75 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    /// Opens (or creates) the log in `dir`. raft-engine verifies record
-    /// checksums on recovery and truncates a torn final record.
+    /// Opens (or creates) the log in `dir`, refusing any damaged record
+    /// (raft-engine verifies every record's checksum).
     pub fn open(dir: &std::path::Path) -> Result<Self, RaftLogError> {
+        Self::open_with(dir, RecoveryMode::AbsoluteConsistency)
+    }
+
+    fn open_with(dir: &std::path::Path, mode: RecoveryMode) -> Result<Self, RaftLogError> {
         let cfg = Config {
             dir: dir.to_string_lossy().into_owned(),
             target_file_size: ReadableSize::mb(64),
             purge_threshold: ReadableSize::gb(1),
+            recovery_mode: mode,
             ..Default::default()
         };
         let engine = Engine::open(cfg)?;
         Ok(RaftLog {
             engine: Arc::new(engine),
             fsync_count: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Opens the log of a member whose state machine holds every entry up
+    /// to `applied_index`, telling a torn final write from corruption as
+    /// etcd's WAL does. A damaged record is examined on a copy of the
+    /// directory: if cutting the log at the damage keeps every entry the
+    /// member is known to have made durable (up to `applied_index` and the
+    /// recorded commit index), the damage was a final write that never
+    /// completed (so never acknowledged), and the log is cut there.
+    /// Otherwise records after the damage held acknowledged entries: the
+    /// open fails with [`RaftLogError::Corrupt`] and no file is changed.
+    pub fn open_checked(
+        dir: &std::path::Path,
+        applied_index: u64,
+    ) -> Result<(Self, LogRecovery), RaftLogError> {
+        let error = match Self::open(dir) {
+            Ok(log) => return Ok((log, LogRecovery::Intact)),
+            Err(RaftLogError::Engine(e @ raft_engine::Error::Corruption(_))) => e,
+            Err(e) => return Err(e),
+        };
+        let copy = dir.with_extension("check");
+        let _ = std::fs::remove_dir_all(&copy);
+        copy_dir(dir, &copy).map_err(|e| RaftLogError::Engine(e.into()))?;
+        let examined =
+            Self::open_with(&copy, RecoveryMode::TolerateTailCorruption).and_then(|log| {
+                let last = raft::Storage::last_index(&log).map_err(|e| {
+                    RaftLogError::Engine(raft_engine::Error::Other(box_error(e.to_string())))
+                })?;
+                let commit = raft::Storage::initial_state(&log)
+                    .map(|s| s.hard_state.commit)
+                    .unwrap_or(0);
+                Ok((last, commit))
+            });
+        let damage = first_shrunk_file(dir, &copy);
+        let _ = std::fs::remove_dir_all(&copy);
+        let (file, offset) = damage.unwrap_or_else(|| (dir.display().to_string(), 0));
+        // Damage outside the last file (the copy does not open): never a
+        // torn write.
+        let (last_index, commit) = examined.unwrap_or((0, u64::MAX));
+        let needed = applied_index.max(commit);
+        if last_index >= needed {
+            let log = Self::open_with(dir, RecoveryMode::TolerateTailCorruption)?;
+            return Ok((log, LogRecovery::TornTailTruncated { file, offset }));
+        }
+        Err(RaftLogError::Corrupt {
+            file,
+            offset,
+            detail: error.to_string(),
+            first_lost: last_index + 1,
+            last_needed: needed,
         })
     }
 

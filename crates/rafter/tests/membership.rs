@@ -417,13 +417,23 @@ async fn membership_commands_and_errors(target: Target) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut b_client = client(std::slice::from_ref(&b_endpoint)).await;
-    let got = b_client.get("before", None).await.expect("get on b");
-    assert_eq!(
-        got.kvs()[0].value(),
-        b"1",
-        "b has the data written before it joined"
-    );
+    // b serves the data written before it joined, once it applied its
+    // own promotion (etcd refuses reads on a learner until then).
+    let b_client = client(std::slice::from_ref(&b_endpoint)).await;
+    wait_for(
+        &members,
+        "b to serve the data written before it joined",
+        || {
+            let mut b_client = b_client.clone();
+            async move {
+                b_client
+                    .get("before", None)
+                    .await
+                    .is_ok_and(|got| got.kvs().first().is_some_and(|kv| kv.value() == b"1"))
+            }
+        },
+    )
+    .await;
 
     // etcdctl member update adds a second peer URL for b.
     let alias = format!("http://localhost:{}", members.procs[b].peer_port);

@@ -14,7 +14,7 @@ use rafter_proto::etcdserverpb::cluster_server::Cluster;
 use rafter_proto::etcdserverpb::*;
 use rafter_proto::rafterpb::membership_change::Kind;
 use rafter_proto::rafterpb::{MemberAttributes, MembershipChange};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::handle::NodeHandle;
@@ -193,6 +193,10 @@ impl ClusterService {
     }
 }
 
+/// Longest a leader that is being removed waits for another voter to take
+/// over before removing itself in place.
+const TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Longest MemberList waits for members' attributes to be published.
 const ATTRIBUTES_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
@@ -287,13 +291,46 @@ impl Cluster for ClusterService {
                 .members()
                 .any(|m| !m.is_learner && m.member_id != id);
             if others {
-                self.node.transfer_leader(0).await?;
-                // This member handed leadership on: one more hop is due.
-                already_forwarded = false;
+                match tokio::time::timeout(TRANSFER_WAIT, self.node.transfer_leader(0)).await {
+                    // This member handed leadership on: one more hop is due.
+                    Ok(Ok(())) => already_forwarded = false,
+                    // The transferee did not take over (it may be down):
+                    // remove this leader in place; it stops once the
+                    // removal is applied and the others elect a leader.
+                    Ok(Err(e)) => tracing::warn!("leadership transfer before removal failed: {e}"),
+                    Err(_) => tracing::warn!(
+                        "leadership transfer before removal took over {TRANSFER_WAIT:?}; removing in place"
+                    ),
+                }
             }
         }
-        if let Some(mut leader) = self.leader_client_after(already_forwarded).await? {
-            return leader.member_remove(forwarded(request.into_inner())).await;
+        let deadline = tokio::time::Instant::now() + self.node.request_timeout;
+        while let Some(mut leader) = self.leader_client_after(already_forwarded).await? {
+            let answer = leader
+                .member_remove(forwarded(*request.get_ref()))
+                .await;
+            match answer {
+                // The leader may be the member removed: it exits once the
+                // removal is applied, perhaps before its answer is out.
+                // The removal is then in this member's store soon.
+                Err(s)
+                    if matches!(s.code(), Code::Unknown | Code::Unavailable)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    let removed = Membership::new(self.records()?).is_removed(id);
+                    if removed {
+                        return Ok(Response::new(MemberRemoveResponse {
+                            header: Some(self.header()),
+                            members: Membership::new(self.records()?)
+                                .members()
+                                .map(to_member)
+                                .collect(),
+                        }));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
         }
         let target = self
             .records()?

@@ -220,6 +220,42 @@ impl Server {
         }
     }
 
+    /// Starts the member again on its data and expects it to refuse: to
+    /// exit without ever answering a request. Returns its exit status and
+    /// output.
+    pub async fn restart_expecting_exit(&mut self) -> (std::process::ExitStatus, String) {
+        assert!(self.child.is_none(), "restart: the server is still running");
+        self.starts += 1;
+        let log = File::create(self.log_path()).expect("create the server log");
+        let mut command = self.target.command();
+        command
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log file handle"))
+            .stderr(log);
+        die_with_parent(&mut command);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {command:?}: {e}"));
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll the server process") {
+                return (status, self.log());
+            }
+            if self.answers_requests().await || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server started instead of refusing:\n{}", self.log());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The member's data directory.
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir()
+    }
+
     /// The output of the current (or last) server process so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
