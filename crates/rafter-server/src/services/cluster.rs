@@ -306,9 +306,7 @@ impl Cluster for ClusterService {
         }
         let deadline = tokio::time::Instant::now() + self.node.request_timeout;
         while let Some(mut leader) = self.leader_client_after(already_forwarded).await? {
-            let answer = leader
-                .member_remove(forwarded(*request.get_ref()))
-                .await;
+            let answer = leader.member_remove(forwarded(*request.get_ref())).await;
             match answer {
                 // The leader may be the member removed: it exits once the
                 // removal is applied, perhaps before its answer is out.
