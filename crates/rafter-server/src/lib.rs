@@ -130,6 +130,23 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let (identity, bootstrap_members) = match identity::Identity::load(&member_dir)
         .map_err(ServerError::Config)?
     {
+        // A joining member that restarts before it caught up has no
+        // membership yet: ask the cluster again for whom to talk to.
+        Some(known)
+            if args.initial_cluster_state == "existing"
+                && store.member_attributes()?.is_empty() =>
+        {
+            let others: Vec<String> = cluster
+                .members
+                .iter()
+                .filter(|m| m.name != me.name)
+                .flat_map(|m| m.peer_urls.clone())
+                .collect();
+            let (_, members) = identity::join(&others, &me.peer_urls)
+                .await
+                .map_err(ServerError::Config)?;
+            (known, members)
+        }
         Some(known) => (known, founders.clone()),
         // A data directory from before identities were recorded.
         None if !log.is_empty()? => (derived, founders.clone()),
