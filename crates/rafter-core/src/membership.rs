@@ -44,6 +44,10 @@ pub enum MembershipError {
     InProgress,
     #[error("given member URLs are invalid")]
     BadUrls,
+    /// The state machine records no membership (a data directory from
+    /// before membership changes): changing it would lose the founders.
+    #[error("this cluster's data predates membership records; membership changes need a cluster started by this version")]
+    Unrecorded,
 }
 
 /// True when the record is a current member (not removed, with peer URLs).

@@ -792,8 +792,16 @@ impl<S: Storage> Node<S> {
             self.respond(req, Err(RequestError::NoLeader));
             return;
         }
-        if self.member.is_leader() {
-            let refused = if self.member.has_pending_conf() {
+        // Only the leader knows whether a change is in flight and whether a
+        // learner caught up: elsewhere the shell asks the leader.
+        if !self.member.is_leader() {
+            self.respond(req, Err(RequestError::NotLeader));
+            return;
+        }
+        {
+            let refused = if self.membership.is_empty() {
+                Err(MembershipError::Unrecorded)
+            } else if self.member.has_pending_conf() {
                 Err(MembershipError::InProgress)
             } else {
                 self.membership.validate(&change)

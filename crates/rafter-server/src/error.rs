@@ -83,7 +83,9 @@ impl From<ApiError> for Status {
                         (Code::NotFound, Some("etcdserver: member not found".into()))
                     }
                     M::BadUrls => (Code::InvalidArgument, None),
-                    M::InProgress => (Code::FailedPrecondition, Some(format!("rafter: {e}"))),
+                    M::InProgress | M::Unrecorded => {
+                        (Code::FailedPrecondition, Some(format!("rafter: {e}")))
+                    }
                     M::IdExists
                     | M::PeerUrlExists
                     | M::NotLearner

@@ -73,19 +73,25 @@ pub async fn join(
                         rafter_core::membership::is_member(m)
                             && m.peer_urls.iter().any(|u| my_peer_urls.contains(u))
                     });
-                    return match mine {
-                        Some(m) => Ok((
-                            Identity {
-                                member_id: m.member_id,
-                                cluster_id,
-                            },
-                            members,
-                        )),
-                        None => Err(format!(
+                    match mine {
+                        Some(m) => {
+                            return Ok((
+                                Identity {
+                                    member_id: m.member_id,
+                                    cluster_id,
+                                },
+                                members,
+                            ))
+                        }
+                        // This peer may not have applied the addition yet:
+                        // ask the others, and again until the deadline.
+                        None => {
+                            last_error = format!(
                             "the cluster at {url} has no member with peer URLs {my_peer_urls:?}: \
-                             add it first (rafter member add / etcdctl member add)"
-                        )),
-                    };
+                                 add it first (rafter member add / etcdctl member add)"
+                        )
+                        }
+                    }
                 }
                 Err(e) => last_error = format!("{url}: {e}"),
             }

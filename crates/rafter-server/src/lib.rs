@@ -170,8 +170,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 let (joined, members) = identity::join(&others, &me.peer_urls)
                     .await
                     .map_err(ServerError::Config)?;
-                log.bootstrap(&ConfState::default())?;
+                // The identity first: a restart finds it even if the crash
+                // comes before the log is started.
                 joined.save(&member_dir)?;
+                log.bootstrap(&ConfState::default())?;
                 tracing::info!(member_id = %format!("{:x}", joined.member_id), cluster_id = %format!("{:x}", joined.cluster_id), "joining an existing cluster");
                 (joined, members)
             }
@@ -184,6 +186,17 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     };
     let member_id = identity.member_id;
     let cluster_id = identity.cluster_id;
+    if store
+        .member_attributes()?
+        .iter()
+        .any(|r| r.member_id == member_id && r.removed)
+    {
+        return Err(ServerError::Config(format!(
+            "the member has been permanently removed from the cluster (member {member_id:x}): \
+             remove its data directory ({}) to add it again as a new member",
+            data_dir.display()
+        )));
+    }
     let member_ids: Vec<u64> = founders.iter().map(|m| m.member_id).collect();
     let recorded = store.member_attributes()?;
     let membership = rafter_core::membership::Membership::new(recorded.clone());

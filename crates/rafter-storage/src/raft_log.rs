@@ -81,6 +81,34 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()>
     Ok(())
 }
 
+/// Length of a raft-engine batch header (two big-endian u64s: the batch
+/// length, shifted left 8 bits over the compression type, and the offset
+/// of its items).
+const BATCH_HEADER_BYTES: usize = 16;
+
+/// Whether the damage at `offset` of `file` is confined to the last record:
+/// nothing but zeros (raft-engine's preallocated space) follows it, or its
+/// header is intact and the data ends within the length it declares (a
+/// record whose write did not complete).
+fn damage_is_final_record(file: &std::path::Path, offset: u64) -> bool {
+    let Ok(bytes) = std::fs::read(file) else {
+        return false;
+    };
+    let offset = offset as usize;
+    let data_end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    if data_end <= offset {
+        return true;
+    }
+    let Some(header) = bytes.get(offset..offset + BATCH_HEADER_BYTES) else {
+        return false;
+    };
+    let declared = u64::from_be_bytes(header[..8].try_into().expect("8 bytes")) >> 8;
+    let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+    declared >= BATCH_HEADER_BYTES
+        && offset.saturating_add(declared) <= bytes.len()
+        && data_end <= offset + declared
+}
+
 /// The first file (by name) that is shorter in `repaired` than in
 /// `original`, and its length there: where the damage starts.
 fn first_shrunk_file(
@@ -167,7 +195,12 @@ impl RaftLog {
         // torn write.
         let (last_index, commit) = examined.unwrap_or((0, u64::MAX));
         let needed = applied_index.max(commit);
-        if last_index >= needed {
+        // etcd's rule: only an incomplete final record is repaired. The
+        // recorded commit may be stale and a follower persists entries
+        // before either index mentions them, so the indexes alone cannot
+        // tell; the bytes must show that no record follows the damaged one.
+        let final_record = damage_is_final_record(std::path::Path::new(&file), offset);
+        if final_record && last_index >= needed {
             let log = Self::open_with(dir, RecoveryMode::TolerateTailCorruption)?;
             return Ok((log, LogRecovery::TornTailTruncated { file, offset }));
         }

@@ -90,9 +90,13 @@ async fn a_torn_final_write_is_cut_off_and_every_acknowledged_write_kept() {
     // whole record (what a crash during a write leaves).
     let mut bytes = std::fs::read(&file).expect("read the log");
     let intact = records_end(&bytes);
-    let torn: Vec<u8> = (0..300u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1)
-        .collect();
+    // A record whose header was written (it declares 1,000 bytes) but
+    // whose body stops after 300 bytes.
+    let declared: u64 = 1_000;
+    let mut torn = Vec::new();
+    torn.extend_from_slice(&(declared << 8).to_be_bytes());
+    torn.extend_from_slice(&16u64.to_be_bytes());
+    torn.extend((0..284u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1));
     bytes.splice(intact..intact + torn.len(), torn.iter().copied());
     std::fs::write(&file, &bytes).expect("write a torn record");
     server.restart().await;

@@ -409,7 +409,10 @@ async fn membership_commands_and_errors(target: Target) {
     loop {
         let (ok, out) = etcdctl(&members.procs[a].address(), &["member", "promote", &b_hex]);
         if ok {
-            assert!(out.contains(&format!("Member {b_hex} promoted")), "{out}");
+            assert!(
+                out.contains(&format!("Member {b_id:16x} promoted")),
+                "{out}"
+            );
             break;
         }
         if !out.contains("in sync with leader") || Instant::now() >= deadline {
@@ -447,7 +450,7 @@ async fn membership_commands_and_errors(target: Target) {
         ],
     );
     assert!(ok, "{out}");
-    assert!(out.contains(&format!("Member {b_hex} updated")), "{out}");
+    assert!(out.contains(&format!("Member {b_id:16x} updated")), "{out}");
     let (ok, out) = etcdctl(&members.procs[a].address(), &["member", "list"]);
     assert!(ok, "{out}");
     let b_line = out
@@ -474,7 +477,7 @@ async fn membership_commands_and_errors(target: Target) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(out.contains(&format!("Member {b_hex} removed")), "{out}");
+    assert!(out.contains(&format!("Member {b_id:16x} removed")), "{out}");
     let deadline = Instant::now() + WAIT;
     while !members.procs[b].exited() {
         if Instant::now() >= deadline {
