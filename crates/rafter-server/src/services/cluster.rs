@@ -305,18 +305,20 @@ impl Cluster for ClusterService {
             }
         }
         let deadline = tokio::time::Instant::now() + self.node.request_timeout;
-        while let Some(mut leader) = self.leader_client_after(already_forwarded).await? {
-            let answer = leader.member_remove(forwarded(*request.get_ref())).await;
+        loop {
+            let answer = match self.leader_client_after(already_forwarded).await {
+                Ok(Some(mut leader)) => leader.member_remove(forwarded(*request.get_ref())).await,
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
             match answer {
+                Ok(answer) => return Ok(answer),
                 // The leader may be the member removed: it exits once the
-                // removal is applied, perhaps before its answer is out.
-                // The removal is then in this member's store soon.
-                Err(s)
-                    if matches!(s.code(), Code::Unknown | Code::Unavailable)
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    let removed = Membership::new(self.records()?).is_removed(id);
-                    if removed {
+                // removal is applied, perhaps before its answer is out, and
+                // a new leader that applied it answers "not found". Once
+                // this member's store shows the removal, it succeeded.
+                Err(s) if tokio::time::Instant::now() < deadline => {
+                    if Membership::new(self.records()?).is_removed(id) {
                         return Ok(Response::new(MemberRemoveResponse {
                             header: Some(self.header()),
                             members: Membership::new(self.records()?)
@@ -325,9 +327,19 @@ impl Cluster for ClusterService {
                                 .collect(),
                         }));
                     }
+                    let still_listed = Membership::new(self.records()?).get(id).is_some();
+                    let retriable = match s.code() {
+                        Code::Unknown | Code::Unavailable | Code::Cancelled => true,
+                        // Removed there, not yet here.
+                        Code::NotFound => still_listed,
+                        _ => false,
+                    };
+                    if !retriable {
+                        return Err(s);
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
-                other => return other,
+                Err(s) => return Err(s),
             }
         }
         let target = self
