@@ -183,48 +183,27 @@ impl Membership {
     /// configuration).
     pub fn apply(&mut self, change: &MembershipChange) -> Option<ConfChange> {
         let kind = Kind::try_from(change.kind).ok()?;
-        let mut out = None;
         for target in &change.members {
             let id = target.member_id;
             let record = self.records.entry(id).or_insert_with(|| MemberAttributes {
                 member_id: id,
                 ..Default::default()
             });
-            let change_type = match kind {
-                Kind::Bootstrap => {
-                    *record = target.clone();
-                    None
-                }
+            match kind {
+                Kind::Bootstrap => *record = target.clone(),
                 Kind::Add => {
                     record.peer_urls = target.peer_urls.clone();
                     record.is_learner = target.is_learner;
-                    Some(if target.is_learner {
-                        ConfChangeType::AddLearnerNode
-                    } else {
-                        ConfChangeType::AddNode
-                    })
                 }
                 Kind::Remove => {
                     record.removed = true;
                     record.is_learner = false;
-                    Some(ConfChangeType::RemoveNode)
                 }
-                Kind::Update => {
-                    record.peer_urls = target.peer_urls.clone();
-                    None
-                }
-                Kind::Promote => {
-                    record.is_learner = false;
-                    Some(ConfChangeType::AddNode)
-                }
-            };
-            out = change_type.map(|t| ConfChange {
-                change_type: t,
-                node_id: id,
-                ..Default::default()
-            });
+                Kind::Update => record.peer_urls = target.peer_urls.clone(),
+                Kind::Promote => record.is_learner = false,
+            }
         }
-        out
+        (!matches!(kind, Kind::Bootstrap | Kind::Update)).then(|| proposed_conf_change(change))
     }
 }
 

@@ -136,13 +136,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             if args.initial_cluster_state == "existing"
                 && store.member_attributes()?.is_empty() =>
         {
-            let others: Vec<String> = cluster
-                .members
-                .iter()
-                .filter(|m| m.name != me.name)
-                .flat_map(|m| m.peer_urls.clone())
-                .collect();
-            let (_, members) = identity::join(&others, &me.peer_urls)
+            let (_, members) = identity::join(&cluster.other_peer_urls(), &me.peer_urls)
                 .await
                 .map_err(ServerError::Config)?;
             (known, members)
@@ -161,13 +155,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 (derived, founders.clone())
             }
             "existing" => {
-                let others: Vec<String> = cluster
-                    .members
-                    .iter()
-                    .filter(|m| m.name != me.name)
-                    .flat_map(|m| m.peer_urls.clone())
-                    .collect();
-                let (joined, members) = identity::join(&others, &me.peer_urls)
+                let (joined, members) = identity::join(&cluster.other_peer_urls(), &me.peer_urls)
                     .await
                     .map_err(ServerError::Config)?;
                 // The identity first: a restart finds it even if the crash

@@ -55,6 +55,17 @@ impl ClusterSpec {
     pub fn me(&self) -> &MemberSpec {
         &self.members[self.me]
     }
+
+    /// The peer URLs of every member but this one (whom a joining member
+    /// asks for the cluster's membership).
+    pub fn other_peer_urls(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.me)
+            .flat_map(|(_, m)| m.peer_urls.clone())
+            .collect()
+    }
 }
 
 /// Splits a comma-separated URL list.

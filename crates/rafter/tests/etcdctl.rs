@@ -12,11 +12,11 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{find_on_path, Server};
+use common::Server;
 use serde_json::Value;
 
 /// Runs etcdctl with `args` against `server`, feeding it `stdin`.
@@ -382,15 +382,8 @@ impl EtcdctlWatch {
 
     /// Starts `etcdctl <command> <args>` against `server`.
     fn spawn_command(server: &Server, subcommand: &str, args: &[&str]) -> EtcdctlWatch {
-        let mut command = Command::new(find_on_path("etcdctl"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ETCDCTL_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = common::etcdctl_command(&server.address());
         command
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", server.address()))
             .arg(subcommand)
             .args(args)
             .stdin(Stdio::null())

@@ -147,6 +147,18 @@ impl Members {
         self.procs[i].child = Some(child);
     }
 
+    /// Waits until member `i`'s process has exited (a removed member
+    /// stops), or fails the test with the logs.
+    async fn wait_exit(&mut self, i: usize, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.procs[i].exited() {
+            if Instant::now() >= deadline {
+                self.fail(&format!("waited {WAIT:?} for {what}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn fail(&self, message: &str) -> ! {
         let logs: Vec<String> = self
             .procs
@@ -478,13 +490,7 @@ async fn membership_commands_and_errors(target: Target) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(out.contains(&format!("Member {b_id:16x} removed")), "{out}");
-    let deadline = Instant::now() + WAIT;
-    while !members.procs[b].exited() {
-        if Instant::now() >= deadline {
-            members.fail("the removed member b did not stop");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    members.wait_exit(b, "the removed member b to stop").await;
     c.put("after", "2", None).await.expect("put after removal");
     let list = c.member_list().await.expect("list");
     assert_eq!(
@@ -589,13 +595,9 @@ async fn grow_to_five_and_shrink_to_three_under_load() {
             assert!(out.contains(&format!("Member {id:16x} removed")), "{out}");
             members.spawn(index, &[0, 1], "existing");
         }
-        let deadline = Instant::now() + WAIT;
-        while !members.procs[index].exited() {
-            if Instant::now() >= deadline {
-                members.fail(&format!("removed member {id:x} did not stop"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        members
+            .wait_exit(index, &format!("removed member {id:x} to stop"))
+            .await;
     }
     let before = acked_count.load(Ordering::Relaxed);
     wait_for(&members, "writes to go on after the shrink", || {

@@ -73,6 +73,21 @@ fn cluster_id(header: &Option<ResponseHeader>) -> u64 {
     header.as_ref().map_or(0, |h| h.cluster_id)
 }
 
+/// etcdctl's line for a removed, updated or promoted member.
+fn changed(
+    ctx: &mut Ctx<'_>,
+    id: u64,
+    what: &str,
+    header: &Option<ResponseHeader>,
+) -> Result<(), CliError> {
+    writeln!(
+        ctx.out,
+        "Member {id:16x} {what} cluster {:16x}",
+        cluster_id(header)
+    )?;
+    Ok(())
+}
+
 impl MemberCommand {
     /// Runs the command: builds the request, sends it, prints the answer.
     pub async fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), CliError> {
@@ -132,12 +147,7 @@ impl MemberCommand {
                     .conn(&self.global)
                     .call(|ch| async move { crate::conn::cluster(ch).member_remove(req).await })
                     .await?;
-                writeln!(
-                    ctx.out,
-                    "Member {id:16x} removed from cluster {:16x}",
-                    cluster_id(&resp.header)
-                )?;
-                Ok(())
+                changed(ctx, id, "removed from", &resp.header)
             }
             MemberAction::Update {
                 ref id,
@@ -152,12 +162,7 @@ impl MemberCommand {
                     .conn(&self.global)
                     .call(|ch| async move { crate::conn::cluster(ch).member_update(req).await })
                     .await?;
-                writeln!(
-                    ctx.out,
-                    "Member {id:16x} updated in cluster {:16x}",
-                    cluster_id(&resp.header)
-                )?;
-                Ok(())
+                changed(ctx, id, "updated in", &resp.header)
             }
             MemberAction::Promote { ref id } => {
                 let id = parse_id(id)?;
@@ -166,12 +171,7 @@ impl MemberCommand {
                     .conn(&self.global)
                     .call(|ch| async move { crate::conn::cluster(ch).member_promote(req).await })
                     .await?;
-                writeln!(
-                    ctx.out,
-                    "Member {id:16x} promoted in cluster {:16x}",
-                    cluster_id(&resp.header)
-                )?;
-                Ok(())
+                changed(ctx, id, "promoted in", &resp.header)
             }
         }
     }

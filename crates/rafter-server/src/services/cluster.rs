@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rafter_core::membership::{is_member, Membership, MembershipError};
+use rafter_core::membership::{Membership, MembershipError};
 use rafter_proto::etcdserverpb::cluster_client::ClusterClient;
 use rafter_proto::etcdserverpb::cluster_server::Cluster;
 use rafter_proto::etcdserverpb::*;
@@ -152,11 +152,25 @@ impl ClusterService {
         Ok(Some(ClusterClient::new(channel)))
     }
 
-    /// Proposes `change` and answers with the members once it is applied.
-    /// While another change is in flight (or a new leader has not applied
-    /// its log yet, which raft-rs counts as one), it waits for it, up to
-    /// the request timeout.
-    async fn change(&self, change: MembershipChange) -> Result<Vec<Member>, Status> {
+    /// The membership this member's store holds.
+    fn membership(&self) -> Result<Membership, Status> {
+        Ok(Membership::new(self.records()?))
+    }
+
+    /// The current members, as etcd lists them.
+    fn members_now(&self) -> Result<Vec<Member>, Status> {
+        Ok(self.membership()?.members().map(to_member).collect())
+    }
+
+    /// Proposes a change of one member and answers with the members once
+    /// it is applied. While another change is in flight (or a new leader
+    /// has not applied its log yet, which raft-rs counts as one), it waits
+    /// for it, up to the request timeout.
+    async fn change(&self, kind: Kind, member: MemberAttributes) -> Result<Vec<Member>, Status> {
+        let change = MembershipChange {
+            kind: kind as i32,
+            members: vec![member],
+        };
         let deadline = tokio::time::Instant::now() + self.node.request_timeout;
         loop {
             match self.node.change_membership(change.clone()).await {
@@ -167,26 +181,25 @@ impl ClusterService {
                 }
                 other => {
                     other?;
-                    break;
+                    return self.members_now();
                 }
             }
         }
-        Ok(Membership::new(self.records()?)
-            .members()
-            .map(to_member)
-            .collect())
     }
 
-    /// etcd's strict reconfiguration check for adding a voter: the started
-    /// voters must stay a quorum of the larger cluster (a one-member
-    /// cluster may always grow, as etcd allows).
-    fn check_started_quorum(&self) -> Result<(), Status> {
-        let membership = Membership::new(self.records()?);
-        let voters: Vec<&MemberAttributes> =
-            membership.members().filter(|m| !m.is_learner).collect();
-        let total = voters.len() + 1;
+    /// etcd's strict reconfiguration check: after adding a voter
+    /// (`joining`, not started yet) or removing voter `leaving`, the
+    /// started voters must be a quorum (a one-member cluster may always
+    /// grow, as etcd allows).
+    fn check_started_quorum(&self, joining: bool, leaving: Option<u64>) -> Result<(), Status> {
+        let membership = self.membership()?;
+        let voters: Vec<&MemberAttributes> = membership
+            .members()
+            .filter(|m| !m.is_learner && Some(m.member_id) != leaving)
+            .collect();
+        let total = voters.len() + usize::from(joining);
         let started = voters.iter().filter(|m| !m.client_urls.is_empty()).count();
-        if started < total / 2 + 1 && !(started == 1 && total == 2) {
+        if started < total / 2 + 1 && !(joining && started == 1 && total == 2) {
             return Err(ApiError::Membership(MembershipError::NotEnoughStarted).into());
         }
         Ok(())
@@ -253,7 +266,7 @@ impl Cluster for ClusterService {
         }
         let r = request.into_inner();
         if !r.is_learner {
-            self.check_started_quorum()?;
+            self.check_started_quorum(true, None)?;
         }
         let unix_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -264,12 +277,7 @@ impl Cluster for ClusterService {
             is_learner: r.is_learner,
             ..Default::default()
         };
-        let members = self
-            .change(MembershipChange {
-                kind: Kind::Add as i32,
-                members: vec![added.clone()],
-            })
-            .await?;
+        let members = self.change(Kind::Add, added.clone()).await?;
         Ok(Response::new(MemberAddResponse {
             header: Some(self.header()),
             member: Some(to_member(&added)),
@@ -287,7 +295,8 @@ impl Cluster for ClusterService {
             // The leader is removed: hand leadership to the active voter
             // with the most of the log first (target 0: the core picks),
             // then let the new leader remove it.
-            let others = Membership::new(self.records()?)
+            let others = self
+                .membership()?
                 .members()
                 .any(|m| !m.is_learner && m.member_id != id);
             if others {
@@ -318,16 +327,14 @@ impl Cluster for ClusterService {
                 // a new leader that applied it answers "not found". Once
                 // this member's store shows the removal, it succeeded.
                 Err(s) if tokio::time::Instant::now() < deadline => {
-                    if Membership::new(self.records()?).is_removed(id) {
+                    let membership = self.membership()?;
+                    if membership.is_removed(id) {
                         return Ok(Response::new(MemberRemoveResponse {
                             header: Some(self.header()),
-                            members: Membership::new(self.records()?)
-                                .members()
-                                .map(to_member)
-                                .collect(),
+                            members: self.members_now()?,
                         }));
                     }
-                    let still_listed = Membership::new(self.records()?).get(id).is_some();
+                    let still_listed = membership.get(id).is_some();
                     let retriable = match s.code() {
                         Code::Unknown | Code::Unavailable | Code::Cancelled => true,
                         // Removed there, not yet here.
@@ -342,32 +349,14 @@ impl Cluster for ClusterService {
                 Err(s) => return Err(s),
             }
         }
-        let target = self
-            .records()?
-            .into_iter()
-            .find(|r| r.member_id == id && is_member(r));
+        if self.membership()?.get(id).is_some_and(|t| !t.is_learner) {
+            self.check_started_quorum(false, Some(id))?;
+        }
         let removed = MemberAttributes {
             member_id: id,
             ..Default::default()
         };
-        if target.as_ref().is_some_and(|t| !t.is_learner) {
-            // etcd's strict check: the started voters left must be a quorum.
-            let membership = Membership::new(self.records()?);
-            let others: Vec<&MemberAttributes> = membership
-                .members()
-                .filter(|m| !m.is_learner && m.member_id != id)
-                .collect();
-            let started = others.iter().filter(|m| !m.client_urls.is_empty()).count();
-            if started < others.len() / 2 + 1 {
-                return Err(ApiError::Membership(MembershipError::NotEnoughStarted).into());
-            }
-        }
-        let members = self
-            .change(MembershipChange {
-                kind: Kind::Remove as i32,
-                members: vec![removed],
-            })
-            .await?;
+        let members = self.change(Kind::Remove, removed).await?;
         Ok(Response::new(MemberRemoveResponse {
             header: Some(self.header()),
             members,
@@ -385,16 +374,12 @@ impl Cluster for ClusterService {
             return leader.member_update(forwarded(request.into_inner())).await;
         }
         let r = request.into_inner();
-        let members = self
-            .change(MembershipChange {
-                kind: Kind::Update as i32,
-                members: vec![MemberAttributes {
-                    member_id: r.id,
-                    peer_urls: r.peer_ur_ls,
-                    ..Default::default()
-                }],
-            })
-            .await?;
+        let updated = MemberAttributes {
+            member_id: r.id,
+            peer_urls: r.peer_ur_ls,
+            ..Default::default()
+        };
+        let members = self.change(Kind::Update, updated).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: Some(self.header()),
             members,
@@ -409,15 +394,11 @@ impl Cluster for ClusterService {
             return leader.member_promote(forwarded(request.into_inner())).await;
         }
         let id = request.get_ref().id;
-        let members = self
-            .change(MembershipChange {
-                kind: Kind::Promote as i32,
-                members: vec![MemberAttributes {
-                    member_id: id,
-                    ..Default::default()
-                }],
-            })
-            .await?;
+        let promoted = MemberAttributes {
+            member_id: id,
+            ..Default::default()
+        };
+        let members = self.change(Kind::Promote, promoted).await?;
         Ok(Response::new(MemberPromoteResponse {
             header: Some(self.header()),
             members,

@@ -225,18 +225,7 @@ impl Server {
     /// output.
     pub async fn restart_expecting_exit(&mut self) -> (std::process::ExitStatus, String) {
         assert!(self.child.is_none(), "restart: the server is still running");
-        self.starts += 1;
-        let log = File::create(self.log_path()).expect("create the server log");
-        let mut command = self.target.command();
-        command
-            .args(self.args())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log file handle"))
-            .stderr(log);
-        die_with_parent(&mut command);
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {command:?}: {e}"));
+        let mut child = self.spawn();
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Some(status) = child.try_wait().expect("poll the server process") {
@@ -297,8 +286,8 @@ impl Server {
         args
     }
 
-    /// Spawns the process with output to a fresh log file and waits for it.
-    async fn launch(&mut self) -> Result<(), StartFailure> {
+    /// Spawns the process (a new start) with output to a fresh log file.
+    fn spawn(&mut self) -> Child {
         self.starts += 1;
         let log = File::create(self.log_path()).expect("create the server log");
         let mut command = self.target.command();
@@ -308,9 +297,14 @@ impl Server {
             .stdout(log.try_clone().expect("clone the log file handle"))
             .stderr(log);
         die_with_parent(&mut command);
-        let child = command
+        command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {command:?}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot spawn {command:?}: {e}"))
+    }
+
+    /// Spawns the process with output to a fresh log file and waits for it.
+    async fn launch(&mut self) -> Result<(), StartFailure> {
+        let child = self.spawn();
         self.child = Some(child);
         self.wait_ready().await
     }
