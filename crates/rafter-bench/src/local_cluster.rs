@@ -27,6 +27,8 @@ const STABLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
 const METRICS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Log lines shown when a member fails.
 const LOG_TAIL_LINES: usize = 10;
+/// Starts tried when a member finds one of its ports taken.
+const START_ATTEMPTS: usize = 3;
 
 /// Which implementation the members run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +91,17 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("local address: {e}"))
 }
 
+/// A lazy connection to a member's client port.
+fn client_channel(client_port: u16) -> Result<Channel, String> {
+    Ok(
+        Endpoint::from_shared(format!("http://127.0.0.1:{client_port}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(PROBE_CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy(),
+    )
+}
+
 /// This very program. On Linux `/proc/self/exe`, which still runs this
 /// binary after a rebuild has replaced the file on disk during a long run.
 fn own_binary() -> Result<PathBuf, String> {
@@ -115,12 +128,6 @@ impl LocalCluster {
         let mut members = Vec::with_capacity(spec.members);
         for _ in 0..spec.members {
             let client_port = free_port()?;
-            let url = format!("http://127.0.0.1:{client_port}");
-            let channel = Endpoint::from_shared(url)
-                .map_err(|e| e.to_string())?
-                .connect_timeout(PROBE_CONNECT_TIMEOUT)
-                .tcp_nodelay(true)
-                .connect_lazy();
             let peer_port = free_port()?;
             let proxy = if spec.peer_proxies {
                 Some(PeerProxy::start(peer_port).await)
@@ -134,15 +141,50 @@ impl LocalCluster {
                 proxy,
                 child: None,
                 starts: 0,
-                channel,
+                channel: client_channel(client_port)?,
             });
         }
         let mut cluster = Self { spec, dir, members };
-        for index in 0..cluster.members.len() {
-            cluster.spawn(index)?;
+        for attempt in 1..=START_ATTEMPTS {
+            for index in 0..cluster.members.len() {
+                cluster.spawn(index)?;
+            }
+            match cluster.wait_stable(Duration::from_secs(30)).await {
+                Ok(_) => return Ok(cluster),
+                Err(_) if cluster.port_taken() && attempt < START_ATTEMPTS => {
+                    cluster.move_to_new_ports().await?;
+                }
+                Err(failure) => return Err(failure),
+            }
         }
-        cluster.wait_stable(Duration::from_secs(30)).await?;
-        Ok(cluster)
+        unreachable!("the last attempt either returns or fails")
+    }
+
+    /// Whether a member's log says one of its ports was taken: a free port
+    /// is only free until another process on the machine binds it.
+    fn port_taken(&self) -> bool {
+        (0..self.members.len()).any(|index| {
+            std::fs::read_to_string(self.log_path(index))
+                .is_ok_and(|log| log.to_lowercase().contains("address already in use"))
+        })
+    }
+
+    /// Stops every member, forgets their data (bootstrapped with the old
+    /// peer URLs) and gives them fresh ports, before a new start.
+    async fn move_to_new_ports(&mut self) -> Result<(), String> {
+        for index in 0..self.members.len() {
+            self.kill(index).await;
+            let _ = std::fs::remove_dir_all(self.dir.path().join(format!("m{index}")));
+            let member = &mut self.members[index];
+            member.client_port = free_port()?;
+            member.peer_port = free_port()?;
+            member.metrics_port = free_port()?;
+            member.channel = client_channel(member.client_port)?;
+            if let Some(proxy) = &member.proxy {
+                proxy.retarget(member.peer_port);
+            }
+        }
+        Ok(())
     }
 
     /// How many members there are.

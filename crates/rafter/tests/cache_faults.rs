@@ -41,7 +41,13 @@ use rafter_sim::checker::{check, Budget, CheckResult, Operation};
 const PREFIX: &str = "cache-lin/";
 const KEYS: u64 = 3;
 const WRITERS: usize = 2;
-const FAULT_LENGTH: Duration = Duration::from_millis(1500);
+/// Long enough for a paused member's stream to be abandoned as stalled: a
+/// read's revision request fails over after `attempt_timeout` (300 ms), and
+/// the stream is given up `STALL_TIMEOUT` later.
+const FAULT_LENGTH: Duration = Duration::from_millis(2000);
+/// Shorter than the default second, so a stall is seen well within a fault
+/// even on a loaded machine.
+const STALL_TIMEOUT: Duration = Duration::from_millis(600);
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause between one task's operations, which bounds the history's size.
 const PACE: Duration = Duration::from_millis(4);
@@ -197,7 +203,11 @@ async fn consistent_cache_reads_are_linearizable_under_faults_and_stale_ones_are
         let client = Client::connect_with(endpoints, options)
             .await
             .expect("connect a cache");
-        let cache = Cache::start(&client, PREFIX, CacheOptions::default())
+        let cache_options = CacheOptions {
+            stall_timeout: STALL_TIMEOUT,
+            ..CacheOptions::default()
+        };
+        let cache = Cache::start(&client, PREFIX, cache_options)
             .await
             .expect("start a cache");
         for (r, freshness) in [Freshness::Consistent(READ_TIMEOUT), Freshness::Stale]
