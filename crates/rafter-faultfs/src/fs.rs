@@ -14,10 +14,9 @@ use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-    WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::overlay::Overlay;
@@ -170,7 +169,11 @@ impl FaultFs {
         Ok(())
     }
 
-    fn overlay<'a>(state: &'a mut State, inode: u64, file: &File) -> Result<&'a mut Overlay, Errno> {
+    fn overlay<'a>(
+        state: &'a mut State,
+        inode: u64,
+        file: &File,
+    ) -> Result<&'a mut Overlay, Errno> {
         if !state.overlays.contains_key(&inode) {
             let size = file.metadata().map_err(errno)?.len();
             state.overlays.insert(inode, Overlay::new(size));
@@ -267,10 +270,7 @@ impl FaultFs {
         let mut state = self.state();
         let relative = state.relative(parent)?.join(name);
         let mut options = OpenOptions::new();
-        options
-            .read(true)
-            .write(true)
-            .mode(mode & !umask & 0o7777);
+        options.read(true).write(true).mode(mode & !umask & 0o7777);
         if flags & libc::O_EXCL != 0 {
             options.create_new(true);
         } else {
@@ -301,7 +301,9 @@ impl FaultFs {
         let (inode, file) = state.handle(handle)?;
         match state.overlays.get(&inode) {
             Some(overlay) => overlay.read(&file, offset, size as u64),
-            None => Overlay::new(file.metadata().map_err(errno)?.len()).read(&file, offset, size as u64),
+            None => {
+                Overlay::new(file.metadata().map_err(errno)?.len()).read(&file, offset, size as u64)
+            }
         }
         .map_err(errno)
     }
@@ -329,7 +331,13 @@ impl FaultFs {
             .map(|(inode, path)| (*inode, path.clone()))
             .collect();
         for (inode, path) in moved {
-            let renamed = to.join(path.strip_prefix(&from).expect("under the old path"));
+            // (joining an empty rest would add a trailing slash)
+            let rest = path.strip_prefix(&from).expect("under the old path");
+            let renamed = if rest.as_os_str().is_empty() {
+                to.clone()
+            } else {
+                to.join(rest)
+            };
             state.inodes.remove(&path);
             state.inodes.insert(renamed.clone(), inode);
             state.paths.insert(inode, renamed);
@@ -337,7 +345,13 @@ impl FaultFs {
         Ok(())
     }
 
-    fn do_fallocate(&self, handle: FileHandle, offset: u64, length: u64, mode: i32) -> Result<(), Errno> {
+    fn do_fallocate(
+        &self,
+        handle: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> Result<(), Errno> {
         let mut state = self.state();
         let (inode, file) = state.handle(handle)?;
         let current = Self::size_of(&state, inode, &file)?;
@@ -359,21 +373,27 @@ impl FaultFs {
         }
     }
 
-    fn do_readdir(&self, inode: INodeNo, offset: u64, reply: &mut ReplyDirectory) -> Result<(), Errno> {
+    fn do_readdir(
+        &self,
+        inode: INodeNo,
+        offset: u64,
+        reply: &mut ReplyDirectory,
+    ) -> Result<(), Errno> {
         let mut state = self.state();
         let relative = state.relative(inode)?;
-        let mut names: Vec<(std::ffi::OsString, FileType)> = std::fs::read_dir(self.full_path(&relative))
-            .map_err(errno)?
-            .filter_map(Result::ok)
-            .map(|entry| {
-                let kind = match entry.file_type() {
-                    Ok(t) if t.is_dir() => FileType::Directory,
-                    Ok(t) if t.is_symlink() => FileType::Symlink,
-                    _ => FileType::RegularFile,
-                };
-                (entry.file_name(), kind)
-            })
-            .collect();
+        let mut names: Vec<(std::ffi::OsString, FileType)> =
+            std::fs::read_dir(self.full_path(&relative))
+                .map_err(errno)?
+                .filter_map(Result::ok)
+                .map(|entry| {
+                    let kind = match entry.file_type() {
+                        Ok(t) if t.is_dir() => FileType::Directory,
+                        Ok(t) if t.is_symlink() => FileType::Symlink,
+                        _ => FileType::RegularFile,
+                    };
+                    (entry.file_name(), kind)
+                })
+                .collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         let mut entries = vec![
             (inode.0, FileType::Directory, std::ffi::OsString::from(".")),
@@ -402,7 +422,10 @@ impl Filesystem for FaultFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let state = self.state();
-        match state.relative(ino).and_then(|r| self.attr(&state, ino.0, &r)) {
+        match state
+            .relative(ino)
+            .and_then(|r| self.attr(&state, ino.0, &r))
+        {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(e),
         }
@@ -432,13 +455,24 @@ impl Filesystem for FaultFs {
         }
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         let result = (|| {
             let relative = self.state().relative(parent)?.join(name);
             let full = self.full_path(&relative);
             std::fs::create_dir(&full).map_err(errno)?;
-            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode & !umask & 0o7777))
-                .map_err(errno)?;
+            std::fs::set_permissions(
+                &full,
+                std::fs::Permissions::from_mode(mode & !umask & 0o7777),
+            )
+            .map_err(errno)?;
             self.entry(parent, name)
         })();
         match result {
@@ -449,11 +483,14 @@ impl Filesystem for FaultFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let mut state = self.state();
-        let result = state.relative(parent).map(|p| p.join(name)).and_then(|relative| {
-            std::fs::remove_file(self.full_path(&relative)).map_err(errno)?;
-            state.forget_path(&relative);
-            Ok(())
-        });
+        let result = state
+            .relative(parent)
+            .map(|p| p.join(name))
+            .and_then(|relative| {
+                std::fs::remove_file(self.full_path(&relative)).map_err(errno)?;
+                state.forget_path(&relative);
+                Ok(())
+            });
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -462,11 +499,14 @@ impl Filesystem for FaultFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let mut state = self.state();
-        let result = state.relative(parent).map(|p| p.join(name)).and_then(|relative| {
-            std::fs::remove_dir(self.full_path(&relative)).map_err(errno)?;
-            state.forget_path(&relative);
-            Ok(())
-        });
+        let result = state
+            .relative(parent)
+            .map(|p| p.join(name))
+            .and_then(|relative| {
+                std::fs::remove_dir(self.full_path(&relative)).map_err(errno)?;
+                state.forget_path(&relative);
+                Ok(())
+            });
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -531,7 +571,14 @@ impl Filesystem for FaultFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -549,23 +596,48 @@ impl Filesystem for FaultFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         match self.do_fsync(fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         match self.do_readdir(ino, offset, &mut reply) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let relative = self.state().relative(ino);
-        match relative.and_then(|r| File::open(self.full_path(&r)).and_then(|d| d.sync_all()).map_err(errno)) {
+        match relative.and_then(|r| {
+            File::open(self.full_path(&r))
+                .and_then(|d| d.sync_all())
+                .map_err(errno)
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -581,7 +653,11 @@ impl Filesystem for FaultFs {
             reply.error(Errno::from(io::Error::last_os_error()));
             return;
         }
-        let (free, available) = if full { (0, 0) } else { (stat.f_bfree, stat.f_bavail) };
+        let (free, available) = if full {
+            (0, 0)
+        } else {
+            (stat.f_bfree, stat.f_bavail)
+        };
         reply.statfs(
             stat.f_blocks,
             free,

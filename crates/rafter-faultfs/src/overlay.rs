@@ -143,9 +143,16 @@ mod tests {
         overlay.write(&file, 4090, b"abcdefghijkl").unwrap();
         overlay.write(&file, 9000, b"end").unwrap();
         assert_eq!(overlay.size_bytes(), 9003);
-        assert_eq!(overlay.read(&file, 4088, 16).unwrap(), b"\x07\x07abcdefghijkl\x07\x07");
+        assert_eq!(
+            overlay.read(&file, 4088, 16).unwrap(),
+            b"\x07\x07abcdefghijkl\x07\x07"
+        );
         assert_eq!(overlay.read(&file, 8998, 100).unwrap(), b"\0\0end");
-        assert_eq!(file.metadata().unwrap().len(), 5000, "nothing written back yet");
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            5000,
+            "nothing written back yet"
+        );
         overlay.write_back(&file).unwrap();
         let mut all = vec![0; 9003];
         file.read_exact_at(&mut all, 0).unwrap();

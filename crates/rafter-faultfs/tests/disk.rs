@@ -37,7 +37,10 @@ fn a_crash_loses_exactly_the_unsynced_writes() {
     file.sync_all().unwrap();
     file.write_all_at(b"later", 20).unwrap();
     file.write_all(b"appended").unwrap();
-    File::create(&unsynced).unwrap().write_all(b"never synced").unwrap();
+    File::create(&unsynced)
+        .unwrap()
+        .write_all(b"never synced")
+        .unwrap();
     assert_eq!(&read(&synced)[20..25], b"later");
     assert_eq!(read(&synced).len(), 10_008);
     assert!(disk.unsynced_bytes() > 0);
@@ -45,8 +48,16 @@ fn a_crash_loses_exactly_the_unsynced_writes() {
 
     let lost = disk.lose_unsynced();
     assert!(lost >= 2 * 4096, "lost {lost} bytes");
-    assert_eq!(read(&synced), vec![1; 10_000], "the synced state, nothing after it");
-    assert_eq!(read(&unsynced), b"", "created (metadata is durable) but empty");
+    assert_eq!(
+        read(&synced),
+        vec![1; 10_000],
+        "the synced state, nothing after it"
+    );
+    assert_eq!(
+        read(&unsynced),
+        b"",
+        "created (metadata is durable) but empty"
+    );
     assert!(disk.mountpoint().join("sub").is_dir());
 
     let mut names: Vec<String> = std::fs::read_dir(disk.mountpoint())
@@ -85,7 +96,12 @@ fn a_failed_fsync_reports_eio_and_the_data_is_gone() {
 fn a_full_disk_refuses_growth_but_not_overwrites() {
     let (_dir, disk) = mounted();
     let path = disk.mountpoint().join("f");
-    let mut file = OpenOptions::new().create(true).read(true).write(true).open(&path).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     file.write_all(&[0; 8192]).unwrap();
     disk.fill(true);
     let error = file.write_all(b"more").unwrap_err();
@@ -106,4 +122,24 @@ fn a_stalled_disk_delays_fsync() {
     let started = std::time::Instant::now();
     file.sync_all().unwrap();
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+#[test]
+fn nested_directories_and_append_files_work() {
+    let (_dir, disk) = mounted();
+    let member = disk.mountpoint().join("data/member");
+    std::fs::create_dir_all(member.join("raft")).unwrap();
+    std::fs::write(member.join("raft/LOCK"), b"").unwrap();
+    std::fs::write(member.join("identity.tmp"), b"id").unwrap();
+    std::fs::rename(member.join("identity.tmp"), member.join("identity")).unwrap();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(member.join("local-writes.log"))
+        .unwrap();
+    file.write_all(b"one").unwrap();
+    file.write_all(b"two").unwrap();
+    assert_eq!(read(&member.join("local-writes.log")), b"onetwo");
+    assert_eq!(read(&member.join("identity")), b"id");
 }

@@ -6,6 +6,7 @@ mod applier;
 pub mod config;
 pub mod corrupt_check;
 mod error;
+mod fail_stop;
 mod gateway;
 mod grpc_limits;
 mod grpc_metrics;
@@ -84,6 +85,7 @@ pub enum ServerError {
 
 /// Runs a member until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> Result<(), ServerError> {
+    fail_stop::install();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rafter-io")
@@ -335,7 +337,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 // A member that cannot persist or apply must not go on
                 // answering clients (as etcd, which exits on such errors).
                 Err(e) => {
-                    tracing::error!("raft loop stopped: {e}");
+                    tracing::error!("fatal: the member stops: {e}");
                     std::process::exit(1);
                 }
                 // A removed member stops serving (etcd exits too), after a

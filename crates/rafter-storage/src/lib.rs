@@ -3,6 +3,7 @@
 //! multi-version key-value state machine whose applied index is committed in
 //! the same transaction as the data it describes).
 
+pub mod disk_panic;
 pub mod local_queue;
 pub mod mvcc;
 pub mod raft_log;

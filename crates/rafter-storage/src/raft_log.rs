@@ -35,6 +35,15 @@ impl MessageExt for EntryExt {
 pub enum RaftLogError {
     #[error("raft log engine: {0}")]
     Engine(#[from] raft_engine::Error),
+    /// The log engine gave up on a write or an fsync (it panics when an
+    /// fsync fails). What it was writing may not be on disk; the member
+    /// must stop without acknowledging it, and never retry the fsync.
+    #[error(
+        "the Raft log could not be written or synced ({0}): nothing that was not yet durable \
+         was acknowledged, and a failed fsync is never retried. Check the disk (free space, \
+         I/O errors in the kernel log), then restart the member"
+    )]
+    DiskFailed(String),
     #[error("raft log record decode: {0}")]
     Decode(#[from] protobuf::ProtobufError),
     /// Damage in the log that is not a torn final write: records after it
@@ -127,6 +136,28 @@ fn first_shrunk_file(
     })
 }
 
+/// The newest file of a queue (`.raftlog` or `.rewrite`) when it holds
+/// nothing but zeros: a file whose header never reached the disk (created,
+/// then a crash before its first fsync). raft-engine calls its header
+/// broken; it never held a record, so nothing in it was acknowledged.
+fn unsynced_new_file(dir: &std::path::Path) -> Option<(String, u64)> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    ["raftlog", "rewrite"].into_iter().find_map(|queue| {
+        let newest = files
+            .iter()
+            .rfind(|p| p.extension().is_some_and(|x| x == queue))?;
+        let bytes = std::fs::read(newest).ok()?;
+        bytes
+            .iter()
+            .all(|b| *b == 0)
+            .then(|| (newest.display().to_string(), 0))
+    })
+}
+
 /// Durable Raft log plus hard state and membership, shared between the Raft
 /// loop (writer) and raft-rs (reader through `raft::Storage`).
 #[derive(Clone)]
@@ -188,7 +219,7 @@ impl RaftLog {
                     .unwrap_or(0);
                 Ok((last, commit))
             });
-        let damage = first_shrunk_file(dir, &copy);
+        let damage = first_shrunk_file(dir, &copy).or_else(|| unsynced_new_file(dir));
         let _ = std::fs::remove_dir_all(&copy);
         let (file, offset) = damage.unwrap_or_else(|| (dir.display().to_string(), 0));
         // Damage outside the last file (the copy does not open): never a
@@ -331,7 +362,18 @@ impl RaftLog {
         if batch.is_empty() {
             return Ok(());
         }
-        self.engine.write(batch, sync)?;
+        let written = match crate::disk_panic::catch(|| self.engine.write(batch, sync)) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(raft_engine::Error::Io(e))) => Err(describe_io(&e)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(panic) => Err(panic),
+        };
+        if let Err(cause) = written {
+            // The engine syncs its file when dropped, which would panic (or
+            // worse, succeed over lost pages): it is never dropped now.
+            std::mem::forget(Arc::clone(&self.engine));
+            return Err(RaftLogError::DiskFailed(cause));
+        }
         if sync {
             self.fsync_count.fetch_add(1, Ordering::Relaxed);
         }
@@ -347,6 +389,15 @@ impl RaftLog {
 
     fn storage_err(e: RaftLogError) -> raft::Error {
         raft::Error::Store(StorageError::Other(Box::new(e)))
+    }
+}
+
+/// An I/O error as the operator needs it: raft-engine keeps the kind and
+/// the failed call, not the errno's text.
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => format!("{e}: No space left on device"),
+        kind => format!("{e}: {kind}"),
     }
 }
 

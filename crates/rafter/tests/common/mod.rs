@@ -121,6 +121,8 @@ pub struct Server {
     client_port: u16,
     peer_port: u16,
     extra_args: Vec<String>,
+    /// Where the data lives when not in `dir` (a fault disk's mount).
+    data_dir: Option<PathBuf>,
     child: Option<Child>,
     starts: usize,
     /// Set once a failure message has included the log, so Drop does not
@@ -143,6 +145,16 @@ impl Server {
     /// Starts a member of the given implementation whatever
     /// `RAFTER_TEST_TARGET` says (for tests that compare both).
     pub async fn start_target(target: Target, extra_args: &[&str]) -> Server {
+        Server::start_on(target, None, extra_args).await
+    }
+
+    /// Starts a member whose data directory is `data_dir` (by default one
+    /// in the server's temporary directory).
+    pub async fn start_on(
+        target: Target,
+        data_dir: Option<PathBuf>,
+        extra_args: &[&str],
+    ) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("rafter-test-")
             .tempdir()
@@ -153,6 +165,7 @@ impl Server {
             client_port: free_port(),
             peer_port: free_port(),
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            data_dir,
             child: None,
             starts: 0,
             log_reported: false,
@@ -240,6 +253,26 @@ impl Server {
         }
     }
 
+    /// Waits up to `limit` for the running server to exit on its own;
+    /// returns its status, or `None` if it still runs.
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self
+                .child
+                .as_mut()
+                .expect("wait_for_exit: the server is not running");
+            if let Some(status) = child.try_wait().expect("poll the server process") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
     /// The member's data directory.
     pub fn data_path(&self) -> PathBuf {
         self.data_dir()
@@ -251,7 +284,9 @@ impl Server {
     }
 
     fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     fn log_path(&self) -> PathBuf {
