@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{client_request_timeout, exclusive, Cluster, POLL_INTERVAL};
+use common::cluster::{bounded_request as bounded, exclusive, Cluster, POLL_INTERVAL};
 use common::revision;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 
@@ -215,7 +215,7 @@ async fn restarted_follower_catches_up_after_compaction() {
 
     let stored = read_prefix(&mut client, "catchup/", true).await;
     assert_acknowledged_in(&stored, &acks, cluster.name(follower));
-    assert_hash_kv_agrees(&cluster).await;
+    cluster.assert_hash_kv_agrees().await;
 }
 
 /// 4. With two of three members killed, the survivor (here the old leader)
@@ -268,7 +268,7 @@ async fn all_members_killed_and_restarted_keep_acknowledged_writes() {
         after > highest,
         "a write after the restart got revision {after}, but {highest} was already acknowledged"
     );
-    assert_hash_kv_agrees(&cluster).await;
+    cluster.assert_hash_kv_agrees().await;
 }
 
 /// 6. The real etcdctl: `endpoint status -w table` over all three endpoints
@@ -651,23 +651,6 @@ async fn clients(cluster: &Cluster) -> Vec<Client> {
     clients
 }
 
-/// Runs a request with [`client_request_timeout`]; running out of time is an
-/// error like any other (the server must answer before that).
-async fn bounded<T>(
-    request: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, etcd_client::Error> {
-    match tokio::time::timeout(client_request_timeout(), request).await {
-        Ok(result) => result,
-        Err(_) => Err(etcd_client::Error::IoError(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!(
-                "no answer within the client timeout of {:?}",
-                client_request_timeout()
-            ),
-        ))),
-    }
-}
-
 /// Puts `key` and returns the revision of the write; fails the test on error.
 async fn put_ok(client: &mut Client, key: &str, value: &str) -> i64 {
     let response = bounded(client.put(key, value, None))
@@ -750,53 +733,6 @@ fn assert_acknowledged_in(stored: &BTreeMap<String, (String, i64)>, acks: &[Ack]
         acks.len(),
         lost[0],
         stored.get(&lost[0].key)
-    );
-}
-
-/// `HashKV` at one revision is the same on every member. The revision is the
-/// current one of a linearizable read; each member is first polled until it
-/// applied that far (a serializable read at or past the revision).
-async fn assert_hash_kv_agrees(cluster: &Cluster) {
-    let mut client = cluster.client(cluster.running()[0]).await;
-    let response = bounded(client.get("hash-probe", None))
-        .await
-        .expect("linearizable read for the hash revision");
-    let at = revision(response.header());
-    let mut hashes = BTreeMap::new();
-    for member in cluster.running() {
-        let mut client = cluster.client(member).await;
-        let deadline = Instant::now() + PROGRESS_DEADLINE;
-        loop {
-            let options = GetOptions::new().with_serializable();
-            if let Ok(response) = bounded(client.get("hash-probe", Some(options))).await {
-                if revision(response.header()) >= at {
-                    break;
-                }
-            }
-            if Instant::now() >= deadline {
-                cluster.fail(&format!(
-                    "{} did not reach revision {at}",
-                    cluster.name(member)
-                ));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-        let hash = bounded(client.maintenance_client().hash_kv(at))
-            .await
-            .unwrap_or_else(|e| {
-                cluster.fail(&format!("HashKV({at}) on {}: {e}", cluster.name(member)))
-            });
-        hashes.insert(
-            cluster.name(member).to_string(),
-            (hash.hash(), hash.compact_version()),
-        );
-    }
-    println!("HashKV at revision {at} (hash, compact revision): {hashes:?}");
-    let distinct: BTreeSet<_> = hashes.values().collect();
-    assert_eq!(
-        distinct.len(),
-        1,
-        "HashKV at revision {at} differs: {hashes:?}"
     );
 }
 

@@ -11,6 +11,7 @@
 //! process writes to its own log file; when a test fails, the tail of every
 //! member's log is printed.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use tempfile::TempDir;
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::peer_proxy::PeerProxy;
-use super::{die_with_parent, free_port, tail, Target, LOG_TAIL_LINES};
+use super::{die_with_parent, free_port, revision, tail, Target, LOG_TAIL_LINES};
 
 /// Raft heartbeat interval of cluster members, in milliseconds. Short timers
 /// keep elections and failovers quick; etcd accepts them (the election
@@ -97,6 +98,9 @@ struct StartFailure {
 /// A static cluster of real member processes.
 pub struct Cluster {
     target: Target,
+    /// Fault disks under the members' data directories, if any; declared
+    /// before `dir` so they are unmounted before it is removed.
+    disks: Vec<rafter_faultfs::FaultDisk>,
     dir: TempDir,
     extra_args: Vec<String>,
     members: Vec<Member>,
@@ -114,19 +118,81 @@ impl Cluster {
     /// `--snapshot-count`), and waits until every member answers and the
     /// cluster serves a linearizable read.
     pub async fn start(size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_with(Target::from_env(), size, extra_args, false, None).await
+        Self::start_with(Target::from_env(), size, extra_args, false, None, false).await
+    }
+
+    /// A Rafter cluster whose members keep their data on fault disks
+    /// ([`Cluster::disk`]). Fails, saying why, where FUSE is missing.
+    pub async fn start_on_fault_disks(size: usize, extra_args: &[&str]) -> Cluster {
+        if let Some(why) = rafter_faultfs::unavailable() {
+            panic!("fault disks need FUSE: {why}");
+        }
+        Self::start_with(Target::Rafter, size, extra_args, false, None, true).await
+    }
+
+    /// `HashKV` at one revision is the same on every member. The revision is the
+    /// current one of a linearizable read; each member is first polled until it
+    /// applied that far (a serializable read at or past the revision).
+    pub async fn assert_hash_kv_agrees(&self) {
+        let mut client = self.client(self.running()[0]).await;
+        let response = bounded_request(client.get("hash-probe", None))
+            .await
+            .expect("linearizable read for the hash revision");
+        let at = revision(response.header());
+        let mut hashes = BTreeMap::new();
+        for member in self.running() {
+            let mut client = self.client(member).await;
+            let deadline = Instant::now() + QUORUM_DEADLINE;
+            loop {
+                let options = GetOptions::new().with_serializable();
+                if let Ok(response) = bounded_request(client.get("hash-probe", Some(options))).await
+                {
+                    if revision(response.header()) >= at {
+                        break;
+                    }
+                }
+                if Instant::now() >= deadline {
+                    self.fail(&format!(
+                        "{} did not reach revision {at}",
+                        self.name(member)
+                    ));
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            let hash = bounded_request(client.maintenance_client().hash_kv(at))
+                .await
+                .unwrap_or_else(|e| {
+                    self.fail(&format!("HashKV({at}) on {}: {e}", self.name(member)))
+                });
+            hashes.insert(
+                self.name(member).to_string(),
+                (hash.hash(), hash.compact_version()),
+            );
+        }
+        println!("HashKV at revision {at} (hash, compact revision): {hashes:?}");
+        let distinct: BTreeSet<_> = hashes.values().collect();
+        assert_eq!(
+            distinct.len(),
+            1,
+            "HashKV at revision {at} differs: {hashes:?}"
+        );
+    }
+
+    /// Member `index`'s fault disk (see [`Cluster::start_on_fault_disks`]).
+    pub fn disk(&self, index: usize) -> &rafter_faultfs::FaultDisk {
+        &self.disks[index]
     }
 
     /// [`Cluster::start`] of a given implementation, whatever
     /// `RAFTER_TEST_TARGET` says (for tests that compare both).
     pub async fn start_target(target: Target, size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_with(target, size, extra_args, false, None).await
+        Self::start_with(target, size, extra_args, false, None, false).await
     }
 
     /// [`Cluster::start`] with a proxy in front of every member's peer port,
     /// so [`Cluster::cut_off`] can partition a member from its peers.
     pub async fn start_with_peer_proxies(size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_with(Target::from_env(), size, extra_args, true, None).await
+        Self::start_with(Target::from_env(), size, extra_args, true, None, false).await
     }
 
     /// While `cut`, no peer reaches member `index` (its own messages still
@@ -148,6 +214,7 @@ impl Cluster {
             &[],
             false,
             Some(snapshot.to_path_buf()),
+            false,
         )
         .await
     }
@@ -158,6 +225,7 @@ impl Cluster {
         extra_args: &[&str],
         proxied: bool,
         restore_from: Option<PathBuf>,
+        fault_disks: bool,
     ) -> Cluster {
         let mut members = Vec::new();
         for n in 1..=size {
@@ -182,12 +250,25 @@ impl Cluster {
             .expect("create a temporary directory");
         let mut cluster = Cluster {
             target,
+            disks: Vec::new(),
             dir,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             members,
             log_reported: AtomicBool::new(false),
             restore_from,
         };
+        if fault_disks {
+            for index in 0..size {
+                let backing = cluster.member_dir(index).join("backing");
+                let data = cluster.data_dir(index);
+                for dir in [&backing, &data] {
+                    std::fs::create_dir_all(dir).expect("create a fault disk's directories");
+                }
+                let disk =
+                    rafter_faultfs::FaultDisk::mount(&backing, &data).expect("mount a fault disk");
+                cluster.disks.push(disk);
+            }
+        }
         for attempt in 1..=START_ATTEMPTS {
             match cluster.launch_all().await {
                 Ok(()) => return cluster,
@@ -626,6 +707,23 @@ impl Drop for Cluster {
         if std::thread::panicking() && !self.log_reported.load(Ordering::SeqCst) {
             eprintln!("{}", self.all_logs());
         }
+    }
+}
+
+/// `request`, or a timeout error after [`client_request_timeout`]: a
+/// request the server leaves hanging fails instead of hanging the test.
+pub async fn bounded_request<T>(
+    request: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, etcd_client::Error> {
+    match tokio::time::timeout(client_request_timeout(), request).await {
+        Ok(result) => result,
+        Err(_) => Err(etcd_client::Error::IoError(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer within the client timeout of {:?}",
+                client_request_timeout()
+            ),
+        ))),
     }
 }
 
