@@ -39,6 +39,13 @@ for fault in $faults; do
     RAFTER_FAULT=$fault run_binary campaign rafter-sim
 done
 
+# The disk campaign's mutation check: with the server's Raft log skipping
+# fsync, the campaign (kill -9 of every member, unsynced writes dropped)
+# must find lost acknowledged writes or members that cannot come back (the
+# test asserts it does).
+echo "mutation check: fault-log-skips-fsync"
+RAFTER_FAULT=fault-log-skips-fsync run_binary disk_campaign rafter
+
 # The consistent client cache's mutation check: with consistent reads that
 # skip the catch-up turned on, its linearizability test must see the
 # violation (the test asserts it does).

@@ -50,10 +50,13 @@ pub enum Fault {
     /// A committed promotion updates the recorded membership but not
     /// raft-rs's configuration (the learner never becomes a voter there).
     PromoteSkipsRaft,
+    /// The server's Raft log writes without fsync, so a power cut loses
+    /// entries it acknowledged.
+    LogSkipsFsync,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 16] = [
+    pub const ALL: [Fault; 17] = [
         Fault::LocalReads,
         Fault::AckUncommitted,
         Fault::ReadBeforeApplied,
@@ -70,6 +73,7 @@ impl Fault {
         Fault::CacheNoCatchUp,
         Fault::DefragDropHistory,
         Fault::PromoteSkipsRaft,
+        Fault::LogSkipsFsync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +94,7 @@ impl Fault {
             Fault::CacheNoCatchUp => "fault-cache-no-catch-up",
             Fault::DefragDropHistory => "fault-defrag-drop-history",
             Fault::PromoteSkipsRaft => "fault-promote-skips-raft",
+            Fault::LogSkipsFsync => "fault-log-skips-fsync",
         }
     }
 

@@ -362,6 +362,8 @@ impl RaftLog {
         if batch.is_empty() {
             return Ok(());
         }
+        use rafter_core::fault::{active, Fault};
+        let sync = sync && !active(Fault::LogSkipsFsync);
         let written = match crate::disk_panic::catch(|| self.engine.write(batch, sync)) {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(raft_engine::Error::Io(e))) => Err(describe_io(&e)),

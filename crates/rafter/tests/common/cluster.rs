@@ -376,6 +376,14 @@ impl Cluster {
     /// quorum), then waits until each answers requests and knows a leader,
     /// i.e. has rejoined the cluster.
     pub async fn restart_all(&mut self, indices: &[usize]) {
+        if let Err(reason) = self.try_restart_all(indices).await {
+            self.fail(&reason);
+        }
+    }
+
+    /// [`Cluster::restart_all`], returning why a member did not come back
+    /// (it exited or never answered) instead of failing the test.
+    pub async fn try_restart_all(&mut self, indices: &[usize]) -> Result<(), String> {
         for &index in indices {
             assert!(
                 !self.is_running(index),
@@ -386,12 +394,14 @@ impl Cluster {
         }
         for &index in indices {
             if let Err(failure) = self.wait_member_ready(index).await {
-                self.fail(&failure.reason);
+                self.stop_all();
+                return Err(format!("{}\n{}", failure.reason, self.all_logs()));
             }
         }
         for &index in indices {
             self.wait_knows_leader(index).await;
         }
+        Ok(())
     }
 
     /// Polls `Maintenance.Status` until the member reports a leader. A
