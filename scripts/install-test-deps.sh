@@ -3,10 +3,11 @@
 # (`etcd`, Debian package etcd-server) as the oracle, `etcdctl` (Debian package
 # etcd-client) as a client, and `protoc` (Debian package protobuf-compiler),
 # which the build script of the `etcd-client` crate (a dev-dependency) runs;
-# and, on a machine with a Docker engine, its Compose tool (Debian package
+# `fusermount3` (Debian package fuse3), which mounts the fault disks of the
+# disk fault tests (rafter-faultfs); and, on a machine with a Docker engine, its Compose tool (Debian package
 # docker-compose) for the container test.
 #
-# Idempotent: does nothing when all three are already on PATH. Installing
+# Idempotent: does nothing when all of them are already on PATH. Installing
 # etcd-server would normally start a system etcd on 127.0.0.1:2379; this
 # script prevents that (policy-rc.d) and stops one that got started anyway,
 # because the tests start their own servers on free ports and a stray daemon
@@ -23,12 +24,13 @@ missing=""
 command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
 command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
 command -v protoc >/dev/null 2>&1 || missing="$missing protobuf-compiler"
+command -v fusermount3 >/dev/null 2>&1 || missing="$missing fuse3"
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
     missing="$missing docker-compose"
 fi
 
 if [ -z "$missing" ]; then
-    echo "etcd, etcdctl and protoc are already installed:"
+    echo "etcd, etcdctl, protoc and fusermount3 are already installed:"
     report_versions
     exit 0
 fi
