@@ -15,6 +15,8 @@ mod txn_parse;
 use std::io::{Read, Write};
 
 pub use error::CliError;
+/// Reads a `rafter txn` transaction from text (public for the fuzz targets).
+pub use txn_parse::read_txn;
 
 use commands::{
     alarm::AlarmCommand,

@@ -140,3 +140,40 @@ async fn a_store_ahead_of_a_lost_log_is_refused_with_a_message_not_a_panic() {
     );
     assert!(!log.contains("panicked"), "no panic:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_stops_the_member_with_a_message_not_a_panic() {
+    if common::Target::from_env() != common::Target::Rafter {
+        return; // etcd's backend is another format
+    }
+    let mut server = Server::start().await;
+    let mut client = server.client().await;
+    let value = "x".repeat(2_000);
+    for i in 0..300 {
+        client
+            .put(format!("k{i:04}"), value.as_str(), None)
+            .await
+            .expect("put");
+    }
+    server.kill9();
+    let store = server.data_path().join("member").join("kv.redb");
+    let mut bytes =
+        std::fs::read(&store).unwrap_or_else(|e| panic!("read {}: {e}", store.display()));
+    // Damage inside every page past the first (redb's header): whatever
+    // pages hold the tables, they are hit.
+    let page_bytes = 4096;
+    for page in (page_bytes..bytes.len()).step_by(page_bytes) {
+        for b in &mut bytes[page + 64..(page + 96).min(bytes.len())] {
+            *b ^= 0xa5;
+        }
+    }
+    std::fs::write(&store, &bytes).expect("damage the store");
+    let (status, log) = server.restart_expecting_exit().await;
+    println!("{log}");
+    assert!(!status.success(), "{status}");
+    assert!(
+        log.contains(&store.display().to_string()) && log.to_lowercase().contains("corrupt"),
+        "the message names the damaged store:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "no panic:\n{log}");
+}

@@ -13,7 +13,7 @@ pub mod defrag;
 mod history;
 pub mod keyrange;
 pub mod local_writes;
-mod membership;
+pub mod membership;
 mod read;
 pub mod read_only;
 pub mod record;

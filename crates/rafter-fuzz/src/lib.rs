@@ -1,0 +1,233 @@
+//! The fuzz targets: one function per decoder that reads bytes an
+//! attacker or a damaged disk controls, each of which must return (an
+//! error is fine) for any input, never panic, hang or allocate without
+//! bound. libFuzzer drives them from `fuzz/` (`scripts/fuzz.sh`); the
+//! smoke test runs them over their seeds, the regression inputs in
+//! `regressions/` and deterministic mutations of both, on every CI run.
+
+use prost::Message as _;
+use rafter_proto::etcdserverpb::TxnRequest;
+use rafter_proto::rafterpb::RaftCommand;
+use rafter_storage::mvcc::validate;
+use rafter_storage::mvcc::ApplyEntry;
+use rafter_storage::{KvRequest, MvccStore};
+
+/// Most txn ops a request may carry (the server's default).
+const MAX_TXN_OPS: usize = 128;
+
+/// A target: its name (the file under `fuzz/fuzz_targets/`) and function.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
+    ("peer_message", peer_message),
+    ("raft_command", raft_command),
+    ("client_txn", client_txn),
+    ("snapshot_file", snapshot_file),
+    ("member_record", member_record),
+    ("txn_text", txn_text),
+];
+
+/// A Raft message from a peer, as the peer service decodes it.
+pub fn peer_message(data: &[u8]) {
+    if let Ok(message) = rafter_core::wire::decode_message(data) {
+        let again = rafter_core::wire::encode_message(&message);
+        let decoded = rafter_core::wire::decode_message(&again).expect("re-encoded message");
+        assert_eq!(decoded, message, "a peer message survives a round trip");
+    }
+}
+
+/// A committed log entry's payload: decoded, checked as the server checks
+/// a client's request, then applied to a store.
+pub fn raft_command(data: &[u8]) {
+    let _ = rafter_core::command::peek_command_id(data);
+    if let Ok(Some(command)) = rafter_core::command::decode_command(1, data) {
+        if let Some(request) = &command.request {
+            apply(request);
+        }
+    }
+}
+
+/// A client's Txn as the KV service receives it: decoded, checked, served
+/// as a read when it only reads, then applied.
+pub fn client_txn(data: &[u8]) {
+    let Ok(txn) = TxnRequest::decode(data) else {
+        return;
+    };
+    if validate::check_txn(&txn, MAX_TXN_OPS).is_err() {
+        return;
+    }
+    with_store(|store| {
+        let _ = store.txn_read(&txn);
+    });
+    apply(&KvRequest::Txn(txn));
+}
+
+/// A snapshot file or the snapshot a leader streams: its checksums, then
+/// its rows restored into a store.
+pub fn snapshot_file(data: &[u8]) {
+    with_store(|store| {
+        if let Ok(blob) = rafter_storage::snapshot_file::decode(data) {
+            let _ = store.restore(blob);
+        }
+        // A leader's snapshot message carries the blob without the file's
+        // framing.
+        let _ = store.restore(data);
+    });
+}
+
+/// A membership row of the store.
+pub fn member_record(data: &[u8]) {
+    let _ = rafter_storage::mvcc::membership::decode(data);
+}
+
+/// The text `rafter txn` reads from standard input.
+pub fn txn_text(data: &[u8]) {
+    let mut input = data;
+    let _ = rafter_cli::read_txn(&mut input, None);
+}
+
+/// Inputs run against one store before a fresh one is made: creating a
+/// store per input would cost more than the input itself.
+const INPUTS_PER_STORE: u32 = 1_000;
+
+thread_local! {
+    static STORE: std::cell::RefCell<Option<(MvccStore, u32)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's store: a few keys, and whatever earlier
+/// inputs left, renewed every [`INPUTS_PER_STORE`] inputs.
+fn with_store(f: impl FnOnce(&MvccStore)) {
+    STORE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot
+            .as_ref()
+            .is_none_or(|(_, used)| *used >= INPUTS_PER_STORE)
+        {
+            let store = MvccStore::open_in_memory().expect("an in-memory store");
+            let seed: Vec<KvRequest> = ["a", "b", "c"]
+                .iter()
+                .map(|key| {
+                    KvRequest::Put(rafter_proto::etcdserverpb::PutRequest {
+                        key: key.as_bytes().to_vec(),
+                        value: b"v".to_vec(),
+                        ..Default::default()
+                    })
+                })
+                .collect();
+            for request in &seed {
+                apply_one(&store, request);
+            }
+            *slot = Some((store, 0));
+        }
+        let (store, used) = slot.as_mut().expect("just made");
+        *used += 1;
+        f(store);
+    });
+}
+
+/// Applies one request as the next log entry.
+fn apply_one(store: &MvccStore, request: &KvRequest) {
+    let index = store.state().expect("the store's state").applied_index + 1;
+    let entry = ApplyEntry {
+        index,
+        request: Some(request),
+        client: None,
+        stamp: None,
+    };
+    let _ = store.apply(&[entry], false);
+}
+
+/// Applies a request that passes the server's stateless checks.
+fn apply(request: &KvRequest) {
+    let checked = match request {
+        KvRequest::Put(p) => validate::check_put(p),
+        KvRequest::DeleteRange(d) => validate::check_delete(d),
+        KvRequest::Txn(t) => validate::check_txn(t, MAX_TXN_OPS),
+        _ => Ok(()),
+    };
+    if checked.is_ok() {
+        with_store(|store| apply_one(store, request));
+    }
+}
+
+/// Valid inputs for each target, from which mutations start.
+pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+    use rafter_proto::etcdserverpb::{
+        compare, request_op, Compare, PutRequest, RangeRequest, RequestOp,
+    };
+    let put = PutRequest {
+        key: b"a".to_vec(),
+        value: b"1".to_vec(),
+        prev_kv: true,
+        ..Default::default()
+    };
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            key: b"a".to_vec(),
+            range_end: b"z".to_vec(),
+            result: compare::CompareResult::Equal as i32,
+            target: compare::CompareTarget::Value as i32,
+            target_union: Some(compare::TargetUnion::Value(b"v".to_vec())),
+        }],
+        success: vec![
+            RequestOp {
+                request: Some(request_op::Request::RequestPut(put.clone())),
+            },
+            RequestOp {
+                request: Some(request_op::Request::RequestRange(RangeRequest {
+                    key: b"a".to_vec(),
+                    range_end: b"\0".to_vec(),
+                    ..Default::default()
+                })),
+            },
+        ],
+        failure: vec![],
+    };
+    match target {
+        "peer_message" => {
+            let mut message = raft::eraftpb::Message::default();
+            message.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+            message.from = 1;
+            message.to = 2;
+            message.term = 3;
+            let mut entry = raft::eraftpb::Entry::default();
+            entry.data = RaftCommand::default().encode_to_vec().into();
+            message.entries = vec![entry].into();
+            vec![rafter_core::wire::encode_message(&message)]
+        }
+        "raft_command" => vec![
+            RaftCommand {
+                id: 7,
+                request: Some(KvRequest::Put(put)),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            RaftCommand {
+                id: 8,
+                request: Some(KvRequest::Txn(txn.clone())),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ],
+        "client_txn" => vec![txn.encode_to_vec()],
+        "snapshot_file" => {
+            let store = MvccStore::open_in_memory().expect("an in-memory store");
+            apply_one(&store, &KvRequest::Txn(txn));
+            let (blob, _) = store.snapshot_data().expect("a snapshot");
+            vec![rafter_storage::snapshot_file::encode(&blob), blob]
+        }
+        "member_record" => vec![rafter_proto::rafterpb::MemberAttributes {
+            member_id: 1,
+            name: "m1".into(),
+            client_urls: vec!["http://127.0.0.1:2379".into()],
+            ..Default::default()
+        }
+        .encode_to_vec()],
+        "txn_text" => vec![
+            b"mod(\"a\") > \"0\"\nval(\"b\") = \"x\"\n\nput a 1\nget a --prefix\n\ndel b --prev-kv\n\n"
+                .to_vec(),
+        ],
+        other => panic!("no target {other}"),
+    }
+}
