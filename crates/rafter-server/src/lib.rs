@@ -81,6 +81,16 @@ pub enum ServerError {
     /// The log and the store contradict each other.
     #[error("{0}")]
     Inconsistent(String),
+    /// The store file cannot be opened: damaged, or unreadable.
+    #[error(
+        "the store {path} cannot be opened: {source}. If it is corrupt, remove this member \
+         (rafter member remove / etcdctl member remove), delete its data directory and add it \
+         again, or restore the cluster from a snapshot (rafter snapshot restore)"
+    )]
+    StoreOpen {
+        path: String,
+        source: rafter_storage::MvccError,
+    },
 }
 
 /// Runs a member until SIGINT/SIGTERM.
@@ -105,7 +115,14 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let data_dir = args.data_dir();
     let member_dir = data_dir.join("member");
     std::fs::create_dir_all(&member_dir)?;
-    let store = Arc::new(MvccStore::open(&member_dir.join("kv.redb"))?);
+    let store_path = member_dir.join("kv.redb");
+    let store =
+        Arc::new(
+            MvccStore::open(&store_path).map_err(|source| ServerError::StoreOpen {
+                path: store_path.display().to_string(),
+                source,
+            })?,
+        );
     let (log, recovery) =
         RaftLog::open_checked(&member_dir.join("raft"), store.state()?.applied_index)?;
     if let rafter_storage::LogRecovery::TornTailTruncated { file, offset } = &recovery {

@@ -162,8 +162,9 @@ async fn a_damaged_store_stops_the_member_with_a_message_not_a_panic() {
     // Damage inside every page past the first (redb's header): whatever
     // pages hold the tables, they are hit.
     let page_bytes = 4096;
-    for page in (page_bytes..bytes.len()).step_by(page_bytes) {
-        for b in &mut bytes[page + 64..(page + 96).min(bytes.len())] {
+    let len = bytes.len();
+    for page in (page_bytes..len).step_by(page_bytes) {
+        for b in &mut bytes[page + 64..(page + 96).min(len)] {
             *b ^= 0xa5;
         }
     }
