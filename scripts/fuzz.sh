@@ -18,17 +18,20 @@ targets=${*:-"peer_message raft_command client_txn snapshot_file member_record t
 cargo run --quiet -p rafter-fuzz --example write_seeds -- fuzz/corpus
 
 cd fuzz
+# With an explicit --target the flags reach only the fuzzed code, not build
+# scripts and proc macros (which would not link without libFuzzer).
+host=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks" \
-    cargo build --release --bins
+    cargo build --release --bins --target "$host"
 for target in $targets; do
     mkdir -p "corpus/$target" "artifacts/$target"
     regressions=../crates/rafter-fuzz/regressions/$target
     [ -d "$regressions" ] || regressions=
     echo "fuzzing $target for $runs runs"
     # shellcheck disable=SC2086 # $regressions is empty or one directory.
-    "./target/release/$target" -runs="$runs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+    "./target/$host/release/$target" -runs="$runs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="artifacts/$target/" "corpus/$target" $regressions \
         2>"artifacts/$target.log" || { tail -n 40 "artifacts/$target.log"; exit 1; }
     grep -E "^Done|stat::number_of_executed_units|stat::peak_rss_mb" "artifacts/$target.log"

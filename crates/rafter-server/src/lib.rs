@@ -5,6 +5,7 @@
 mod applier;
 pub mod config;
 pub mod corrupt_check;
+mod disk_full_alarm;
 mod error;
 mod fail_stop;
 mod gateway;
@@ -346,6 +347,8 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let peer_service =
         services::peer::PeerService::new(cluster_id, tx.clone(), removed_members, store.clone());
     let shutdown_tx = tx.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let alarm_store = store.clone();
     let raft_thread = std::thread::Builder::new()
         .name("rafter-raft".into())
         .spawn(move || {
@@ -355,6 +358,9 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
                 // answering clients (as etcd, which exits on such errors).
                 Err(e) => {
                     tracing::error!("fatal: the member stops: {e}");
+                    if disk_full_alarm::is_disk_full(e) {
+                        disk_full_alarm::raise(&runtime, &alarm_store, member_id);
+                    }
                     std::process::exit(1);
                 }
                 // A removed member stops serving (etcd exits too), after a

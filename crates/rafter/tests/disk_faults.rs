@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::cluster::{exclusive, Cluster};
 use common::{Server, Target};
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{AlarmAction, AlarmType, Client, ConnectOptions, GetOptions};
 use rafter_faultfs::FaultDisk;
 use tempfile::TempDir;
 
@@ -134,7 +135,11 @@ impl Writer {
 
 /// Every acknowledged write is on the member.
 async fn assert_all_present(server: &Server, acked: &BTreeMap<u64, String>) {
-    let mut client = server.client().await;
+    assert_all_on(server.client().await, acked).await;
+}
+
+/// Every acknowledged write is readable through `client`.
+async fn assert_all_on(mut client: Client, acked: &BTreeMap<u64, String>) {
     let response = client
         .get("w", Some(GetOptions::new().with_prefix()))
         .await
@@ -282,4 +287,70 @@ async fn a_stalled_disk_delays_requests_and_loses_nothing() {
     assert!(during < 20, "the stall did not slow writes: {during}");
     m.server.restart().await;
     assert_all_present(&m.server, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_disk_fills_raises_nospace_before_it_stops() {
+    let _serial = exclusive().await;
+    let mut cluster = Cluster::start_on_fault_disks(3, &[]).await;
+    let leader = cluster.leader().await;
+    let victim = cluster.followers().await[0];
+    let victim_id = cluster
+        .status(victim)
+        .await
+        .and_then(|s| s.header().map(|h| h.member_id()))
+        .expect("the victim's member id");
+    let writer = Writer::start(cluster.endpoint(leader));
+    writer.wait_for_acks(WRITES_BEFORE_FAULT).await;
+    cluster.disk(victim).fill(true);
+    let status = cluster.wait_for_exit(victim, STOP_LIMIT).await;
+    let log = cluster.log(victim);
+    let status = status.unwrap_or_else(|| panic!("the member did not stop:\n{log}"));
+    assert!(!status.success(), "{status}");
+    assert!(log.contains("No space left on device"), "{log}");
+    assert!(log.contains("raised the NOSPACE alarm"), "{log}");
+
+    let mut client = cluster.client(leader).await;
+    let alarms = client
+        .alarm(AlarmAction::Get, AlarmType::None, None)
+        .await
+        .expect("list alarms");
+    assert!(
+        alarms
+            .alarms()
+            .iter()
+            .any(|a| a.member_id() == victim_id && a.alarm() == AlarmType::Nospace),
+        "no NOSPACE alarm for {victim_id:x}: {:?}",
+        alarms
+            .alarms()
+            .iter()
+            .map(|a| (a.member_id(), a.alarm()))
+            .collect::<Vec<_>>()
+    );
+    let refused = client.put("while-full", "x", None).await;
+    let message = format!("{refused:?}");
+    assert!(
+        message.contains("etcdserver: mvcc: database space exceeded"),
+        "writes are refused while the alarm is raised: {message}"
+    );
+    let (acked, sent) = writer.finish().await;
+    println!(
+        "{} of {sent} writes acknowledged before the alarm",
+        acked.len()
+    );
+
+    // The operator frees space, restarts the member and disarms the alarm.
+    cluster.disk(victim).fill(false);
+    cluster.restart(victim).await;
+    let mut disarm = etcd_client::AlarmOptions::new();
+    disarm.with_member(victim_id);
+    client
+        .alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(disarm))
+        .await
+        .expect("disarm");
+    client
+        .put("after-disarm", "ok", None)
+        .await
+        .expect("writes resume after the disarm");
+    assert_all_on(cluster.client(victim).await, &acked).await;
 }

@@ -351,6 +351,31 @@ impl Cluster {
         child.wait().expect("reap the member");
     }
 
+    /// Waits up to `limit` for member `index` to exit on its own; returns
+    /// its status, or `None` if it still runs.
+    pub async fn wait_for_exit(
+        &mut self,
+        index: usize,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let member = &mut self.members[index];
+            let child = member
+                .child
+                .as_mut()
+                .expect("wait_for_exit: the member is not running");
+            if let Some(status) = child.try_wait().expect("poll the member") {
+                member.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
     /// Starts a killed member again on the same data directory and ports and
     /// waits until it answers requests.
     pub async fn restart(&mut self, index: usize) {
