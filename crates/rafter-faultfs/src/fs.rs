@@ -174,11 +174,13 @@ impl FaultFs {
         inode: u64,
         file: &File,
     ) -> Result<&'a mut Overlay, Errno> {
-        if !state.overlays.contains_key(&inode) {
-            let size = file.metadata().map_err(errno)?.len();
-            state.overlays.insert(inode, Overlay::new(size));
+        match state.overlays.entry(inode) {
+            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let size = file.metadata().map_err(errno)?.len();
+                Ok(entry.insert(Overlay::new(size)))
+            }
         }
-        Ok(state.overlays.get_mut(&inode).expect("just inserted"))
     }
 
     fn open_file(&self, relative: &Path, flags: i32) -> io::Result<File> {

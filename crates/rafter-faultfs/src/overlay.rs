@@ -100,7 +100,7 @@ impl Overlay {
         if size_bytes < self.size_bytes {
             let first_gone = size_bytes.div_ceil(PAGE_BYTES);
             self.pages.split_off(&first_gone);
-            if size_bytes % PAGE_BYTES != 0 {
+            if !size_bytes.is_multiple_of(PAGE_BYTES) {
                 if let Some(page) = self.pages.get_mut(&(size_bytes / PAGE_BYTES)) {
                     page[(size_bytes % PAGE_BYTES) as usize..].fill(0);
                 }

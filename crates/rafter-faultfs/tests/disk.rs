@@ -98,6 +98,7 @@ fn a_full_disk_refuses_growth_but_not_overwrites() {
     let path = disk.mountpoint().join("f");
     let mut file = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&path)

@@ -191,8 +191,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             message.from = 1;
             message.to = 2;
             message.term = 3;
-            let mut entry = raft::eraftpb::Entry::default();
-            entry.data = RaftCommand::default().encode_to_vec().into();
+            let entry = raft::eraftpb::Entry {
+                data: RaftCommand::default().encode_to_vec().into(),
+                ..Default::default()
+            };
             message.entries = vec![entry].into();
             vec![rafter_core::wire::encode_message(&message)]
         }
