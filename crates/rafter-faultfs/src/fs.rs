@@ -310,6 +310,21 @@ impl FaultFs {
         .map_err(errno)
     }
 
+    /// Removes a file or an empty directory (`remove` says which) and
+    /// forgets its inode and unsynced data.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: fn(&Path) -> io::Result<()>,
+    ) -> Result<(), Errno> {
+        let mut state = self.state();
+        let relative = state.relative(parent)?.join(name);
+        remove(&self.full_path(&relative)).map_err(errno)?;
+        state.forget_path(&relative);
+        Ok(())
+    }
+
     fn do_rename(
         &self,
         parent: INodeNo,
@@ -484,32 +499,14 @@ impl Filesystem for FaultFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let result = state
-            .relative(parent)
-            .map(|p| p.join(name))
-            .and_then(|relative| {
-                std::fs::remove_file(self.full_path(&relative)).map_err(errno)?;
-                state.forget_path(&relative);
-                Ok(())
-            });
-        match result {
+        match self.remove(parent, name, std::fs::remove_file) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let result = state
-            .relative(parent)
-            .map(|p| p.join(name))
-            .and_then(|relative| {
-                std::fs::remove_dir(self.full_path(&relative)).map_err(errno)?;
-                state.forget_path(&relative);
-                Ok(())
-            });
-        match result {
+        match self.remove(parent, name, std::fs::remove_dir) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{exclusive, Cluster};
 use common::faults;
-use common::Target;
+use common::{Rng, Target};
 use rafter_client::cache::CacheStats;
 use rafter_client::etcdserverpb::request_op::Request as Op;
 use rafter_client::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
@@ -71,18 +71,6 @@ fn parse(value: &[u8]) -> u64 {
         .expect("utf-8")
         .parse()
         .expect("a number")
-}
-
-/// A small deterministic generator per task.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 fn ns(started: Instant) -> u64 {

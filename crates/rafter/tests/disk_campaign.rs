@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{bounded_request, exclusive, Cluster};
+use common::Rng;
 use etcd_client::{Client, ConnectOptions};
 use rafter_sim::checker::register::{Register, RegisterInput, RegisterOutput};
 use rafter_sim::checker::{check, Budget, CheckResult, Operation};
@@ -47,18 +48,6 @@ fn rounds() -> usize {
 
 fn key(round: usize, k: u64) -> String {
     format!("disk-campaign/{round}/{k}")
-}
-
-/// A small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 async fn connect(endpoints: &[String]) -> Client {

@@ -542,3 +542,17 @@ pub mod faults;
 pub mod output;
 pub use rafter_bench::peer_proxy;
 pub mod watch;
+
+/// A small deterministic generator (xorshift), so a test's random choices
+/// repeat from run to run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
