@@ -116,12 +116,55 @@ pub fn client_txn(data: &[u8]) {
 pub fn snapshot_file(data: &[u8]) {
     with_store(|store| {
         if let Ok(blob) = rafter_storage::snapshot_file::decode(data) {
-            let _ = store.restore(blob);
+            if store.restore(blob).is_ok() {
+                read_everything(store);
+            }
         }
         // A leader's snapshot message carries the blob without the file's
         // framing.
-        let _ = store.restore(data);
+        if store.restore(data).is_ok() {
+            read_everything(store);
+        }
     });
+}
+
+/// What a member reads of a store it restored: every key at every kept
+/// revision, the hash, leases, members, sessions, alarms and a snapshot.
+fn read_everything(store: &MvccStore) {
+    let Ok(state) = store.state() else {
+        return;
+    };
+    let all = rafter_proto::etcdserverpb::RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..Default::default()
+    };
+    let _ = store.range(&all);
+    for revision in [state.compact_revision, state.current_revision] {
+        let _ = store.range(&rafter_proto::etcdserverpb::RangeRequest {
+            revision,
+            ..all.clone()
+        });
+        let _ = store.hash_kv(revision);
+    }
+    let _ = store.leases();
+    let _ = store.member_attributes();
+    let _ = store.kept_answers();
+    let _ = store.sessions_open();
+    let _ = store.alarms();
+    let _ = store.conflict_count();
+    let _ = store.snapshot_data();
+    if state.applied_index == u64::MAX {
+        return;
+    }
+    apply_one(
+        store,
+        &KvRequest::Put(rafter_proto::etcdserverpb::PutRequest {
+            key: b"a".to_vec(),
+            value: b"after".to_vec(),
+            ..Default::default()
+        }),
+    );
 }
 
 /// A membership row of the store.

@@ -33,6 +33,12 @@ impl Record {
         out
     }
 
+    /// Whether `bytes` can be a stored record (what a snapshot's rows must
+    /// pass before they are stored: [`Record::decode`] trusts them).
+    pub fn well_formed(bytes: &[u8]) -> bool {
+        bytes.len() >= HEADER_BYTES && bytes[0] & !FLAG_TOMBSTONE == 0
+    }
+
     /// Decodes a stored record. Records are only ever written by `encode`, so
     /// a short one means the database is corrupt.
     pub fn decode(bytes: &[u8]) -> Record {

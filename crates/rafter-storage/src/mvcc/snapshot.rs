@@ -6,6 +6,7 @@
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::record::Record;
 use super::tables::*;
 use super::MvccError;
 
@@ -212,10 +213,16 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                     if r.key.len() < 8 {
                         return Err(bad());
                     }
+                    if !Record::well_formed(r.value) {
+                        return Err(bad());
+                    }
                     let rev = u64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
                     revs.insert((&r.key[8..], rev), r.value)?;
                 }
                 TAG_LATEST => {
+                    if !Record::well_formed(r.value) {
+                        return Err(bad());
+                    }
                     latest.insert(r.key, r.value)?;
                 }
                 TAG_REV_INDEX => {
