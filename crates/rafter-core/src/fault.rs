@@ -125,6 +125,19 @@ pub fn selected() -> Option<Fault> {
     None
 }
 
+/// Test-only crash points: with `RAFTER_CRASH_POINT=<name>` (and the
+/// `faults` feature) the process aborts when it reaches the point named,
+/// so a test can stop a member at the worst moment and check that it
+/// recovers. A no-op otherwise.
+pub fn crash_point(name: &str) {
+    if cfg!(feature = "faults")
+        && std::env::var("RAFTER_CRASH_POINT").is_ok_and(|point| point == name)
+    {
+        eprintln!("RAFTER_CRASH_POINT: aborting at {name}");
+        std::process::abort();
+    }
+}
+
 /// Whether test-only bug `f` is on in this process.
 #[inline(always)]
 pub fn active(f: Fault) -> bool {

@@ -223,6 +223,7 @@ impl Applier {
         let index = StateMachine::restore(self.store.as_ref(), &snapshot.data)
             .map_err(|e| format!("snapshot restore failed: {e}"))?;
         assert_eq!(index, meta.index, "snapshot data and metadata disagree");
+        rafter_core::fault::crash_point("after-snapshot-restore");
         let state = self
             .store
             .state()

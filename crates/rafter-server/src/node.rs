@@ -370,6 +370,12 @@ impl RaftLoop {
                         self.to_applier(ApplyTask::Apply { batch, waiting })?;
                     }
                     Action::InstallSnapshot(snapshot) => {
+                        // Before the store changes: a crash after the store
+                        // was restored and before the log was cut to the
+                        // snapshot is finished at the next start.
+                        self.log
+                            .record_pending_snapshot(snapshot.get_metadata())
+                            .map_err(|e| format!("raft log write failed: {e}"))?;
                         self.to_applier(ApplyTask::Snapshot(snapshot))?
                     }
                     Action::Respond(id, outcome) => {

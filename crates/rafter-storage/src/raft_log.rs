@@ -17,6 +17,8 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 /// Index and term of the last entry removed by log compaction or replaced by
 /// an installed snapshot; the log's first index is one past it.
 const KEY_TRUNCATED: &[u8] = b"truncated";
+/// A snapshot the store is being replaced by (see `record_pending_snapshot`).
+const KEY_PENDING_SNAPSHOT: &[u8] = b"pending_snapshot";
 
 /// Tells raft-engine how to read an index out of a raft-rs entry.
 #[derive(Clone, Copy)]
@@ -217,15 +219,27 @@ impl RaftLog {
                 let commit = raft::Storage::initial_state(&log)
                     .map(|s| s.hard_state.commit)
                     .unwrap_or(0);
-                Ok((last, commit))
+                // A store restored from a snapshot the log was not cut to
+                // yet (see `record_pending_snapshot`) needs nothing of the
+                // log up to its applied index.
+                let store_covered = log
+                    .pending_snapshot()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|p| p.index == applied_index);
+                Ok((last, commit, store_covered))
             });
         let damage = first_shrunk_file(dir, &copy).or_else(|| unsynced_new_file(dir));
         let _ = std::fs::remove_dir_all(&copy);
         let (file, offset) = damage.unwrap_or_else(|| (dir.display().to_string(), 0));
         // Damage outside the last file (the copy does not open): never a
         // torn write.
-        let (last_index, commit) = examined.unwrap_or((0, u64::MAX));
-        let needed = applied_index.max(commit);
+        let (last_index, commit, store_covered) = examined.unwrap_or((0, u64::MAX, false));
+        let needed = if store_covered {
+            commit
+        } else {
+            applied_index.max(commit)
+        };
         // etcd's rule: only an incomplete final record is repaired. The
         // recorded commit may be stale and a follower persists entries
         // before either index mentions them, so the indexes alone cannot
@@ -329,10 +343,12 @@ impl RaftLog {
             .engine
             .get_message::<HardState>(GROUP_ID, KEY_HARD_STATE)?
             .unwrap_or_default();
-        let mut clean = LogBatch::default();
-        clean.add_command(GROUP_ID, raft_engine::Command::Clean);
-        self.write(&mut clean, false)?;
+        // One synced batch, applied in order: the log is either as it was
+        // or cut to the snapshot, never empty in between (which would look
+        // like a member that was never started). The clean also drops the
+        // pending snapshot record.
         let mut batch = LogBatch::default();
+        batch.add_command(GROUP_ID, raft_engine::Command::Clean);
         let truncated = SnapshotMetadata {
             index: meta.index,
             term: meta.term,
@@ -341,6 +357,32 @@ impl RaftLog {
         batch.put_message(GROUP_ID, KEY_TRUNCATED.to_vec(), &truncated)?;
         batch.put_message(GROUP_ID, KEY_CONF_STATE.to_vec(), meta.get_conf_state())?;
         batch.put_message(GROUP_ID, KEY_HARD_STATE.to_vec(), &hard_state)?;
+        self.write(&mut batch, true)
+    }
+
+    /// Records, durably, that the store is about to be replaced by the
+    /// snapshot `meta` describes. The store is restored first and the log
+    /// cut to the snapshot second ([`RaftLog::apply_snapshot`]); a crash in
+    /// between leaves a store ahead of its log, which
+    /// [`RaftLog::pending_snapshot`] lets the next start finish.
+    pub fn record_pending_snapshot(&self, meta: &SnapshotMetadata) -> Result<(), RaftLogError> {
+        let mut batch = LogBatch::default();
+        batch.put_message(GROUP_ID, KEY_PENDING_SNAPSHOT.to_vec(), meta)?;
+        self.write(&mut batch, true)
+    }
+
+    /// The snapshot being installed when the member stopped, if its log
+    /// was not cut to it yet.
+    pub fn pending_snapshot(&self) -> Result<Option<SnapshotMetadata>, RaftLogError> {
+        Ok(self
+            .engine
+            .get_message::<SnapshotMetadata>(GROUP_ID, KEY_PENDING_SNAPSHOT)?)
+    }
+
+    /// Forgets a pending snapshot the store never got.
+    pub fn drop_pending_snapshot(&self) -> Result<(), RaftLogError> {
+        let mut batch = LogBatch::default();
+        batch.delete(GROUP_ID, KEY_PENDING_SNAPSHOT.to_vec());
         self.write(&mut batch, true)
     }
 
@@ -544,6 +586,89 @@ mod tests {
             got.iter().map(|e| e.index).collect::<Vec<_>>(),
             vec![2, 3, 4]
         );
+    }
+
+    /// The data file's bytes, and where its records end.
+    fn log_file(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, usize) {
+        let path = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "raftlog"))
+            .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        (path, bytes, end)
+    }
+
+    #[test]
+    fn a_snapshot_cut_replaces_the_log_in_one_write_and_clears_the_pending_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RaftLog::open(dir.path()).unwrap();
+        log.bootstrap(&ConfState {
+            voters: vec![1],
+            ..Default::default()
+        })
+        .unwrap();
+        let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+        log.persist(&ents, None, true).unwrap();
+        let meta = SnapshotMetadata {
+            index: 40,
+            term: 3,
+            conf_state: Some(ConfState {
+                voters: vec![1, 2],
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        log.record_pending_snapshot(&meta).unwrap();
+        assert_eq!(log.pending_snapshot().unwrap().unwrap().index, 40);
+        let syncs = log.fsync_count();
+        log.apply_snapshot(&meta).unwrap();
+        assert_eq!(log.fsync_count(), syncs + 1, "one synced write");
+        drop(log);
+        let log = RaftLog::open(dir.path()).unwrap();
+        assert_eq!(log.pending_snapshot().unwrap(), None);
+        assert_eq!(log.first_index().unwrap(), 41);
+        assert_eq!(log.last_index().unwrap(), 40);
+        assert_eq!(log.conf_state().unwrap().voters, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_torn_tail_after_a_pending_snapshot_the_store_holds_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = RaftLog::open(dir.path()).unwrap();
+            let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+            log.persist(&ents, None, true).unwrap();
+            log.record_pending_snapshot(&SnapshotMetadata {
+                index: 40,
+                term: 3,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        // A record whose write stopped halfway: its header declares more
+        // bytes than follow it.
+        let (path, mut bytes, end) = log_file(dir.path());
+        let torn: Vec<u8> = [(1000u64 << 8).to_be_bytes(), 16u64.to_be_bytes()]
+            .concat()
+            .into_iter()
+            .chain((0..100).map(|i| i as u8 | 1))
+            .collect();
+        bytes.truncate(end);
+        bytes.extend(torn);
+        // raft-engine's preallocated space.
+        bytes.resize(end + 4096, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        // The store applied the snapshot (index 40): the log's 5 entries
+        // are all it needs; without the pending record 40 would be missing.
+        let (log, recovery) = RaftLog::open_checked(dir.path(), 40).unwrap();
+        assert!(
+            matches!(recovery, LogRecovery::TornTailTruncated { .. }),
+            "{recovery:?}"
+        );
+        assert_eq!(log.pending_snapshot().unwrap().unwrap().index, 40);
     }
 
     #[test]

@@ -179,8 +179,32 @@ async fn restarted_follower_catches_up_after_compaction() {
         .max_by_key(|ack| ack.revision)
         .expect("writes were acknowledged");
 
+    if cluster.target() == common::Target::Rafter {
+        // First a start that crashes after the snapshot replaced the store
+        // and before the log was cut to it: the next start finishes it.
+        let crashed = cluster
+            .start_expecting_exit(
+                follower,
+                &[("RAFTER_CRASH_POINT", "after-snapshot-restore")],
+                PROGRESS_DEADLINE,
+            )
+            .await;
+        let log = cluster.log(follower);
+        assert!(
+            crashed.is_some_and(|status| !status.success())
+                && log.contains("aborting at after-snapshot-restore"),
+            "the member did not crash at the crash point ({crashed:?}):\n{log}"
+        );
+    }
     let restarting = Instant::now();
     cluster.restart(follower).await;
+    if cluster.target() == common::Target::Rafter {
+        let log = cluster.log(follower);
+        assert!(
+            log.contains("finishing a snapshot install a crash interrupted"),
+            "the restart did not finish the snapshot install:\n{log}"
+        );
+    }
     let mut client = cluster.client(follower).await;
     let deadline = Instant::now() + PROGRESS_DEADLINE;
     while get_value(&mut client, &last.key, true).await.as_deref() != Some(last.value.as_str()) {

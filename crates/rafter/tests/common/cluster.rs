@@ -631,12 +631,34 @@ impl Cluster {
 
     /// Spawns the member's process with its output to a fresh log file.
     fn spawn(&mut self, index: usize) {
+        self.spawn_with_env(index, &[]);
+    }
+
+    /// Starts a killed member with extra environment variables (such as
+    /// `RAFTER_CRASH_POINT`) and waits up to `limit` for it to exit.
+    pub async fn start_expecting_exit(
+        &mut self,
+        index: usize,
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        assert!(
+            !self.is_running(index),
+            "member {} still runs",
+            self.name(index)
+        );
+        self.spawn_with_env(index, env);
+        self.wait_for_exit(index, limit).await
+    }
+
+    fn spawn_with_env(&mut self, index: usize, env: &[(&str, &str)]) {
         std::fs::create_dir_all(self.member_dir(index)).expect("create the member directory");
         self.members[index].starts += 1;
         let log = File::create(self.log_path(index)).expect("create the member log");
         let mut command = self.target.command();
         command
             .args(self.args(index))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log file handle"))
             .stderr(log);
