@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 runs=${1:-10000000}
 [ $# -gt 0 ] && shift
-targets=${*:-"peer_message raft_command client_txn snapshot_file member_record txn_text"}
+targets=${*:-"peer_message raft_command client_txn snapshot_file member_record txn_text log_file local_queue_file"}
 
 cargo run --quiet -p rafter-fuzz --example write_seeds -- fuzz/corpus
 

@@ -26,6 +26,8 @@ pub const TARGETS: &[Target] = &[
     ("snapshot_file", snapshot_file),
     ("member_record", member_record),
     ("txn_text", txn_text),
+    ("log_file", log_file),
+    ("local_queue_file", local_queue_file),
 ];
 
 /// A Raft message from a peer, as the peer service decodes it. What Raft
@@ -230,6 +232,48 @@ fn apply_one(store: &MvccStore, request: &KvRequest) {
 }
 
 /// Applies a request that passes the server's stateless checks.
+/// A directory for one input's files: in memory where the machine has it.
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    let builder = tempfile::Builder::new().prefix("rafter-fuzz-").to_owned();
+    if shm.is_dir() {
+        builder.tempdir_in(shm)
+    } else {
+        builder.tempdir()
+    }
+    .expect("a scratch directory")
+}
+
+/// A Raft log data file as a member finds it at start: opened under the
+/// torn-write rule (repaired, or refused with a message).
+pub fn log_file(data: &[u8]) {
+    let dir = scratch_dir();
+    std::fs::write(dir.path().join("0000000000000001.raftlog"), data).expect("write the input");
+    if let Ok((log, _)) = rafter_storage::RaftLog::open_checked(dir.path(), 0) {
+        let _ = raft::Storage::initial_state(&log);
+        let _ = log.pending_snapshot();
+        let first = raft::Storage::first_index(&log).unwrap_or(1);
+        let last = raft::Storage::last_index(&log).unwrap_or(0);
+        if first <= last {
+            let _ = raft::Storage::entries(
+                &log,
+                first,
+                last + 1,
+                None,
+                raft::GetEntriesContext::empty(false),
+            );
+        }
+    }
+}
+
+/// The local write queue's file as a member finds it at start.
+pub fn local_queue_file(data: &[u8]) {
+    let dir = scratch_dir();
+    let path = dir.path().join(rafter_storage::local_queue::FILE_NAME);
+    std::fs::write(&path, data).expect("write the input");
+    let _ = rafter_storage::local_queue::LocalQueue::open(dir.path());
+}
+
 fn apply(request: &KvRequest) {
     let checked = match request {
         KvRequest::Put(p) => validate::check_put(p),
@@ -321,6 +365,50 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             b"mod(\"a\") > \"0\"\nval(\"b\") = \"x\"\n\nput a 1\nget a --prefix\n\ndel b --prev-kv\n\n"
                 .to_vec(),
         ],
+        "log_file" => {
+            let dir = scratch_dir();
+            {
+                let log = rafter_storage::RaftLog::open(dir.path()).expect("a log");
+                log.bootstrap(&raft::eraftpb::ConfState {
+                    voters: vec![1],
+                    ..Default::default()
+                })
+                .expect("bootstrap");
+                let entries: Vec<raft::eraftpb::Entry> = (1..=4)
+                    .map(|index| raft::eraftpb::Entry {
+                        index,
+                        term: 1,
+                        data: RaftCommand::default().encode_to_vec().into(),
+                        ..Default::default()
+                    })
+                    .collect();
+                let hard_state = raft::eraftpb::HardState {
+                    term: 1,
+                    commit: 3,
+                    ..Default::default()
+                };
+                log.persist(&entries, Some(&hard_state), true).expect("persist");
+            }
+            let bytes =
+                std::fs::read(dir.path().join("0000000000000001.raftlog")).expect("the log file");
+            // Without raft-engine's zero fill, which only slows the fuzzer.
+            let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+            vec![bytes[..end].to_vec()]
+        }
+        "local_queue_file" => {
+            let dir = scratch_dir();
+            let (mut queue, _) =
+                rafter_storage::local_queue::LocalQueue::open(dir.path()).expect("a queue");
+            let writes: Vec<rafter_proto::rafterpb::LocalWrite> = (1..=3)
+                .map(|seq| rafter_proto::rafterpb::LocalWrite {
+                    seq,
+                    ..Default::default()
+                })
+                .collect();
+            queue.append(&writes).expect("append");
+            vec![std::fs::read(dir.path().join(rafter_storage::local_queue::FILE_NAME))
+                .expect("the queue file")]
+        }
         other => panic!("no target {other}"),
     }
 }

@@ -37,6 +37,14 @@ impl MessageExt for EntryExt {
 pub enum RaftLogError {
     #[error("raft log engine: {0}")]
     Engine(#[from] raft_engine::Error),
+    /// A log file's header is damaged. Nothing was modified.
+    #[error(
+        "the Raft log is corrupt: the header of {file} is damaged ({detail}). No file was \
+         changed. To recover, remove this member (rafter member remove / etcdctl member remove), \
+         delete its data directory and add it again, or restore the cluster from a snapshot \
+         (rafter snapshot restore)"
+    )]
+    CorruptHeader { file: String, detail: String },
     /// The log engine gave up on a write or an fsync (it panics when an
     /// fsync fails). What it was writing may not be on disk; the member
     /// must stop without acknowledging it, and never retry the fsync.
@@ -138,6 +146,55 @@ fn first_shrunk_file(
     })
 }
 
+/// raft-engine's file header: a magic string, the format version (u64)
+/// and, from version 2, the block alignment (u64) its reader trusts.
+const FILE_MAGIC: &[u8] = b"RAFT-LOG-FILE-HEADER-9986AB3E47F320B394C8E84916EB0ED5";
+
+/// Refuses log files whose header declares a block alignment: this member
+/// never writes aligned files, and raft-engine's reader would trust the
+/// number (a damaged one makes it allocate without bound). Only the
+/// header's unchecksummed fields need this; records carry checksums.
+fn check_file_headers(dir: &std::path::Path) -> Result<(), RaftLogError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let alignment_at = FILE_MAGIC.len() + 8;
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if !path
+            .extension()
+            .is_some_and(|x| x == "raftlog" || x == "rewrite")
+        {
+            continue;
+        }
+        let mut header = [0u8; FILE_MAGIC.len() + 16];
+        let read = std::fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut header))
+            .unwrap_or(0);
+        if read < header.len() || !header.starts_with(FILE_MAGIC) {
+            continue; // raft-engine's own checks report it
+        }
+        let alignment = u64::from_be_bytes(
+            header[alignment_at..alignment_at + 8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let version = u64::from_be_bytes(
+            header[FILE_MAGIC.len()..alignment_at]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        if version >= 2 && alignment != 0 {
+            return Err(RaftLogError::CorruptHeader {
+                file: path.display().to_string(),
+                detail: format!(
+                    "it declares a block alignment of {alignment} bytes, which this member never writes"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The newest file of a queue (`.raftlog` or `.rewrite`) when it holds
 /// nothing but zeros: a file whose header never reached the disk (created,
 /// then a crash before its first fsync). raft-engine calls its header
@@ -203,6 +260,7 @@ impl RaftLog {
         dir: &std::path::Path,
         applied_index: u64,
     ) -> Result<(Self, LogRecovery), RaftLogError> {
+        check_file_headers(dir)?;
         let error = match Self::open(dir) {
             Ok(log) => return Ok((log, LogRecovery::Intact)),
             Err(RaftLogError::Engine(e @ raft_engine::Error::Corruption(_))) => e,
@@ -669,6 +727,28 @@ mod tests {
             "{recovery:?}"
         );
         assert_eq!(log.pending_snapshot().unwrap().unwrap().index, 40);
+    }
+
+    #[test]
+    fn a_damaged_alignment_in_a_file_header_is_refused_before_the_engine_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = RaftLog::open(dir.path()).unwrap();
+            log.persist(&[entry(1, 1)], None, true).unwrap();
+        }
+        let (path, mut bytes, _) = log_file(dir.path());
+        let at = FILE_MAGIC.len() + 8;
+        bytes[at..at + 8].copy_from_slice(&0x001a_28c0_0000_0000u64.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let error = RaftLog::open_checked(dir.path(), 0)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(error, RaftLogError::CorruptHeader { .. })
+                && error.to_string().contains("block alignment"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "no file changed");
     }
 
     #[test]
