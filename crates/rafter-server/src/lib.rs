@@ -3,6 +3,7 @@
 //! (and the metrics/health HTTP endpoint) until stopped.
 
 mod applier;
+mod authority_fix;
 pub mod config;
 pub mod corrupt_check;
 mod disk_full_alarm;
@@ -462,7 +463,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let mut servers = Vec::new();
     for (url, listener) in listeners {
         tracing::info!("listening for client requests on {url}");
-        let incoming = no_delay(listener);
+        let incoming = {
+            use tokio_stream::StreamExt as _;
+            no_delay(listener).map(|conn| conn.map(authority_fix::AuthorityFix::new))
+        };
         // HTTP/1.1 beside gRPC on the same port: etcd's JSON gateway and
         // its health, metrics and version endpoints.
         let http_routes = gateway::router(gateway::Services {

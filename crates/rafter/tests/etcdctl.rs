@@ -973,3 +973,39 @@ async fn elect_without_a_proposal_needs_l() {
         "{stderr:?}"
     );
 }
+
+/// `endpoint status`, `health` and `hashkv` with `--endpoints=http://...`:
+/// etcdctl 3.4 dials these with the URL as the HTTP/2 `:authority`, which
+/// etcd accepts (Rafter repairs it: `rafter-server/src/authority_fix.rs`).
+#[tokio::test]
+async fn endpoint_commands_accept_endpoints_written_as_urls() {
+    let server = Server::start().await;
+    put(&server, "k", "v");
+    for args in [
+        &["endpoint", "status", "-w", "json"][..],
+        &["endpoint", "health"],
+        &["endpoint", "hashkv", "-w", "json"],
+        &["get", "k"],
+    ] {
+        let output = common::etcdctl_command(&server.endpoint())
+            .arg("--command-timeout=15s")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run etcdctl");
+        let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+        assert!(
+            output.status.success() && !stderr.contains("PROTOCOL_ERROR"),
+            "etcdctl --endpoints={} {args:?} failed with {}:\nstdout: {stdout}\nstderr: {stderr}",
+            server.endpoint(),
+            output.status
+        );
+        if args[1] != "k" {
+            // etcdctl 3.4 prints `endpoint health` on standard error.
+            assert!(
+                stdout.contains(&server.endpoint()) || stderr.contains(&server.endpoint()),
+                "{args:?}: {stdout}{stderr}"
+            );
+        }
+    }
+}
