@@ -5,6 +5,7 @@
 # safe, and the bugs looked for are panics, hangs and runaway allocation).
 #
 #   sh scripts/fuzz.sh [RUNS] [TARGET ...]    default: 10000000 runs, every target
+#   FUZZ_MAX_LEN=1024 sh scripts/fuzz.sh ...  a smaller input bound (default 65536)
 #
 # Each target starts from its seeds and fuzz/corpus/<target>; an input that
 # crashes is saved under fuzz/artifacts/<target>/ and belongs in
@@ -31,7 +32,7 @@ for target in $targets; do
     [ -d "$regressions" ] || regressions=
     echo "fuzzing $target for $runs runs"
     # shellcheck disable=SC2086 # $regressions is empty or one directory.
-    "./target/$host/release/$target" -runs="$runs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+    "./target/$host/release/$target" -runs="$runs" -max_len="${FUZZ_MAX_LEN:-65536}" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="artifacts/$target/" "corpus/$target" $regressions \
         2>"artifacts/$target.log" || { tail -n 40 "artifacts/$target.log"; exit 1; }
     grep -E "^Done|stat::number_of_executed_units|stat::peak_rss_mb" "artifacts/$target.log"
