@@ -10,7 +10,7 @@
 //! re-encoding them with its own HPACK encoder (the client's compression
 //! state is only known to this layer's decoder from then on). Connections
 //! whose first block is well-formed, and HTTP/1.1 connections, are passed
-//! through untouched after that first look, so normal clients pay nothing.
+//! through untouched after that first look.
 
 use std::io;
 use std::pin::Pin;

@@ -206,7 +206,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
             data_dir.display()
         )));
     }
-    finish_interrupted_snapshot(&log, store.state()?.applied_index)?;
+    if let Some(finished) = log.settle_pending_snapshot(store.state()?.applied_index)? {
+        tracing::warn!(
+            index = finished.index,
+            term = finished.term,
+            "finishing a snapshot install a crash interrupted: the store holds it, the log is cut to it now"
+        );
+    }
     let member_ids: Vec<u64> = founders.iter().map(|m| m.member_id).collect();
     let recorded = store.member_attributes()?;
     let membership = rafter_core::membership::Membership::new(recorded.clone());
@@ -579,27 +585,6 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
 /// must hold every entry from just after the store's applied index (or the
 /// store must have a snapshot past the log's start), and the recorded
 /// commit index must be inside the log.
-/// A snapshot install interrupted by a crash: the store was restored (its
-/// applied index is the snapshot's) but the log not yet cut to it, so the
-/// log is cut now; or the store was not restored, and the record goes
-/// (the leader sends the snapshot again).
-fn finish_interrupted_snapshot(log: &RaftLog, applied_index: u64) -> Result<(), ServerError> {
-    let Some(pending) = log.pending_snapshot()? else {
-        return Ok(());
-    };
-    if applied_index == pending.index {
-        tracing::warn!(
-            index = pending.index,
-            term = pending.term,
-            "finishing a snapshot install a crash interrupted: the store holds it, the log is cut to it now"
-        );
-        log.apply_snapshot(&pending)?;
-    } else {
-        log.drop_pending_snapshot()?;
-    }
-    Ok(())
-}
-
 fn check_log_against_store(
     log: &RaftLog,
     applied_index: u64,

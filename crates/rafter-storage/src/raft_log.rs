@@ -168,9 +168,8 @@ fn check_file_headers(dir: &std::path::Path) -> Result<(), RaftLogError> {
         }
         let mut header = [0u8; FILE_MAGIC.len() + 16];
         let read = std::fs::File::open(&path)
-            .and_then(|mut f| std::io::Read::read(&mut f, &mut header))
-            .unwrap_or(0);
-        if read < header.len() || !header.starts_with(FILE_MAGIC) {
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+        if read.is_err() || !header.starts_with(FILE_MAGIC) {
             continue; // raft-engine's own checks report it
         }
         let alignment = u64::from_be_bytes(
@@ -437,11 +436,25 @@ impl RaftLog {
             .get_message::<SnapshotMetadata>(GROUP_ID, KEY_PENDING_SNAPSHOT)?)
     }
 
-    /// Forgets a pending snapshot the store never got.
-    pub fn drop_pending_snapshot(&self) -> Result<(), RaftLogError> {
+    /// Settles a snapshot install a crash interrupted, at start: if the
+    /// store was restored (its applied index is the snapshot's), the log is
+    /// cut to the snapshot now and the snapshot returned; otherwise the
+    /// record goes (the leader sends the snapshot again).
+    pub fn settle_pending_snapshot(
+        &self,
+        applied_index: u64,
+    ) -> Result<Option<SnapshotMetadata>, RaftLogError> {
+        let Some(pending) = self.pending_snapshot()? else {
+            return Ok(None);
+        };
+        if applied_index == pending.index {
+            self.apply_snapshot(&pending)?;
+            return Ok(Some(pending));
+        }
         let mut batch = LogBatch::default();
         batch.delete(GROUP_ID, KEY_PENDING_SNAPSHOT.to_vec());
-        self.write(&mut batch, true)
+        self.write(&mut batch, true)?;
+        Ok(None)
     }
 
     /// The current membership.
