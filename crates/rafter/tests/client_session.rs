@@ -166,6 +166,25 @@ async fn the_client_follows_the_leader_hint() {
     let cluster = Cluster::start(3, &[]).await;
     let leader = cluster.leader().await;
     let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    // The hint is the leader's published client URL: wait until the
+    // follower has it (members publish theirs just after they start).
+    let mut members = cluster.client(follower).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = members.member_list().await.expect("member list");
+        if list
+            .members()
+            .iter()
+            .any(|m| m.client_urls().contains(&cluster.endpoint(leader)))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader's client URL never reached the follower"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let endpoints = vec![cluster.endpoint(follower), cluster.endpoint(leader)];
     let client = Client::connect(&endpoints).await.expect("connect");
     assert_eq!(client.current_endpoint(), cluster.endpoint(follower));
