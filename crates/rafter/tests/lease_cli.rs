@@ -108,10 +108,30 @@ async fn grant(client: &mut Client, id: i64, ttl: i64) {
 }
 
 /// `text` with every form of lease id `from` (16 hex digits, decimal)
-/// replaced by `to`'s.
+/// replaced by `to`'s. Only whole words are replaced: a short id's digits
+/// also occur inside the member id printed in the header.
 fn replace_id(text: &str, from: i64, to: i64) -> String {
-    text.replace(&format!("{from:016x}"), &format!("{to:016x}"))
-        .replace(&from.to_string(), &to.to_string())
+    let forms = [
+        (format!("{from:016x}"), format!("{to:016x}")),
+        (from.to_string(), to.to_string()),
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let mut flush = |word: &mut String, out: &mut String| {
+        let replaced = forms.iter().find(|(f, _)| f == word).map(|(_, t)| t);
+        out.push_str(replaced.unwrap_or(word));
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 #[tokio::test]
