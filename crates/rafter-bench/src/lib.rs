@@ -133,10 +133,12 @@ async fn single(
         (None, None) => RunLength::Ops(DEFAULT_TOTAL_OPS),
     };
     let (workers, settings) = setup::prepare(cluster, data, workload).await?;
+    let meter = server_cpu::CpuMeter::start(server_cpu::find_listeners(&cluster.endpoints));
     let (_, result) = runner::run(workers, run_length, length.rate_ops_per_s).await;
+    let cpu = meter.finish(result.recorder.all_latency_us().len());
     let report = RunReport {
         settings,
-        figures: RunFigures::of(&result, workload, length.rate_ops_per_s),
+        figures: RunFigures::of(&result, workload, length.rate_ops_per_s, cpu),
     };
     print(cluster.output, &report.table(), &report);
     Ok(())

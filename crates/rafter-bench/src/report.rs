@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::runner::RunResult;
+use crate::server_cpu::CpuFigures;
 use crate::workload::{OpKind, Workload};
 
 /// The settings a figure was measured with, repeated in every report.
@@ -88,11 +89,20 @@ pub struct RunFigures {
     pub cas_conflicted: Option<u64>,
     /// Successful operations completed in each second of the run.
     pub ops_per_second: Vec<u64>,
+    /// What the run cost the servers and the load generator, when the
+    /// server processes run on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuFigures>,
 }
 
 impl RunFigures {
     /// Summarises a run of `workload` offered at `target_rate_ops_per_s`.
-    pub fn of(result: &RunResult, workload: Workload, target_rate_ops_per_s: Option<f64>) -> Self {
+    pub fn of(
+        result: &RunResult,
+        workload: Workload,
+        target_rate_ops_per_s: Option<f64>,
+        cpu: Option<CpuFigures>,
+    ) -> Self {
         let recorder = &result.recorder;
         let elapsed_s = result.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
         let rate = |ops: u64| ((ops as f64 / elapsed_s) * 10.0).round() / 10.0;
@@ -122,6 +132,7 @@ impl RunFigures {
             cas_swapped: is_cas.then(|| recorder.cas_swapped()),
             cas_conflicted: is_cas.then(|| recorder.cas_conflicted()),
             ops_per_second: recorder.ops_per_second().to_vec(),
+            cpu,
         }
     }
 }
@@ -192,6 +203,22 @@ pub fn notes(figures: &RunFigures) -> String {
             })
             .collect();
         let _ = writeln!(text, "errors: {}", codes.join(", "));
+    }
+    if let Some(cpu) = &figures.cpu {
+        let rss_mib: Vec<String> = cpu
+            .server_peak_rss_kib
+            .iter()
+            .map(|kib| (kib / 1024).to_string())
+            .collect();
+        let _ = writeln!(
+            text,
+            "CPU per op: servers {:.1} us ({} ms over pids {:?}), load generator {:.1} us; server peak RSS MiB: {}",
+            cpu.server_cpu_us_per_op,
+            cpu.server_cpu_ms,
+            cpu.server_pids,
+            cpu.load_generator_cpu_us_per_op,
+            rss_mib.join(" / ")
+        );
     }
     if let (Some(swapped), Some(conflicted)) = (figures.cas_swapped, figures.cas_conflicted) {
         let _ = writeln!(

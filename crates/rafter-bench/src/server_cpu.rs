@@ -77,6 +77,66 @@ pub fn total_cpu(pids: &[u32]) -> Duration {
     pids.iter().filter_map(|pid| process_cpu(*pid)).sum()
 }
 
+/// What a measured run cost: the servers' CPU time (all members), the load
+/// generator's own, both per successful operation, and each server's peak
+/// resident memory at the end of the run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CpuFigures {
+    pub server_pids: Vec<u32>,
+    pub server_cpu_ms: u64,
+    pub server_cpu_us_per_op: f64,
+    pub load_generator_cpu_ms: u64,
+    pub load_generator_cpu_us_per_op: f64,
+    /// `VmHWM` of each server process in `server_pids` order, KiB.
+    pub server_peak_rss_kib: Vec<u64>,
+}
+
+/// CPU counters read at the start of a run, to subtract at its end.
+pub struct CpuMeter {
+    pids: Vec<u32>,
+    server_before: Duration,
+    own_before: Duration,
+}
+
+impl CpuMeter {
+    /// Starts measuring `pids` (and this process).
+    pub fn start(pids: Vec<u32>) -> Self {
+        Self {
+            server_before: total_cpu(&pids),
+            own_before: own_cpu().unwrap_or_default(),
+            pids,
+        }
+    }
+
+    /// The cost since `start`, spread over `ops` successful operations;
+    /// `None` when no server process was found (remote endpoints).
+    pub fn finish(&self, ops: u64) -> Option<CpuFigures> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        let server = total_cpu(&self.pids).saturating_sub(self.server_before);
+        let own = own_cpu()
+            .unwrap_or_default()
+            .saturating_sub(self.own_before);
+        let per_op = |d: Duration| {
+            let us = d.as_micros() as f64 / ops.max(1) as f64;
+            (us * 10.0).round() / 10.0
+        };
+        Some(CpuFigures {
+            server_pids: self.pids.clone(),
+            server_cpu_ms: server.as_millis() as u64,
+            server_cpu_us_per_op: per_op(server),
+            load_generator_cpu_ms: own.as_millis() as u64,
+            load_generator_cpu_us_per_op: per_op(own),
+            server_peak_rss_kib: self
+                .pids
+                .iter()
+                .map(|pid| peak_rss_kib(*pid).unwrap_or_default())
+                .collect(),
+        })
+    }
+}
+
 /// The processes listening on the ports of `endpoints` (host:port or
 /// http://host:port) on this machine; empty when none is found.
 pub fn find_listeners(endpoints: &[String]) -> Vec<u32> {

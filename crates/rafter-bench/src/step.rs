@@ -5,6 +5,7 @@
 use crate::args::{CasArgs, ClusterArgs, DataArgs, MixArgs, ReadArgs, StepArgs, StepWorkload};
 use crate::report::{RunFigures, StepReport};
 use crate::schedule::RunLength;
+use crate::server_cpu;
 use crate::workload::Workload;
 
 /// Runs every step in order with the same clients (compare-and-swap memory
@@ -30,12 +31,15 @@ pub async fn run(
         },
     };
     let (mut workers, settings) = crate::setup::prepare(cluster, data, workload).await?;
+    let pids = server_cpu::find_listeners(&cluster.endpoints);
     let mut figures = Vec::with_capacity(steps.rates_ops_per_s.len());
     for rate in &steps.rates_ops_per_s {
         let length = RunLength::For(steps.step_duration);
+        let meter = server_cpu::CpuMeter::start(pids.clone());
         let (returned, result) = crate::runner::run(workers, length, Some(*rate)).await;
+        let cpu = meter.finish(result.recorder.all_latency_us().len());
         workers = returned;
-        figures.push(RunFigures::of(&result, workload, Some(*rate)));
+        figures.push(RunFigures::of(&result, workload, Some(*rate), cpu));
     }
     let report = StepReport {
         settings,

@@ -182,6 +182,7 @@ pub async fn run(cluster: &ClusterArgs, data: &DataArgs, args: &WatchArgs) -> Re
         },
         Workload::Put,
         Some(args.rate_puts_per_s),
+        None,
     );
     let measured = delivery
         .last_delivery
