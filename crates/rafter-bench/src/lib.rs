@@ -4,7 +4,8 @@
 //! stepped offered load (seed 004), watch delivery to many watchers
 //! (`watch`), keeping many leases alive (`lease`), consistent reads through
 //! the client cache against direct gets (`cache`) and leader failover
-//! (`election`) and defragmentation under load (`defrag`).
+//! (`election`), defragmentation under load (`defrag`) and large data
+//! (`large`: a million keys and a 100,000-key range).
 //! Reports a table for people and one JSON line for scripts with
 //! throughput, HDR latency percentiles and errors.
 
@@ -19,6 +20,7 @@ mod duration;
 mod election;
 mod election_messages;
 mod keys;
+mod large;
 mod lease;
 mod local_cluster;
 pub mod peer_proxy;
@@ -115,6 +117,11 @@ async fn execute(command: BenchCommand) -> Result<(), String> {
             dial,
         } => dial::run(&cluster, &data, &dial).await,
         BenchWorkload::Lease { cluster, lease } => lease::run(&cluster, &lease).await,
+        BenchWorkload::Large {
+            cluster,
+            data,
+            large,
+        } => large::run(&cluster, &data, &large).await,
         BenchWorkload::Election(args) => election::run(&args).await,
         BenchWorkload::Defrag(args) => defrag::run(args).await,
     }

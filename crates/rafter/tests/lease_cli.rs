@@ -117,7 +117,7 @@ fn replace_id(text: &str, from: i64, to: i64) -> String {
     ];
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
-    let mut flush = |word: &mut String, out: &mut String| {
+    let flush = |word: &mut String, out: &mut String| {
         let replaced = forms.iter().find(|(f, _)| f == word).map(|(_, t)| t);
         out.push_str(replaced.unwrap_or(word));
         word.clear();

@@ -296,7 +296,7 @@ fn copy_tables(src: &redb::ReadTransaction, dst: &Database) -> Result<u64, MvccE
         rows += copy_table(src, dst, KV_REVS)?;
     }
     rows += copy_table(src, dst, KV_LATEST)?;
-    rows += copy_table(src, dst, REV_INDEX)?;
+    rows += copy_table(src, dst, KV_HISTORY)?;
     rows += copy_table(src, dst, META)?;
     rows += copy_table(src, dst, MEMBERS)?;
     rows += copy_table(src, dst, LEASES)?;

@@ -1,15 +1,16 @@
 //! The store's history as watches read it: the changes of a span of
-//! revisions in revision order (from `rev_index`), each with the key's
-//! previous live value (from `kv_revs`), all from one read transaction so
-//! the compaction check and the data agree.
+//! revisions in revision order (from `kv_history`), each with the key's
+//! previous live value (found through `kv_revs`), all from one read
+//! transaction so the compaction check and the data agree.
 
 use rafter_core::watch::{EventHistory, HistoryChunk, HistoryError};
 use rafter_proto::mvccpb::event::EventType;
 use rafter_proto::mvccpb::Event;
 use redb::ReadableDatabase;
 
-use super::record::Record;
-use super::tables::{compact_revision, KV_REVS, META, REV_INDEX};
+use super::tables::{
+    compact_revision, decode_history_row, history_record, KV_HISTORY, KV_REVS, META,
+};
 use super::{MvccError, MvccStore};
 
 impl MvccStore {
@@ -36,14 +37,14 @@ impl MvccStore {
         if from_rev < compacted {
             return Ok(Err(HistoryError::Compacted(compacted)));
         }
-        let index = txn.open_table(REV_INDEX)?;
+        let history = txn.open_table(KV_HISTORY)?;
         let revs = txn.open_table(KV_REVS)?;
         let mut events: Vec<Event> = Vec::new();
         let (from, to) = (from_rev.max(0) as u64, to_rev.max(0) as u64);
-        for item in index.range((from, 0u64)..=(to, u64::MAX))? {
-            let (rk, key) = item?;
+        for item in history.range((from, 0u64)..=(to, u64::MAX))? {
+            let (rk, row) = item?;
             let (rev, _) = rk.value();
-            let key = key.value();
+            let (key, rec) = decode_history_row(row.value());
             let last_rev = events
                 .last()
                 .map(|e| rafter_core::watch::event_revision(e) as u64);
@@ -54,18 +55,14 @@ impl MvccStore {
                     through_rev,
                 }));
             }
-            let rec = revs
-                .get((key, rev))?
-                .map(|v| Record::decode(v.value()))
-                .ok_or_else(|| {
-                    MvccError::Storage(format!("revision {rev} indexed but not stored"))
-                })?;
-            let prev = revs
-                .range((key, 0u64)..(key, rev))?
-                .next_back()
-                .transpose()?
-                .map(|(_, v)| Record::decode(v.value()))
-                .filter(|r| !r.tombstone);
+            let prev = match revs.range((key, 0u64)..(key, rev))?.next_back() {
+                Some(item) => {
+                    let (k, sub) = item?;
+                    Some(history_record(&history, k.value().1, sub.value())?)
+                }
+                None => None,
+            }
+            .filter(|r| !r.tombstone);
             events.push(Event {
                 r#type: if rec.tombstone {
                     EventType::Delete as i32

@@ -22,7 +22,6 @@ use rafter_proto::rafterpb::{
 use redb::ReadableTable;
 
 use super::conflicts;
-use super::record::Record;
 use super::tables::latest_get;
 use super::write::Writer;
 use super::MvccError;
@@ -176,9 +175,9 @@ impl Writer<'_> {
         }
         let after = (context_revision.max(0) as u64).saturating_add(1);
         if let Some(item) = self.revs.range((key, after)..=(key, u64::MAX))?.next_back() {
-            let (k, v) = item?;
+            let (k, sub) = item?;
             debug_assert!(
-                Record::decode(v.value()).tombstone,
+                super::tables::history_record(&self.history, k.value().1, sub.value())?.tombstone,
                 "no live record: deleted"
             );
             return Ok(Some(Change {

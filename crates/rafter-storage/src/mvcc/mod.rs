@@ -288,9 +288,16 @@ impl MvccStore {
         };
         let txn = store.db().begin_write()?;
         {
+            if let Err(redb::TableError::TableTypeMismatch { .. }) = txn.open_table(KV_REVS) {
+                return Err(MvccError::Storage(
+                    "this store was written by an earlier Rafter, whose storage layout kept \
+                     history in kv_revs; this version keeps it in kv_history and cannot read it"
+                        .into(),
+                ));
+            }
             txn.open_table(KV_REVS)?;
             txn.open_table(KV_LATEST)?;
-            txn.open_table(REV_INDEX)?;
+            txn.open_table(KV_HISTORY)?;
             txn.open_table(META)?;
             txn.open_table(MEMBERS)?;
             txn.open_table(LEASES)?;
@@ -656,8 +663,14 @@ impl MvccStore {
                 .ok_or_else(|| MvccError::Storage("no such key to corrupt".into()))?;
             rec.value = value.to_vec();
             latest.insert(key, rec.encode().as_slice())?;
-            txn.open_table(KV_REVS)?
-                .insert((key, rec.mod_revision as u64), rec.encode().as_slice())?;
+            let rev = rec.mod_revision as u64;
+            let sub = txn
+                .open_table(KV_REVS)?
+                .get((key, rev))?
+                .expect("a live key's revision is indexed")
+                .value();
+            txn.open_table(KV_HISTORY)?
+                .insert((rev, sub), tables::history_row(key, &rec).as_slice())?;
         }
         txn.commit()?;
         Ok(())
@@ -701,7 +714,7 @@ pub(crate) fn apply_to(
             write::WriteTables {
                 latest: txn.open_table(KV_LATEST)?,
                 revs: txn.open_table(KV_REVS)?,
-                rev_index: txn.open_table(REV_INDEX)?,
+                history: txn.open_table(KV_HISTORY)?,
                 members: txn.open_table(MEMBERS)?,
                 leases: txn.open_table(LEASES)?,
                 lease_keys: txn.open_table(LEASE_KEYS)?,

@@ -1,5 +1,5 @@
 //! Range reads over a consistent snapshot of the store, at the current
-//! revision (from `kv_latest`) or at a past one (from `kv_revs`), with etcd's
+//! revision (from `kv_latest`) or at a past one (`kv_revs` and `kv_history`), with etcd's
 //! Range semantics: filters, sorting, limit/more, count, keys_only.
 
 use rafter_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -7,11 +7,14 @@ use rafter_proto::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
 };
 use rafter_proto::mvccpb::KeyValue;
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::keyrange::KeyRange;
 use super::record::Record;
-use super::tables::{compact_revision, meta_get, KV_LATEST, KV_REVS, META, META_CURRENT_REV};
+use super::tables::{
+    compact_revision, history_record, meta_get, KV_HISTORY, KV_LATEST, KV_REVS, META,
+    META_CURRENT_REV,
+};
 use super::txn::{rev_header, TxnTables};
 use super::MvccError;
 
@@ -43,9 +46,10 @@ impl RevisionBounds {
 
 /// The tables a read needs, and the revisions they hold, all from one redb
 /// read transaction: a consistent snapshot that never blocks the writer.
+/// History is opened only by a read at a past revision.
 pub struct ReadView {
+    txn: ReadTransaction,
     latest: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    revs: ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
     pub bounds: RevisionBounds,
 }
 
@@ -55,16 +59,25 @@ impl ReadView {
         let meta = txn.open_table(META)?;
         Ok(ReadView {
             latest: txn.open_table(KV_LATEST)?,
-            revs: txn.open_table(KV_REVS)?,
             bounds: RevisionBounds {
                 current: meta_get(&meta, META_CURRENT_REV, 1)? as i64,
                 compacted: compact_revision(&meta)?,
             },
+            txn,
         })
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        range(&self.latest, &self.revs, self.bounds, req)
+        range(
+            &self.latest,
+            self.bounds,
+            req,
+            |kr, rev, limit, count_only| {
+                let revs = self.txn.open_table(KV_REVS)?;
+                let history = self.txn.open_table(KV_HISTORY)?;
+                scan_at(&revs, &history, kr, rev, limit, count_only)
+            },
+        )
     }
 }
 
@@ -100,18 +113,18 @@ impl TxnTables for ReadView {
 }
 
 /// Raw key-values in key order, plus the number of keys in range.
-struct Scan {
+pub struct Scan {
     kvs: Vec<KeyValue>,
     count: i64,
 }
 
-/// Answers a RangeRequest. `latest` and `revs` must come from the same
-/// transaction as `bounds`.
+/// Answers a RangeRequest. `latest` and what `scan_past` reads (a
+/// [`scan_at`] of history) must come from the same transaction as `bounds`.
 pub fn range(
     latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    revs: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
     bounds: RevisionBounds,
     req: &RangeRequest,
+    scan_past: impl FnOnce(&KeyRange, i64, usize, bool) -> Result<Scan, MvccError>,
 ) -> Result<RangeResponse, MvccError> {
     let rev = bounds.resolve(req.revision)?;
     let needs_full_scan = req.sort_order != SortOrder::None as i32
@@ -134,7 +147,7 @@ pub fn range(
     } else if rev == bounds.current {
         scan_latest(latest, &kr, fetch_limit, req.count_only)?
     } else {
-        scan_at(revs, &kr, rev, fetch_limit, req.count_only)?
+        scan_past(&kr, rev, fetch_limit, req.count_only)?
     };
     apply_filters(&mut scan.kvs, req);
     sort(&mut scan.kvs, req);
@@ -205,8 +218,9 @@ pub fn for_each_live(
 
 /// Scans history: for each key in range, its newest record at or before
 /// `rev`, skipped when that record is a deletion.
-fn scan_at(
-    revs: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+pub fn scan_at(
+    revs: &impl ReadableTable<(&'static [u8], u64), u64>,
+    history: &impl ReadableTable<(u64, u64), &'static [u8]>,
     kr: &KeyRange,
     rev: i64,
     limit: usize,
@@ -226,9 +240,12 @@ fn scan_at(
         (_, Some(e)) => revs.range((start, 0u64)..(e, 0u64))?,
         (_, None) => revs.range((start, 0u64)..)?,
     };
-    let mut current: Option<(Vec<u8>, Option<Record>)> = None;
-    let flush = |entry: Option<(Vec<u8>, Option<Record>)>, scan: &mut Scan| {
-        if let Some((k, Some(rec))) = entry {
+    // Per key: its newest (revision, sub) at or before `rev`.
+    type Newest = Option<(Vec<u8>, Option<(u64, u64)>)>;
+    let mut current: Newest = None;
+    let flush = |entry: Newest, scan: &mut Scan| -> Result<(), MvccError> {
+        if let Some((k, Some((r, sub)))) = entry {
+            let rec = history_record(history, r, sub)?;
             if !rec.tombstone {
                 scan.count += 1;
                 if !count_only && scan.kvs.len() < limit {
@@ -236,22 +253,23 @@ fn scan_at(
                 }
             }
         }
+        Ok(())
     };
     for item in iter {
         let (key, value) = item?;
         let (k, r) = key.value();
         let same_key = current.as_ref().is_some_and(|(ck, _)| ck.as_slice() == k);
         if !same_key {
-            flush(current.take(), &mut scan);
+            flush(current.take(), &mut scan)?;
             current = Some((k.to_vec(), None));
         }
         if r <= rev {
             if let Some((_, best)) = current.as_mut() {
-                *best = Some(Record::decode(value.value()));
+                *best = Some((r, value.value()));
             }
         }
     }
-    flush(current.take(), &mut scan);
+    flush(current.take(), &mut scan)?;
     Ok(scan)
 }
 

@@ -10,9 +10,13 @@ use super::record::Record;
 use super::tables::*;
 use super::MvccError;
 
+/// (key, revision) -> sub (8 bytes little-endian).
 const TAG_REVS: u8 = 1;
 const TAG_LATEST: u8 = 2;
-const TAG_REV_INDEX: u8 = 3;
+// Tag 3 was the revision index of the layout before `kv_history`; a
+// snapshot holding it is refused.
+/// (revision, sub) -> history row.
+const TAG_HISTORY: u8 = 12;
 const TAG_META: u8 = 4;
 const TAG_MEMBERS: u8 = 5;
 const TAG_LEASES: u8 = 6;
@@ -53,18 +57,23 @@ pub fn dump_with_members(
     for item in txn.open_table(KV_REVS)?.iter()? {
         let (k, v) = item?;
         let (key, rev) = k.value();
-        push_row(&mut out, TAG_REVS, &rev_key(key, rev), v.value());
+        push_row(
+            &mut out,
+            TAG_REVS,
+            &rev_key(key, rev),
+            &v.value().to_le_bytes(),
+        );
     }
     for item in txn.open_table(KV_LATEST)?.iter()? {
         let (k, v) = item?;
         push_row(&mut out, TAG_LATEST, k.value(), v.value());
     }
-    for item in txn.open_table(REV_INDEX)?.iter()? {
+    for item in txn.open_table(KV_HISTORY)?.iter()? {
         let (k, v) = item?;
         let (rev, sub) = k.value();
         let mut key = rev.to_be_bytes().to_vec();
         key.extend_from_slice(&sub.to_be_bytes());
-        push_row(&mut out, TAG_REV_INDEX, &key, v.value());
+        push_row(&mut out, TAG_HISTORY, &key, v.value());
     }
     for item in txn.open_table(META)?.iter()? {
         let (k, v) = item?;
@@ -185,7 +194,7 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
     let txn = db.begin_write()?;
     clear(&txn, KV_REVS)?;
     clear(&txn, KV_LATEST)?;
-    clear(&txn, REV_INDEX)?;
+    clear(&txn, KV_HISTORY)?;
     clear(&txn, META)?;
     clear(&txn, MEMBERS)?;
     clear(&txn, LEASES)?;
@@ -203,7 +212,7 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
         let mut lease_keys = txn.open_table(LEASE_KEYS)?;
         let mut revs = txn.open_table(KV_REVS)?;
         let mut latest = txn.open_table(KV_LATEST)?;
-        let mut rev_index = txn.open_table(REV_INDEX)?;
+        let mut history = txn.open_table(KV_HISTORY)?;
         let mut meta = txn.open_table(META)?;
         let mut members = txn.open_table(MEMBERS)?;
         let bad = || MvccError::Storage("corrupt snapshot: malformed row".into());
@@ -213,11 +222,9 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                     if r.key.len() < 8 {
                         return Err(bad());
                     }
-                    if !Record::well_formed(r.value) {
-                        return Err(bad());
-                    }
                     let rev = u64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
-                    revs.insert((&r.key[8..], rev), r.value)?;
+                    let sub = u64::from_le_bytes(r.value.try_into().map_err(|_| bad())?);
+                    revs.insert((&r.key[8..], rev), sub)?;
                 }
                 TAG_LATEST => {
                     if !Record::well_formed(r.value) {
@@ -225,13 +232,13 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
                     }
                     latest.insert(r.key, r.value)?;
                 }
-                TAG_REV_INDEX => {
-                    if r.key.len() != 16 {
+                TAG_HISTORY => {
+                    if r.key.len() != 16 || split_history_row(r.value).is_none() {
                         return Err(bad());
                     }
                     let rev = u64::from_be_bytes(r.key[..8].try_into().expect("8 bytes"));
                     let sub = u64::from_be_bytes(r.key[8..].try_into().expect("8 bytes"));
-                    rev_index.insert((rev, sub), r.value)?;
+                    history.insert((rev, sub), r.value)?;
                 }
                 TAG_META => {
                     let name = std::str::from_utf8(r.key).map_err(|_| bad())?;
@@ -296,14 +303,15 @@ pub fn restore(db: &redb::Database, data: &[u8]) -> Result<(), MvccError> {
 /// so members at the same revision (and compaction) agree (etcd's HashKV).
 pub fn hash_kv(db: &redb::Database, revision: u64) -> Result<u32, MvccError> {
     let txn = db.begin_read()?;
+    let history = txn.open_table(KV_HISTORY)?;
     let mut h = crc32fast::Hasher::new();
     for item in txn.open_table(KV_REVS)?.iter()? {
-        let (k, v) = item?;
+        let (k, sub) = item?;
         let (key, rev) = k.value();
         if rev <= revision {
             h.update(key);
             h.update(&rev.to_be_bytes());
-            h.update(v.value());
+            h.update(&history_record(&history, rev, sub.value())?.encode());
         }
     }
     Ok(h.finalize())

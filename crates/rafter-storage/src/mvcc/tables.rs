@@ -1,11 +1,14 @@
 //! The redb tables of the MVCC store and the typed accessors over them.
 //!
-//! - `kv_revs`:   (key, revision) -> record. Every retained revision of every
-//!   key, deletions as tombstones; serves reads at past revisions.
+//! - `kv_history`: (revision, sub) -> (key, record). Every retained change
+//!   in revision order, deletions as tombstones: appended at the end of the
+//!   tree, so a put costs one sequential insert here (the layout etcd's
+//!   backend uses). Serves watch replay and compaction.
+//! - `kv_revs`:   (key, revision) -> sub. The index of `kv_history` by key:
+//!   small rows (no value), so its random inserts touch few pages. Serves
+//!   reads at past revisions (with one `kv_history` lookup per key found).
 //! - `kv_latest`: key -> record. The newest live revision of each key; serves
 //!   reads at the current revision without scanning history.
-//! - `rev_index`: (revision, sub) -> key. Changes in revision order, for
-//!   compaction (and for watch replay later).
 //! - `leases`:    lease id -> granted TTL and checkpointed remaining TTL
 //!   (seconds; 0 = never checkpointed).
 //! - `lease_keys`: (lease id, key) -> (). The keys attached to each lease,
@@ -26,9 +29,12 @@ use redb::{ReadableTable, TableDefinition};
 use super::record::Record;
 use super::MvccError;
 
-pub const KV_REVS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("kv_revs");
+/// A store written before `kv_history` existed kept whole records in
+/// `kv_revs`; opening one fails on this table's type (redb checks it) instead
+/// of serving it without history.
+pub const KV_REVS: TableDefinition<(&[u8], u64), u64> = TableDefinition::new("kv_revs");
 pub const KV_LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_latest");
-pub const REV_INDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("rev_index");
+pub const KV_HISTORY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("kv_history");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new("leases");
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
@@ -71,4 +77,44 @@ pub fn latest_get(
 /// that compacting revision 0 (or 1) still succeeds once.
 pub fn compact_revision(meta: &impl ReadableTable<&'static str, u64>) -> Result<i64, MvccError> {
     Ok(meta.get(META_COMPACT_REV)?.map_or(-1, |v| v.value() as i64))
+}
+
+/// A `kv_history` row: the key's length (u32 little-endian), the key, then
+/// the encoded record.
+pub fn history_row(key: &[u8], rec: &Record) -> Vec<u8> {
+    let encoded = rec.encode();
+    let mut row = Vec::with_capacity(4 + key.len() + encoded.len());
+    row.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    row.extend_from_slice(key);
+    row.extend_from_slice(&encoded);
+    row
+}
+
+/// The key and the encoded record of a `kv_history` row, or `None` when the
+/// bytes cannot be one (what a snapshot's rows must pass before they are
+/// stored).
+pub fn split_history_row(row: &[u8]) -> Option<(&[u8], &[u8])> {
+    let key_len = u32::from_le_bytes(row.get(..4)?.try_into().ok()?) as usize;
+    let key = row.get(4..4usize.checked_add(key_len)?)?;
+    let rec = &row[4 + key_len..];
+    Record::well_formed(rec).then_some((key, rec))
+}
+
+/// The key and record of a row this store wrote.
+pub fn decode_history_row(row: &[u8]) -> (&[u8], Record) {
+    let (key, rec) = split_history_row(row).expect("corrupt kv_history row");
+    (key, Record::decode(rec))
+}
+
+/// The record stored at (`rev`, `sub`), which the index says exists.
+pub fn history_record(
+    history: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    rev: u64,
+    sub: u64,
+) -> Result<Record, MvccError> {
+    let row = history.get((rev, sub))?.ok_or_else(|| {
+        MvccError::Storage(format!("revision {rev}.{sub} indexed but not stored"))
+    })?;
+    let (_, rec) = decode_history_row(row.value());
+    Ok(rec)
 }

@@ -25,8 +25,8 @@ use super::{KvRequest, KvResponse, MvccError};
 /// The tables one apply transaction writes.
 pub struct WriteTables<'t> {
     pub latest: Table<'t, &'static [u8], &'static [u8]>,
-    pub revs: Table<'t, (&'static [u8], u64), &'static [u8]>,
-    pub rev_index: Table<'t, (u64, u64), &'static [u8]>,
+    pub revs: Table<'t, (&'static [u8], u64), u64>,
+    pub history: Table<'t, (u64, u64), &'static [u8]>,
     pub members: Table<'t, u64, &'static [u8]>,
     pub leases: Table<'t, i64, (i64, i64)>,
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
@@ -40,8 +40,8 @@ pub struct WriteTables<'t> {
 /// request being applied.
 pub struct Writer<'t> {
     pub latest: Table<'t, &'static [u8], &'static [u8]>,
-    pub revs: Table<'t, (&'static [u8], u64), &'static [u8]>,
-    pub rev_index: Table<'t, (u64, u64), &'static [u8]>,
+    pub revs: Table<'t, (&'static [u8], u64), u64>,
+    pub history: Table<'t, (u64, u64), &'static [u8]>,
     pub members: Table<'t, u64, &'static [u8]>,
     pub leases: Table<'t, i64, (i64, i64)>,
     pub lease_keys: Table<'t, (i64, &'static [u8]), ()>,
@@ -92,7 +92,7 @@ impl<'t> Writer<'t> {
             conflict_state: tables.conflict_state,
             latest: tables.latest,
             revs: tables.revs,
-            rev_index: tables.rev_index,
+            history: tables.history,
             members: tables.members,
             leases: tables.leases,
             lease_keys: tables.lease_keys,
@@ -361,13 +361,15 @@ impl<'t> Writer<'t> {
     /// Writes one change of `key` at the request's revision.
     fn record_change(&mut self, key: &[u8], rec: &Record) -> Result<(), MvccError> {
         let rev = self.write_rev() as u64;
-        let encoded = rec.encode();
-        self.revs.insert((key, rev), encoded.as_slice())?;
-        self.rev_index.insert((rev, self.changes), key)?;
+        self.history.insert(
+            (rev, self.changes),
+            super::tables::history_row(key, rec).as_slice(),
+        )?;
+        self.revs.insert((key, rev), self.changes)?;
         if rec.tombstone {
             self.latest.remove(key)?;
         } else {
-            self.latest.insert(key, encoded.as_slice())?;
+            self.latest.insert(key, rec.encode().as_slice())?;
         }
         self.changes += 1;
         if self.any_lww
@@ -386,7 +388,12 @@ impl<'t> Writer<'t> {
         if c.revision > self.current_rev {
             return Err(MvccError::FutureRevision);
         }
-        super::compact::compact(&mut self.revs, &mut self.rev_index, c.revision as u64)?;
+        super::compact::compact(
+            &mut self.revs,
+            &mut self.history,
+            self.compact_rev.max(0) as u64,
+            c.revision as u64,
+        )?;
         super::conflicts::compact(&mut self.conflict_state, c.revision)?;
         self.compact_rev = c.revision;
         Ok(CompactionResponse { header: None })
@@ -424,7 +431,14 @@ impl<'t> TxnTables for Writer<'t> {
     }
 
     fn range_in_txn(&self, r: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        read::range(&self.latest, &self.revs, self.read_bounds(), r)
+        read::range(
+            &self.latest,
+            self.read_bounds(),
+            r,
+            |kr, rev, limit, count_only| {
+                read::scan_at(&self.revs, &self.history, kr, rev, limit, count_only)
+            },
+        )
     }
 
     fn put_in_txn(&mut self, p: &PutRequest) -> Result<PutResponse, MvccError> {
