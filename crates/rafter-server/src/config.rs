@@ -64,6 +64,12 @@ pub struct ServeArgs {
     /// disarmed.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub quota_backend_bytes: i64,
+    /// Memory the store keeps of its file's pages, in MiB (no etcd
+    /// equivalent: etcd maps the whole file, so its resident memory grows
+    /// with the data). Pages beyond it are read back through the kernel's
+    /// page cache.
+    #[arg(long, default_value_t = rafter_storage::mvcc::DEFAULT_CACHE_BYTES >> 20)]
+    pub store_cache_size_mb: usize,
     /// Interval of the cross-member consistency check (Go duration; etcd's
     /// flag, which etcd leaves off by default: Rafter runs it every 5
     /// minutes unless given 0s). A member whose HashKV differs from the

@@ -118,13 +118,14 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let member_dir = data_dir.join("member");
     std::fs::create_dir_all(&member_dir)?;
     let store_path = member_dir.join("kv.redb");
-    let store =
-        Arc::new(
-            MvccStore::open(&store_path).map_err(|source| ServerError::StoreOpen {
+    let store = Arc::new(
+        MvccStore::open_with_cache(&store_path, args.store_cache_size_mb << 20).map_err(
+            |source| ServerError::StoreOpen {
                 path: store_path.display().to_string(),
                 source,
-            })?,
-        );
+            },
+        )?,
+    );
     let (log, recovery) =
         RaftLog::open_checked(&member_dir.join("raft"), store.state()?.applied_index)?;
     if let rafter_storage::LogRecovery::TornTailTruncated { file, offset } = &recovery {
