@@ -195,6 +195,7 @@ impl Applier {
         self.status
             .entries_applied
             .fetch_add(pending.batch.entries.len() as u64, Ordering::Relaxed);
+        self.status.apply_commits.fetch_add(1, Ordering::Relaxed);
         self.applied_index = applied.applied_index;
         self.report(durable);
         Ok(())

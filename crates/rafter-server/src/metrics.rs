@@ -52,6 +52,7 @@ pub struct Metrics {
     db_size_legacy: IntGauge,
     proposals_total: IntCounter,
     entries_applied: IntCounter,
+    apply_commits: IntCounter,
     ready_cycles: IntCounter,
     wal_fsyncs: IntCounter,
     store_syncs: IntCounter,
@@ -140,6 +141,7 @@ impl Default for Metrics {
             db_size_legacy: gauge(&r, "rafter_db_size_bytes", "Size of the state machine file."),
             proposals_total: counter(&r, "rafter_proposals_total", "Proposals accepted into the Raft log."),
             entries_applied: counter(&r, "rafter_entries_applied_total", "Raft entries applied to the store."),
+            apply_commits: counter(&r, "rafter_apply_commits_total", "Store transactions that applied Raft entries."),
             ready_cycles: counter(&r, "rafter_ready_cycles_total", "Raft Ready cycles processed."),
             wal_fsyncs: counter(&r, "rafter_wal_fsyncs_total", "Fsyncs of the Raft log."),
             store_syncs: counter(&r, "rafter_store_syncs_total", "Durable commits of the state machine store."),
@@ -218,6 +220,7 @@ impl Metrics {
         for (counter, now) in [
             (&self.proposals_total, &s.proposals),
             (&self.entries_applied, &s.entries_applied),
+            (&self.apply_commits, &s.apply_commits),
             (&self.ready_cycles, &s.ready_cycles),
             (&self.wal_fsyncs, &s.wal_fsyncs),
             (&self.store_syncs, &s.store_syncs),

@@ -117,6 +117,9 @@ pub struct NodeStatus {
     pub applied_index: AtomicU64,
     pub wal_fsyncs: AtomicU64,
     pub entries_applied: AtomicU64,
+    /// Store transactions that applied entries (entries per transaction:
+    /// `entries_applied / apply_commits`).
+    pub apply_commits: AtomicU64,
     pub proposals: AtomicU64,
     pub ready_cycles: AtomicU64,
     pub store_syncs: AtomicU64,

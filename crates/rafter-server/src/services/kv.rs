@@ -107,6 +107,24 @@ fn mismatch() -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
+    type RangeStreamStream =
+        tokio_stream::wrappers::ReceiverStream<Result<RangeStreamResponse, Status>>;
+
+    async fn range_stream(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let r = request.into_inner();
+        validate::check_range(&r).map_err(ApiError::from)?;
+        if !r.serializable {
+            self.node.read_barrier().await?;
+        }
+        let chunks = super::range_stream::start(self.node.clone(), r);
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            chunks,
+        )))
+    }
+
     async fn range(
         &self,
         request: Request<RangeRequest>,

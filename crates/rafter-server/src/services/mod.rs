@@ -12,6 +12,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod peer;
+mod range_stream;
 pub mod session_meta;
 pub mod watch;
 

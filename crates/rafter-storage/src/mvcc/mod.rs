@@ -14,6 +14,7 @@ mod history;
 pub mod keyrange;
 pub mod local_writes;
 pub mod membership;
+mod range_stream;
 mod read;
 pub mod read_only;
 pub mod record;
@@ -351,6 +352,16 @@ impl MvccStore {
     /// Serves a Range from a read snapshot (never blocks the writer).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
         read::ReadView::open(&self.db())?.range(req)
+    }
+
+    /// One page of a RangeStream: `req`'s first `limit` keys; `count` and
+    /// `more` only when `count_total` (see [`read::ReadView::range_page`]).
+    pub fn range_page(
+        &self,
+        req: &RangeRequest,
+        count_total: bool,
+    ) -> Result<RangeResponse, MvccError> {
+        read::ReadView::open(&self.db())?.range_page(req, count_total)
     }
 
     /// Serves a read-only Txn (see [`read_only::is_read_only`]; nested txns

@@ -68,10 +68,22 @@ impl ReadView {
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        self.range_page(req, true)
+    }
+
+    /// [`ReadView::range`]; with `count_total` false a scan at the current
+    /// revision stops at the limit, so `count` and `more` are not
+    /// meaningful (a later page of a RangeStream, whose first page counted).
+    pub fn range_page(
+        &self,
+        req: &RangeRequest,
+        count_total: bool,
+    ) -> Result<RangeResponse, MvccError> {
         range(
             &self.latest,
             self.bounds,
             req,
+            count_total,
             |kr, rev, limit, count_only| {
                 let revs = self.txn.open_table(KV_REVS)?;
                 let history = self.txn.open_table(KV_HISTORY)?;
@@ -124,6 +136,7 @@ pub fn range(
     latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
     bounds: RevisionBounds,
     req: &RangeRequest,
+    count_total: bool,
     scan_past: impl FnOnce(&KeyRange, i64, usize, bool) -> Result<Scan, MvccError>,
 ) -> Result<RangeResponse, MvccError> {
     let rev = bounds.resolve(req.revision)?;
@@ -144,6 +157,8 @@ pub fn range(
             kvs: vec![],
             count: 0,
         }
+    } else if rev == bounds.current && !count_total && fetch_limit < usize::MAX {
+        scan_latest_page(latest, &kr, fetch_limit)?
     } else if rev == bounds.current {
         scan_latest(latest, &kr, fetch_limit, req.count_only)?
     } else {
@@ -186,6 +201,36 @@ fn scan_latest(
         }
     })?;
     Ok(scan)
+}
+
+/// The first `limit` live keys of `kr`, without counting the rest.
+fn scan_latest_page(
+    latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    kr: &KeyRange,
+    limit: usize,
+) -> Result<Scan, MvccError> {
+    let mut kvs = Vec::new();
+    match kr {
+        KeyRange::Single(k) => {
+            if let Some(v) = latest.get(k.as_slice())? {
+                kvs.push(Record::decode(v.value()).to_key_value(k));
+            }
+        }
+        KeyRange::Span { start, end } => {
+            let iter = match end {
+                Some(e) => latest.range::<&[u8]>(start.as_slice()..e.as_slice())?,
+                None => latest.range::<&[u8]>(start.as_slice()..)?,
+            };
+            for item in iter.take(limit) {
+                let (k, v) = item?;
+                kvs.push(Record::decode(v.value()).to_key_value(k.value()));
+            }
+        }
+    }
+    Ok(Scan {
+        count: kvs.len() as i64,
+        kvs,
+    })
 }
 
 /// Calls `take` with each live key of `kr` and its newest record (encoded),

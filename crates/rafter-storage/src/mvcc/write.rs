@@ -435,6 +435,7 @@ impl<'t> TxnTables for Writer<'t> {
             &self.latest,
             self.read_bounds(),
             r,
+            true,
             |kr, rev, limit, count_only| {
                 read::scan_at(&self.revs, &self.history, kr, rev, limit, count_only)
             },
