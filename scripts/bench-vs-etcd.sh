@@ -976,8 +976,10 @@ if large_runs:
       "until every member answers `etcdctl endpoint health` (polled every 0.2 s). Goals: the Range "
       "within a stated memory bound, memory at most 1/2 of etcd's.")
     w("")
-    w("| system | load keys/s | load server CPU µs/key | data on disk, all members MB | RSS after load per member MiB | range ms | range response MB | range raised peak by MiB | RSS kept after range MiB | restart to ready ms | RSS after restart per member MiB |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("The same range is also asked through `KV.RangeStream` (etcd 3.7's streamed Range, not served by etcd 3.4 or 3.5) just before the unary Range, so its own effect on the peak shows.")
+    w("")
+    w("| system | load keys/s | load server CPU µs/key | data on disk, all members MB | RSS after load per member MiB | range ms | range response MB | range raised peak by MiB | RSS kept after range MiB | RangeStream ms (messages) | RangeStream raised peak by MiB | restart to ready ms | RSS after restart per member MiB |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for x, r in large_runs.items():
         try:
             restart = dict(line.split() for line in open(os.path.join(results, x, "restart.txt")) if line.strip())
@@ -991,6 +993,9 @@ if large_runs:
           f"{r['range_response_bytes'] / 1e6:.1f} | "
           f"{(r['range_member_peak_after_kib'] - r['range_member_peak_before_kib']) / 1024:.0f} | "
           f"{(r['range_member_rss_after_kib'] - r['range_member_rss_before_kib']) / 1024:.0f} | "
+          + (f"{r['stream']['ms']} ({r['stream']['messages']}) | "
+             f"{(r['stream']['member_peak_after_kib'] - r['stream']['member_peak_before_kib']) / 1024:.0f} | "
+             if r.get('stream') else "not served | | ") +
           f"{restart.get('restart_ms', 'failed' if 'restart_failed' in restart else 'n/a')} | {after or 'n/a'} |")
 else:
     w("Not run.")

@@ -44,6 +44,23 @@ pub struct LargeReport {
     pub range_member_rss_after_kib: u64,
     pub range_member_peak_before_kib: u64,
     pub range_member_peak_after_kib: u64,
+    /// The same range through `KV.RangeStream` (etcd 3.7; `None` when the
+    /// server does not serve it), asked before the unary one so that its
+    /// own peak shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamFigures>,
+}
+
+/// What the RangeStream of the range cost.
+#[derive(Debug, Serialize)]
+pub struct StreamFigures {
+    pub messages: usize,
+    pub keys_returned: usize,
+    pub ms: f64,
+    pub member_rss_before_kib: u64,
+    pub member_rss_after_kib: u64,
+    pub member_peak_before_kib: u64,
+    pub member_peak_after_kib: u64,
 }
 
 /// Loads the keys, asks the Range, prints the report.
@@ -134,18 +151,46 @@ pub async fn run(cluster: &ClusterArgs, data: &DataArgs, large: &LargeArgs) -> R
 
     let range_keys = large.range_keys.min(large.keys);
     let mut kv = KvClient::new(channels[0].clone()).max_decoding_message_size(usize::MAX);
+    let range = RangeRequest {
+        key: keys.key(0),
+        range_end: if range_keys < large.keys {
+            keys.key(range_keys)
+        } else {
+            vec![0]
+        },
+        ..Default::default()
+    };
+    let (rss_before, peak_before) = (rss(&pids[0]), peak(&pids[0]));
+    let asked = Instant::now();
+    let stream = match kv.range_stream(range.clone()).await {
+        Ok(response) => {
+            let mut messages = response.into_inner();
+            let (mut count, mut keys_returned) = (0, 0);
+            while let Some(message) = messages
+                .message()
+                .await
+                .map_err(|s| format!("the range stream failed: {}", s.message()))?
+            {
+                count += 1;
+                keys_returned += message.range_response.map_or(0, |r| r.kvs.len());
+            }
+            Some(StreamFigures {
+                messages: count,
+                keys_returned,
+                ms: (asked.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+                member_rss_before_kib: rss_before,
+                member_rss_after_kib: rss(&pids[0]),
+                member_peak_before_kib: peak_before,
+                member_peak_after_kib: peak(&pids[0]),
+            })
+        }
+        Err(status) if status.code() == tonic::Code::Unimplemented => None,
+        Err(status) => return Err(format!("the range stream failed: {}", status.message())),
+    };
     let (rss_before, peak_before) = (rss(&pids[0]), peak(&pids[0]));
     let asked = Instant::now();
     let response = kv
-        .range(RangeRequest {
-            key: keys.key(0),
-            range_end: if range_keys < large.keys {
-                keys.key(range_keys)
-            } else {
-                vec![0]
-            },
-            ..Default::default()
-        })
+        .range(range)
         .await
         .map_err(|s| format!("the range failed: {}", s.message()))?
         .into_inner();
@@ -167,6 +212,7 @@ pub async fn run(cluster: &ClusterArgs, data: &DataArgs, large: &LargeArgs) -> R
         range_member_rss_after_kib: rss(&pids[0]),
         range_member_peak_before_kib: peak_before,
         range_member_peak_after_kib: peak(&pids[0]),
+        stream,
     };
     let mib = |kib: u64| kib / 1024;
     let table = format!(
@@ -195,6 +241,19 @@ pub async fn run(cluster: &ClusterArgs, data: &DataArgs, large: &LargeArgs) -> R
         mib(report.range_member_peak_before_kib),
         mib(report.range_member_peak_after_kib),
     );
+    let mut table = table;
+    if let Some(s) = &report.stream {
+        table.push_str(&format!(
+            "range stream: {} messages, {} keys, {} ms; answering member RSS {} -> {} MiB, peak {} -> {} MiB\n",
+            s.messages,
+            s.keys_returned,
+            s.ms,
+            mib(s.member_rss_before_kib),
+            mib(s.member_rss_after_kib),
+            mib(s.member_peak_before_kib),
+            mib(s.member_peak_after_kib)
+        ));
+    }
     crate::print(cluster.output, &table, &report);
     Ok(())
 }
