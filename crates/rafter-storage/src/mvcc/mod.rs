@@ -35,6 +35,7 @@ use rafter_proto::etcdserverpb::{
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
+pub use range_stream::RangeChunks;
 pub use read::RevisionBounds;
 use tables::*;
 

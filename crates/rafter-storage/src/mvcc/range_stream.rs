@@ -31,64 +31,100 @@ fn unchunked(r: &RangeRequest) -> bool {
         || r.range_end.is_empty()
 }
 
-impl MvccStore {
-    /// Answers `r` (validated) in chunks, handing each message to `emit`
-    /// in order; `emit` returns false when the client is gone. Only the
-    /// first message has a header. A chunk read after its pinned revision
-    /// was compacted fails with `Compacted`, as etcd's does.
-    pub fn range_chunks(
-        &self,
-        r: &RangeRequest,
-        max_request_bytes: usize,
-        mut emit: impl FnMut(RangeResponse) -> bool,
-    ) -> Result<(), MvccError> {
-        if unchunked(r) {
-            emit(self.range(r)?);
-            return Ok(());
+/// Where a stream is: not started, reading pages, or done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Start,
+    Reading,
+    Done,
+}
+
+/// One RangeStream's progress: each [`RangeChunks::next_chunk`] reads the
+/// next message (one store read), so the caller decides where each read
+/// runs and can stop between two of them.
+#[derive(Debug)]
+pub struct RangeChunks {
+    /// The request, its key moved past each chunk and its revision pinned.
+    request: RangeRequest,
+    max_request_bytes: usize,
+    /// Keys the client asked for (its limit; all when none).
+    wanted: i64,
+    chunk_keys: i64,
+    /// Keys in range, counted by the first chunk.
+    total: i64,
+    sent: i64,
+    last_size_bytes: usize,
+    cursor: Option<Vec<u8>>,
+    step: Step,
+}
+
+impl RangeChunks {
+    /// The chunks of `r` (validated).
+    pub fn new(r: RangeRequest, max_request_bytes: usize) -> Self {
+        Self {
+            wanted: if r.limit > 0 { r.limit } else { i64::MAX },
+            request: r,
+            max_request_bytes,
+            chunk_keys: FIRST_CHUNK_KEYS,
+            total: 0,
+            sent: 0,
+            last_size_bytes: 0,
+            cursor: None,
+            step: Step::Start,
         }
-        let wanted = if r.limit > 0 { r.limit } else { i64::MAX };
-        let mut chunk_keys = FIRST_CHUNK_KEYS;
-        let mut request = r.clone();
-        request.limit = chunk_keys.min(wanted);
-        let mut message = self.range_page(&request, true)?;
-        let total = message.count;
-        // Later chunks read at the first one's revision even as writes
-        // arrive (the header carries the current revision, which is the
-        // one read unless the request named one).
-        if r.revision <= 0 {
-            request.revision = message.header.as_ref().map_or(0, |h| h.revision);
-        }
-        let mut sent = message.kvs.len() as i64;
-        let mut size = message.encoded_len();
-        let mut cursor = message.kvs.last().map(|kv| kv.key.clone());
-        while sent < wanted.min(total) {
-            let Some(mut next_key) = cursor.take() else {
-                break;
-            };
+    }
+
+    /// The next message, or `None` after the last. Only the first message
+    /// has a header. A chunk read after its pinned revision was compacted
+    /// fails with `Compacted`, as etcd's does.
+    pub fn next_chunk(&mut self, store: &MvccStore) -> Result<Option<RangeResponse>, MvccError> {
+        let mut message = match self.step {
+            Step::Done => return Ok(None),
+            Step::Start if unchunked(&self.request) => {
+                self.step = Step::Done;
+                return store.range(&self.request).map(Some);
+            }
+            Step::Start => {
+                self.request.limit = self.chunk_keys.min(self.wanted);
+                let first = store.range_page(&self.request, true)?;
+                self.total = first.count;
+                // Later chunks read at the first one's revision even as
+                // writes arrive (the header carries the current revision,
+                // which is the one read unless the request named one).
+                if self.request.revision <= 0 {
+                    self.request.revision = first.header.as_ref().map_or(0, |h| h.revision);
+                }
+                first
+            }
+            Step::Reading => {
+                if self.last_size_bytes < self.max_request_bytes / 2 {
+                    self.chunk_keys = self.chunk_keys.saturating_mul(2);
+                } else if self.last_size_bytes > self.max_request_bytes.saturating_mul(2) {
+                    self.chunk_keys = (self.chunk_keys / 2).max(1);
+                }
+                let mut next_key = self.cursor.take().expect("reading after a full chunk");
+                next_key.push(0);
+                self.request.key = next_key;
+                self.request.limit = self.chunk_keys.min(self.wanted - self.sent);
+                let mut page = store.range_page(&self.request, false)?;
+                page.header = None;
+                page
+            }
+        };
+        self.sent += message.kvs.len() as i64;
+        self.last_size_bytes = message.encoded_len();
+        self.cursor = message.kvs.last().map(|kv| kv.key.clone());
+        if self.sent < self.wanted.min(self.total) && self.cursor.is_some() {
             // Not the last message: count and more come with the last one.
             message.count = 0;
             message.more = false;
-            if !emit(message) {
-                return Ok(());
-            }
-            if size < max_request_bytes / 2 {
-                chunk_keys = chunk_keys.saturating_mul(2);
-            } else if size > max_request_bytes.saturating_mul(2) {
-                chunk_keys = (chunk_keys / 2).max(1);
-            }
-            next_key.push(0);
-            request.key = next_key;
-            request.limit = chunk_keys.min(wanted - sent);
-            message = self.range_page(&request, false)?;
-            message.header = None;
-            sent += message.kvs.len() as i64;
-            size = message.encoded_len();
-            cursor = message.kvs.last().map(|kv| kv.key.clone());
+            self.step = Step::Reading;
+        } else {
+            message.count = self.total;
+            message.more = self.total > self.sent;
+            self.step = Step::Done;
         }
-        message.count = total;
-        message.more = total > sent;
-        emit(message);
-        Ok(())
+        Ok(Some(message))
     }
 }
 
@@ -122,14 +158,12 @@ mod tests {
     ) -> (usize, RangeResponse) {
         let mut all = RangeResponse::default();
         let mut messages = 0;
-        store
-            .range_chunks(r, 1 << 20, |chunk| {
-                messages += 1;
-                all.merge(chunk.encode_to_vec().as_slice()).expect("merge");
-                between(messages);
-                true
-            })
-            .expect("range chunks");
+        let mut chunks = RangeChunks::new(r.clone(), 1 << 20);
+        while let Some(chunk) = chunks.next_chunk(store).expect("range chunks") {
+            messages += 1;
+            all.merge(chunk.encode_to_vec().as_slice()).expect("merge");
+            between(messages);
+        }
         (messages, all)
     }
 

@@ -199,6 +199,7 @@ fn scan_latest(
         if !count_only && scan.kvs.len() < limit {
             scan.kvs.push(Record::decode(v).to_key_value(k));
         }
+        true
     })?;
     Ok(scan)
 }
@@ -210,23 +211,10 @@ fn scan_latest_page(
     limit: usize,
 ) -> Result<Scan, MvccError> {
     let mut kvs = Vec::new();
-    match kr {
-        KeyRange::Single(k) => {
-            if let Some(v) = latest.get(k.as_slice())? {
-                kvs.push(Record::decode(v.value()).to_key_value(k));
-            }
-        }
-        KeyRange::Span { start, end } => {
-            let iter = match end {
-                Some(e) => latest.range::<&[u8]>(start.as_slice()..e.as_slice())?,
-                None => latest.range::<&[u8]>(start.as_slice()..)?,
-            };
-            for item in iter.take(limit) {
-                let (k, v) = item?;
-                kvs.push(Record::decode(v.value()).to_key_value(k.value()));
-            }
-        }
-    }
+    for_each_live(latest, kr, |k, v| {
+        kvs.push(Record::decode(v).to_key_value(k));
+        kvs.len() < limit
+    })?;
     Ok(Scan {
         count: kvs.len() as i64,
         kvs,
@@ -234,11 +222,11 @@ fn scan_latest_page(
 }
 
 /// Calls `take` with each live key of `kr` and its newest record (encoded),
-/// in key order.
+/// in key order, until `take` returns false.
 pub fn for_each_live(
     latest: &impl ReadableTable<&'static [u8], &'static [u8]>,
     kr: &KeyRange,
-    mut take: impl FnMut(&[u8], &[u8]),
+    mut take: impl FnMut(&[u8], &[u8]) -> bool,
 ) -> Result<(), MvccError> {
     match kr {
         KeyRange::Single(k) => {
@@ -254,7 +242,9 @@ pub fn for_each_live(
             };
             for item in iter {
                 let (k, v) = item?;
-                take(k.value(), v.value());
+                if !take(k.value(), v.value()) {
+                    break;
+                }
             }
         }
     }

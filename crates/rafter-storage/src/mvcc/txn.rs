@@ -97,7 +97,10 @@ pub fn live_keys(
     kr: &KeyRange,
 ) -> Result<Vec<(Vec<u8>, Record)>, MvccError> {
     let mut out = Vec::new();
-    read::for_each_live(latest, kr, |k, v| out.push((k.to_vec(), Record::decode(v))))?;
+    read::for_each_live(latest, kr, |k, v| {
+        out.push((k.to_vec(), Record::decode(v)));
+        true
+    })?;
     Ok(out)
 }
 

@@ -361,15 +361,15 @@ impl<'t> Writer<'t> {
     /// Writes one change of `key` at the request's revision.
     fn record_change(&mut self, key: &[u8], rec: &Record) -> Result<(), MvccError> {
         let rev = self.write_rev() as u64;
-        self.history.insert(
-            (rev, self.changes),
-            super::tables::history_row(key, rec).as_slice(),
-        )?;
+        // One encoding of the record serves both tables.
+        let row = super::tables::history_row(key, rec);
+        self.history.insert((rev, self.changes), row.as_slice())?;
         self.revs.insert((key, rev), self.changes)?;
         if rec.tombstone {
             self.latest.remove(key)?;
         } else {
-            self.latest.insert(key, rec.encode().as_slice())?;
+            let (_, encoded) = super::tables::split_history_row(&row).expect("a row just built");
+            self.latest.insert(key, encoded)?;
         }
         self.changes += 1;
         if self.any_lww
