@@ -352,6 +352,8 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
         apply_thread,
         removed_members: removed_members.clone(),
         removed: false,
+        removal_grace: Duration::from_micros(timing.tick_us * timing.heartbeat_tick as u64 * 10),
+        stop_at: None,
     };
     let peer_service =
         services::peer::PeerService::new(cluster_id, tx.clone(), removed_members, store.clone());

@@ -183,6 +183,13 @@ pub struct RaftLoop {
     /// Set when this member learned it was removed: the loop stops and the
     /// process exits.
     pub removed: bool,
+    /// How long a member that applied its own removal keeps running Raft
+    /// before it stops: etcd's 10 heartbeat intervals, so its heartbeats
+    /// carry the removal's commit to the others (a removed leader of two
+    /// voters is the only one that knows the removal committed).
+    pub removal_grace: Duration,
+    /// When a member that applied its own removal stops.
+    pub stop_at: Option<Instant>,
 }
 
 impl RaftLoop {
@@ -319,6 +326,9 @@ impl RaftLoop {
                 }
             }
             self.carry_out(&mut replies)?;
+            if self.stop_at.is_some_and(|at| Instant::now() >= at) {
+                self.removed = true;
+            }
             if self.removed {
                 break;
             }
@@ -488,9 +498,12 @@ impl RaftLoop {
         if let Some(t) = &mut self.transport {
             t.set_peers(&peers);
         }
-        if records.iter().any(|r| r.member_id == me && r.removed) {
-            tracing::warn!("this member was removed from the cluster; it stops serving");
-            self.removed = true;
+        if self.stop_at.is_none() && records.iter().any(|r| r.member_id == me && r.removed) {
+            tracing::warn!(
+                "this member was removed from the cluster; it stops serving in {:?}",
+                self.removal_grace
+            );
+            self.stop_at = Some(Instant::now() + self.removal_grace);
         }
     }
 
