@@ -709,7 +709,11 @@ impl MvccStore {
 /// cost a system call and a copy, not a disk read; the bound keeps a
 /// member's resident memory well below etcd's, which maps the whole file
 /// (a million 256 B keys: about 1 GiB per etcd member, see BENCHMARKS.md).
-pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+/// A page read past the cache is in the kernel's page cache as well, so a
+/// larger cache mostly holds a second copy: 64 MiB holds the hot pages of
+/// the benchmarks' workloads and served a million keys as fast as 256 MiB
+/// (benchmarks/NOTES.md, "Change 3").
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 /// How long a measurement of the bytes in use is reused.
 const IN_USE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
