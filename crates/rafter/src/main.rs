@@ -3,6 +3,8 @@
 
 use clap::Parser;
 
+mod malloc_arenas;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rafter",
@@ -46,6 +48,7 @@ fn main() {
 }
 
 fn serve(args: rafter_server::config::ServeArgs) -> i32 {
+    malloc_arenas::limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
