@@ -231,7 +231,11 @@ impl Metrics {
         let db = node.store.db_size_bytes() as i64;
         self.db_size_bytes.set(db);
         self.db_size_legacy.set(db);
-        self.db_size_in_use_bytes.set(db);
+        self.db_size_in_use_bytes.set(
+            node.store
+                .last_db_size_in_use_bytes()
+                .map_or(db, |bytes| bytes as i64),
+        );
         let (current, compacted) = node.revisions();
         self.current_revision.set(current);
         self.compact_revision.set(compacted.max(0));

@@ -260,8 +260,14 @@ fn the_bytes_in_use_are_measured() {
         apply_at(&store, i, &put(format!("k{i}"), 10_000)).unwrap();
     }
     store.sync().unwrap();
+    assert_eq!(
+        store.last_db_size_in_use_bytes(),
+        None,
+        "nothing measured yet"
+    );
     let in_use = store.db_size_in_use_bytes().unwrap();
     println!("file {} in use {in_use}", store.db_size_bytes());
     assert!(in_use >= 200 * 10_000, "{in_use}");
     assert!(in_use <= store.db_size_bytes());
+    assert_eq!(store.last_db_size_in_use_bytes(), Some(in_use));
 }

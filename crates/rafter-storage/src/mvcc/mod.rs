@@ -668,6 +668,16 @@ impl MvccStore {
         Ok(bytes)
     }
 
+    /// The last `dbSizeInUse` measured (by a `Status`), however old, or
+    /// `None` before the first: what `/metrics` reports, since measuring
+    /// walks every page of the store.
+    pub fn last_db_size_in_use_bytes(&self) -> Option<u64> {
+        self.in_use
+            .lock()
+            .expect("in-use lock poisoned")
+            .map(|(bytes, _)| bytes.min(self.db_size_bytes()))
+    }
+
     /// Test-only: replaces `key`'s current value in place, keeping its
     /// revisions, as silent disk corruption would (what the corruption
     /// check must find). Compiled only with the test-only bugs.
