@@ -215,7 +215,7 @@ pub async fn run(cluster: &ClusterArgs, data: &DataArgs, large: &LargeArgs) -> R
         stream,
     };
     let mib = |kib: u64| kib / 1024;
-    let table = format!(
+    let mut table = format!(
         "large data: {} keys of {} B loaded in {} ms ({:.0} keys/s, server CPU {} us/key); \
          member RSS after load MiB: {:?}\n\
          range of {} keys: {} returned, {} MB, {} ms; answering member RSS {} -> {} MiB, \
@@ -241,7 +241,6 @@ pub async fn run(cluster: &ClusterArgs, data: &DataArgs, large: &LargeArgs) -> R
         mib(report.range_member_peak_before_kib),
         mib(report.range_member_peak_after_kib),
     );
-    let mut table = table;
     if let Some(s) = &report.stream {
         table.push_str(&format!(
             "range stream: {} messages, {} keys, {} ms; answering member RSS {} -> {} MiB, peak {} -> {} MiB\n",

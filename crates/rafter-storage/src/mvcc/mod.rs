@@ -645,8 +645,7 @@ impl MvccStore {
     /// less its free pages. Measuring walks every table (on a snapshot, so
     /// applies go on), so a measurement is reused for `IN_USE_MAX_AGE`.
     pub fn db_size_in_use_bytes(&self) -> Result<u64, MvccError> {
-        let mut cached = self.in_use.lock().expect("in-use lock poisoned");
-        if let Some((bytes, at)) = *cached {
+        if let Some((bytes, at)) = *self.in_use.lock().expect("in-use lock poisoned") {
             if at.elapsed() < IN_USE_MAX_AGE {
                 return Ok(bytes);
             }
@@ -664,7 +663,9 @@ impl MvccStore {
             in_tables += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
         }
         let bytes = in_tables.min(self.db_size_bytes());
-        *cached = Some((bytes, std::time::Instant::now()));
+        // Not held across the walk: `/metrics` reads the last measurement.
+        *self.in_use.lock().expect("in-use lock poisoned") =
+            Some((bytes, std::time::Instant::now()));
         Ok(bytes)
     }
 

@@ -79,11 +79,14 @@ pub fn compact_revision(meta: &impl ReadableTable<&'static str, u64>) -> Result<
     Ok(meta.get(META_COMPACT_REV)?.map_or(-1, |v| v.value() as i64))
 }
 
+/// Bytes before a `kv_history` row's key: the key's length.
+const HISTORY_KEY_LEN_BYTES: usize = 4;
+
 /// A `kv_history` row: the key's length (u32 little-endian), the key, then
 /// the encoded record.
 pub fn history_row(key: &[u8], rec: &Record) -> Vec<u8> {
     let encoded = rec.encode();
-    let mut row = Vec::with_capacity(4 + key.len() + encoded.len());
+    let mut row = Vec::with_capacity(HISTORY_KEY_LEN_BYTES + key.len() + encoded.len());
     row.extend_from_slice(&(key.len() as u32).to_le_bytes());
     row.extend_from_slice(key);
     row.extend_from_slice(&encoded);
@@ -94,10 +97,15 @@ pub fn history_row(key: &[u8], rec: &Record) -> Vec<u8> {
 /// bytes cannot be one (what a snapshot's rows must pass before they are
 /// stored).
 pub fn split_history_row(row: &[u8]) -> Option<(&[u8], &[u8])> {
-    let key_len = u32::from_le_bytes(row.get(..4)?.try_into().ok()?) as usize;
-    let key = row.get(4..4usize.checked_add(key_len)?)?;
-    let rec = &row[4 + key_len..];
+    let key_len = u32::from_le_bytes(row.get(..HISTORY_KEY_LEN_BYTES)?.try_into().ok()?) as usize;
+    let key = row.get(HISTORY_KEY_LEN_BYTES..HISTORY_KEY_LEN_BYTES.checked_add(key_len)?)?;
+    let rec = &row[HISTORY_KEY_LEN_BYTES + key_len..];
     Record::well_formed(rec).then_some((key, rec))
+}
+
+/// The encoded record inside a row [`history_row`] built for `key`.
+pub fn history_row_record<'r>(row: &'r [u8], key: &[u8]) -> &'r [u8] {
+    &row[HISTORY_KEY_LEN_BYTES + key.len()..]
 }
 
 /// The key and record of a row this store wrote.

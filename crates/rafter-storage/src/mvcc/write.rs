@@ -368,8 +368,8 @@ impl<'t> Writer<'t> {
         if rec.tombstone {
             self.latest.remove(key)?;
         } else {
-            let (_, encoded) = super::tables::split_history_row(&row).expect("a row just built");
-            self.latest.insert(key, encoded)?;
+            self.latest
+                .insert(key, super::tables::history_row_record(&row, key))?;
         }
         self.changes += 1;
         if self.any_lww
