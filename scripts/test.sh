@@ -46,6 +46,18 @@ done
 echo "mutation check: fault-log-skips-fsync"
 RAFTER_FAULT=fault-log-skips-fsync run_binary disk_campaign rafter
 
+# The Raft log entry cache's mutation check: with the cache keeping a
+# suffix a conflicting append replaced, its model test must see reads that
+# differ from the persisted log (the test asserts it does).
+echo "mutation check: fault-log-cache-stale"
+if cargo nextest --version >/dev/null 2>&1; then
+    RAFTER_FAULT=fault-log-cache-stale cargo nextest run --workspace --no-fail-fast \
+        -E 'test(entry_cache_reads_match_the_persisted_log)'
+else
+    RAFTER_FAULT=fault-log-cache-stale cargo test -p rafter-storage --features faults \
+        entry_cache_reads_match_the_persisted_log
+fi
+
 # The consistent client cache's mutation check: with consistent reads that
 # skip the catch-up turned on, its linearizability test must see the
 # violation (the test asserts it does).

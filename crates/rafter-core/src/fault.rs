@@ -53,10 +53,14 @@ pub enum Fault {
     /// The server's Raft log writes without fsync, so a power cut loses
     /// entries it acknowledged.
     LogSkipsFsync,
+    /// The server's Raft log entry cache keeps the suffix a conflicting
+    /// append replaced, so raft-rs reads terms and entries the log no
+    /// longer holds.
+    LogCacheStale,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 17] = [
+    pub const ALL: [Fault; 18] = [
         Fault::LocalReads,
         Fault::AckUncommitted,
         Fault::ReadBeforeApplied,
@@ -74,6 +78,7 @@ impl Fault {
         Fault::DefragDropHistory,
         Fault::PromoteSkipsRaft,
         Fault::LogSkipsFsync,
+        Fault::LogCacheStale,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +100,7 @@ impl Fault {
             Fault::DefragDropHistory => "fault-defrag-drop-history",
             Fault::PromoteSkipsRaft => "fault-promote-skips-raft",
             Fault::LogSkipsFsync => "fault-log-skips-fsync",
+            Fault::LogCacheStale => "fault-log-cache-stale",
         }
     }
 

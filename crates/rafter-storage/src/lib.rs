@@ -4,6 +4,7 @@
 //! the same transaction as the data it describes).
 
 pub mod disk_panic;
+pub mod entry_cache;
 pub mod local_queue;
 pub mod mvcc;
 pub mod raft_log;
