@@ -87,6 +87,10 @@ impl<S: Storage> Member<S> {
             pre_vote: true,
             check_quorum: true,
             read_only_option: raft::ReadOnlyOption::Safe,
+            // Every proposal a turn steps would otherwise send each
+            // follower its own one-entry append (and get its own answer):
+            // the appends of one Ready go to a follower as one message.
+            batch_append: true,
             ..Default::default()
         };
         raft_cfg.validate()?;
