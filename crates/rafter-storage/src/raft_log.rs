@@ -22,9 +22,10 @@ const KEY_TRUNCATED: &[u8] = b"truncated";
 /// A snapshot the store is being replaced by (see `record_pending_snapshot`).
 const KEY_PENDING_SNAPSHOT: &[u8] = b"pending_snapshot";
 /// Bound on the newest entries kept in memory (see `entry_cache.rs`): at
-/// 10,000 puts/s of 256 B values about two seconds of log, so a follower
-/// that falls briefly behind is still served from memory.
-const ENTRY_CACHE_BYTES: usize = 8 << 20;
+/// 10,000 puts/s of 256 B values about a second of log, so a follower that
+/// falls briefly behind is still served from memory. It counts against a
+/// member's resident memory under a sustained write load.
+const ENTRY_CACHE_BYTES: usize = 4 << 20;
 
 /// Tells raft-engine how to read an index out of a raft-rs entry.
 #[derive(Clone, Copy)]
