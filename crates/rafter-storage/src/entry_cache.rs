@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 
+use protobuf::Message as _;
 use raft::eraftpb::Entry;
 
 /// Bytes of bookkeeping counted per cached entry besides its payload.
@@ -108,8 +109,11 @@ impl EntryCache {
         Some(e.term)
     }
 
-    /// Entries `[low, high)`, if every one of them is cached.
-    pub fn slice(&self, low: u64, high: u64) -> Option<Vec<Entry>> {
+    /// Entries `[low, high)`, if every one of them is cached, cut as
+    /// raft-rs's `limit_size` cuts: the first entry always, then entries
+    /// while their encoded sizes add up to at most `max_size_bytes`. Only
+    /// the entries kept are copied.
+    pub fn slice(&self, low: u64, high: u64, max_size_bytes: Option<u64>) -> Option<Vec<Entry>> {
         let first = self.first_index()?;
         let last = self.last_index()?;
         if low < first || high > last + 1 || low > high {
@@ -117,7 +121,19 @@ impl EntryCache {
         }
         let from = (low - first) as usize;
         let to = (high - first) as usize;
-        Some(self.entries.range(from..to).cloned().collect())
+        let max_size_bytes = max_size_bytes.unwrap_or(u64::MAX);
+        let mut size_bytes = 0u64;
+        Some(
+            self.entries
+                .range(from..to)
+                .enumerate()
+                .take_while(|(i, e)| {
+                    size_bytes = size_bytes.saturating_add(u64::from(e.compute_size()));
+                    *i == 0 || size_bytes <= max_size_bytes
+                })
+                .map(|(_, e)| e.clone())
+                .collect(),
+        )
     }
 
     /// Bytes the cached entries account for.
@@ -156,8 +172,8 @@ mod tests {
             None,
             "the old suffix past the overwrite is gone"
         );
-        assert_eq!(cache.slice(5, 10).map(|v| v.len()), Some(5));
-        assert_eq!(cache.slice(5, 11), None);
+        assert_eq!(cache.slice(5, 10, None).map(|v| v.len()), Some(5));
+        assert_eq!(cache.slice(5, 11, None), None);
     }
 
     #[test]
@@ -169,7 +185,7 @@ mod tests {
         assert_eq!(cache.term(20), Some(1));
         cache.append(&run(3, 4, 2));
         assert_eq!(cache.term(20), None);
-        assert_eq!(cache.slice(3, 5).map(|v| v.len()), Some(2));
+        assert_eq!(cache.slice(3, 5, None).map(|v| v.len()), Some(2));
     }
 
     #[test]
@@ -177,7 +193,7 @@ mod tests {
         let mut cache = EntryCache::new(3 * (10 + ENTRY_OVERHEAD_BYTES));
         cache.append(&run(1, 5, 1));
         assert_eq!(cache.term(2), None);
-        assert_eq!(cache.slice(3, 6).map(|v| v.len()), Some(3));
+        assert_eq!(cache.slice(3, 6, None).map(|v| v.len()), Some(3));
         assert!(cache.size_bytes() <= 3 * (10 + ENTRY_OVERHEAD_BYTES));
         cache.compact_to(5);
         assert_eq!(cache.term(4), None);

@@ -606,8 +606,7 @@ impl raft::Storage for RaftLog {
             "entries({low}, {high}) past last index {last}"
         );
         let max_size = max_size.into();
-        if let Some(mut cached) = self.cache().entries.slice(low, high) {
-            raft::util::limit_size(&mut cached, max_size);
+        if let Some(cached) = self.cache().entries.slice(low, high, max_size) {
             return Ok(cached);
         }
         let mut out = Vec::with_capacity((high - low) as usize);
